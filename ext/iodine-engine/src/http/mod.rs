@@ -1,0 +1,24 @@
+//! HTTP/1.1 on hyper: requests become owned [`Request`]s handed to a [`Handler`]; the handler
+//! answers with an owned [`Response`] through a [`Reply`].
+//!
+//! Everything the network can get wrong is settled here, before an app sees it: a missing or
+//! repeated `Host` → 400, `Upgrade: h2c` → 400, a body over `max_body` → 413, an oversized
+//! head → 431, malformed syntax → 400 and close. Date, Content-Length, keep-alive and
+//! `Expect: 100-continue` follow RFC 9110/9112.
+
+mod access_log;
+mod body;
+mod connection;
+mod errors;
+mod handler;
+mod request;
+mod response;
+mod settings;
+
+pub use body::RequestBody;
+pub use connection::{serve, serve_connection};
+pub use errors::error_response;
+pub use handler::{Handler, Reply};
+pub use request::Request;
+pub use response::{stream_channel, Body, BodySender, Response, ResponseBody};
+pub use settings::HttpSettings;

@@ -1,0 +1,103 @@
+//! The owned request handed to a [`Handler`](super::Handler).
+
+use http::{HeaderMap, Method, Uri, Version};
+
+use super::body::RequestBody;
+use crate::server::Peer;
+
+/// A complete request: head and fully received body.
+#[derive(Debug)]
+pub struct Request {
+    /// The method, as received (any token).
+    pub method: Method,
+    /// The request target.
+    pub uri: Uri,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// Header fields in arrival order (names lower-case).
+    pub headers: HeaderMap,
+    /// The body (already de-chunked and within limits).
+    pub body: RequestBody,
+    /// The peer.
+    pub peer: Peer,
+    /// The listening port, for `SERVER_PORT` when `Host` has none.
+    pub local_port: u16,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+impl Request {
+    /// The raw path (not percent-decoded), without the query.
+    pub fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    /// The raw query string, "" when absent.
+    pub fn query(&self) -> &str {
+        self.uri.query().unwrap_or("")
+    }
+
+    /// "HTTP/1.1" or "HTTP/1.0".
+    pub fn version_str(&self) -> &'static str {
+        version_str(self.version)
+    }
+
+    /// The `Host` header value (validated to exist once before a handler sees the request).
+    pub fn host(&self) -> &[u8] {
+        self.headers
+            .get(http::header::HOST)
+            .map(|v| v.as_bytes())
+            .unwrap_or(b"")
+    }
+
+    /// Host name and port parsed from the `Host` header (port falls back to the listener's).
+    pub fn server_name_and_port(&self) -> (&[u8], u16) {
+        split_host(self.host(), self.local_port)
+    }
+}
+
+/// The version token as written in the request line.
+pub(crate) fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_09 => "HTTP/0.9",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Splits `host[:port]` (IPv6 in brackets); `default_port` when there is no valid port.
+pub(crate) fn split_host(host: &[u8], default_port: u16) -> (&[u8], u16) {
+    let (name, port) = if host.first() == Some(&b'[') {
+        match host.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let rest = &host[end + 1..];
+                (&host[..end + 1], rest.strip_prefix(b":"))
+            }
+            None => (host, None),
+        }
+    } else {
+        match host.iter().rposition(|&b| b == b':') {
+            Some(i) => (&host[..i], Some(&host[i + 1..])),
+            None => (host, None),
+        }
+    };
+    let port = port
+        .and_then(|p| std::str::from_utf8(p).ok())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(default_port);
+    (name, port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_splitting() {
+        assert_eq!(split_host(b"example.com:8080", 1), (&b"example.com"[..], 8080));
+        assert_eq!(split_host(b"example.com", 3000), (&b"example.com"[..], 3000));
+        assert_eq!(split_host(b"[::1]:9", 1), (&b"[::1]"[..], 9));
+        assert_eq!(split_host(b"[::1]", 7), (&b"[::1]"[..], 7));
+        assert_eq!(split_host(b"h:bad", 5), (&b"h"[..], 5));
+    }
+}

@@ -1,0 +1,16 @@
+//! The iodine engine: everything the server does that does not need Ruby.
+//!
+//! The Ruby binding (`ext/iodine`) hands requests to Ruby through its bridge; this crate owns
+//! sockets, protocols and limits, and is tested and benchmarked with cargo alone.
+//!
+//! Layout:
+//! - [`log`]: leveled logging to stderr with the C gem's prefixes (`ERROR: `, `INFO: `, …).
+//! - [`server`]: listeners (TCP, Unix), the accept loop, connection tracking and shutdown.
+//! - [`http`]: the HTTP/1.1 service on hyper: owned requests in, owned responses out, limits,
+//!   error responses and the request log.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod http;
+pub mod log;
+pub mod server;
