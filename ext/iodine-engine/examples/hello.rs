@@ -18,10 +18,19 @@ fn main() -> std::io::Result<()> {
         host: Some("127.0.0.1".into()),
         port,
     })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let handler: Arc<dyn Handler> = Arc::new(|_req: Request, reply: Reply| {
-        let headers = vec![(Bytes::from_static(b"content-type"), Bytes::from_static(b"text/plain"))];
-        reply.send(Response::new(200, headers, Bytes::from_static(b"Hello World!")));
+        let headers = vec![(
+            Bytes::from_static(b"content-type"),
+            Bytes::from_static(b"text/plain"),
+        )];
+        reply.send(Response::new(
+            200,
+            headers,
+            Bytes::from_static(b"Hello World!"),
+        ));
     });
     runtime.block_on(async move {
         let listener = bound.into_async()?;

@@ -7,11 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use iodine_engine::http::{stream_channel, Body, HttpSettings, Reply, Request, RequestBody, Response};
+use iodine_engine::http::{
+    stream_channel, Body, HttpSettings, Reply, Request, RequestBody, Response,
+};
 use support::{read_response, TestServer};
 
 fn h(name: &str, value: &str) -> (Bytes, Bytes) {
-    (Bytes::copy_from_slice(name.as_bytes()), Bytes::copy_from_slice(value.as_bytes()))
+    (
+        Bytes::copy_from_slice(name.as_bytes()),
+        Bytes::copy_from_slice(value.as_bytes()),
+    )
 }
 
 /// Echoes method, path, query and body length; the body back for POST.
@@ -29,7 +34,13 @@ fn echo() -> Arc<dyn iodine_engine::http::Handler> {
                 Bytes::from(v)
             }
         };
-        let info = format!("{} {} {} {}", req.method, req.path(), req.query(), req.body.len());
+        let info = format!(
+            "{} {} {} {}",
+            req.method,
+            req.path(),
+            req.query(),
+            req.body.len()
+        );
         reply.send(Response::new(200, vec![h("X-Info", &info)], body));
     })
 }
@@ -90,7 +101,8 @@ fn body_limits() {
 fn head_too_large_is_431() {
     let srv = TestServer::start(HttpSettings::default(), echo());
     let big = "a".repeat(40 * 1024);
-    let r = srv.roundtrip_close(format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n").as_bytes());
+    let r = srv
+        .roundtrip_close(format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n").as_bytes());
     assert!(r.starts_with("HTTP/1.1 431"), "{r}");
 }
 
@@ -105,7 +117,12 @@ fn chunked_and_large_bodies_arrive_whole() {
     assert!(r.ends_with("hello world"), "{r}");
     // Over the in-memory limit: spilled to a file, read back intact.
     let body: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
-    write!(s, "PUT /big HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n", body.len()).expect("w");
+    write!(
+        s,
+        "PUT /big HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .expect("w");
     s.write_all(&body).expect("body");
     let r = read_response(&mut s);
     assert!(r.contains("x-info: PUT /big  200000"), "{}", &r[..200]);
@@ -130,7 +147,10 @@ fn expect_100_continue_is_answered() {
 fn head_has_no_body_and_http10_closes() {
     let srv = TestServer::start(HttpSettings::default(), echo());
     let r = srv.roundtrip_close(b"HEAD / HTTP/1.0\r\nHost: a\r\n\r\n");
-    assert!(r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(
+        r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"),
+        "{r}"
+    );
     assert!(r.ends_with("\r\n\r\n"), "{r}");
 }
 
@@ -151,7 +171,8 @@ fn streamed_bodies_are_chunked_and_arrive_as_produced() {
     });
     let srv = TestServer::start(HttpSettings::default(), handler);
     let mut s = srv.connect();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").expect("w");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .expect("w");
     let mut first = vec![0u8; 512];
     let n = s.read(&mut first).expect("read");
     let first = String::from_utf8_lossy(&first[..n]).into_owned();
@@ -159,7 +180,10 @@ fn streamed_bodies_are_chunked_and_arrive_as_produced() {
     let mut rest = String::new();
     s.read_to_string(&mut rest).expect("rest");
     let all = first + &rest;
-    assert!(all.contains("first;") && all.contains("second") && all.ends_with("0\r\n\r\n"), "{all}");
+    assert!(
+        all.contains("first;") && all.contains("second") && all.ends_with("0\r\n\r\n"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -193,7 +217,8 @@ fn file_bodies_are_sent_from_the_file() {
     });
     let srv = TestServer::start(HttpSettings::default(), handler);
     let mut s = srv.connect();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").expect("w");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("w");
     let r = read_response(&mut s);
     assert!(r.contains("content-length: 150000"));
     assert!(r.ends_with(&"z".repeat(1000)));
@@ -207,7 +232,8 @@ fn idle_keep_alive_connections_time_out() {
     };
     let srv = TestServer::start(settings, echo());
     let mut s = srv.connect();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").expect("w");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("w");
     read_response(&mut s);
     let mut rest = Vec::new();
     let started = std::time::Instant::now();
@@ -225,12 +251,16 @@ fn shutdown_finishes_in_flight_requests() {
     });
     let mut srv = TestServer::start(HttpSettings::default(), handler);
     let mut s = srv.connect();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").expect("w");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("w");
     std::thread::sleep(Duration::from_millis(100));
     srv.shutdown.trigger();
     let mut all = String::new();
     s.read_to_string(&mut all).expect("read");
-    assert!(all.starts_with("HTTP/1.1 200") && all.ends_with("late"), "{all}");
+    assert!(
+        all.starts_with("HTTP/1.1 200") && all.ends_with("late"),
+        "{all}"
+    );
     let task = srv.task.take().expect("task");
     srv.runtime.block_on(task).expect("accept loop ended");
     assert!(std::net::TcpStream::connect(("127.0.0.1", srv.port)).is_err());

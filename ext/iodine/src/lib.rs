@@ -1,1 +1,23 @@
+//! `iodine.so`: the Ruby binding of the iodine engine.
+//!
+//! Layout:
+//! - [`gvl`]: every GVL crossing (the only hand-written `unsafe`).
+//! - [`bridge`]: the task queue from IO threads to `Iodine.threads` Ruby worker threads.
+//! - [`rack`]: env building, `rack.input`, and turning Rack responses into engine responses.
+//! - [`server`]: listeners, the runtime and the stop flag of this process.
+//! - [`errors`]: logging app exceptions without letting them reach Rust frames.
+//! - [`ruby_api`]: the Ruby-visible methods, one file per Ruby module.
 
+mod bridge;
+mod errors;
+mod gvl;
+mod rack;
+mod ruby_api;
+mod server;
+
+use magnus::{Error, Ruby};
+
+#[magnus::init(name = "iodine")]
+fn init(ruby: &Ruby) -> Result<(), Error> {
+    ruby_api::init(ruby)
+}

@@ -114,33 +114,35 @@ async fn respond(
     let head_request = parts.method == Method::HEAD;
     let response = match check(&parts, site.settings.max_body) {
         Err(rejected) => rejected,
-        Ok(()) => match body::receive(incoming, site.settings.max_body, site.settings.timeout).await {
-            Err(BodyError::TooLarge) => error_response(StatusCode::PAYLOAD_TOO_LARGE, true),
-            Err(BodyError::Timeout) => error_response(StatusCode::REQUEST_TIMEOUT, true),
-            Err(BodyError::Io(e)) => {
-                crate::debug!("request body failed: {e}");
-                error_response(StatusCode::BAD_REQUEST, true)
-            }
-            Ok(body) => {
-                let request = Request {
-                    method: parts.method.clone(),
-                    uri: parts.uri.clone(),
-                    version: parts.version,
-                    headers: parts.headers,
-                    body,
-                    peer,
-                    local_port: site.port,
-                    tls: site.settings.tls,
-                };
-                let (reply, answer) = Reply::new();
-                site.handler.call(request, reply);
-                match answer.await {
-                    Ok(r) => r.into_hyper(head_request),
-                    // The handler dropped the reply: it failed or is shutting down.
-                    Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, true),
+        Ok(()) => {
+            match body::receive(incoming, site.settings.max_body, site.settings.timeout).await {
+                Err(BodyError::TooLarge) => error_response(StatusCode::PAYLOAD_TOO_LARGE, true),
+                Err(BodyError::Timeout) => error_response(StatusCode::REQUEST_TIMEOUT, true),
+                Err(BodyError::Io(e)) => {
+                    crate::debug!("request body failed: {e}");
+                    error_response(StatusCode::BAD_REQUEST, true)
+                }
+                Ok(body) => {
+                    let request = Request {
+                        method: parts.method.clone(),
+                        uri: parts.uri.clone(),
+                        version: parts.version,
+                        headers: parts.headers,
+                        body,
+                        peer,
+                        local_port: site.port,
+                        tls: site.settings.tls,
+                    };
+                    let (reply, answer) = Reply::new();
+                    site.handler.call(request, reply);
+                    match answer.await {
+                        Ok(r) => r.into_hyper(head_request),
+                        // The handler dropped the reply: it failed or is shutting down.
+                        Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, true),
+                    }
                 }
             }
-        },
+        }
     };
     if site.settings.log {
         access_log::write(&Entry {

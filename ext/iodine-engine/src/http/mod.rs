@@ -19,6 +19,6 @@ pub use body::RequestBody;
 pub use connection::{serve, serve_connection};
 pub use errors::error_response;
 pub use handler::{Handler, Reply};
-pub use request::Request;
+pub use request::{env_key, forwarded_https, Request};
 pub use response::{stream_channel, Body, BodySender, Response, ResponseBody};
 pub use settings::HttpSettings;

@@ -88,14 +88,75 @@ pub(crate) fn split_host(host: &[u8], default_port: u16) -> (&[u8], u16) {
     (name, port)
 }
 
+/// The Rack/CGI env key of a header: `content-type` → `HTTP_CONTENT_TYPE`.
+pub fn env_key(name: &str) -> String {
+    let mut key = String::with_capacity(5 + name.len());
+    key.push_str("HTTP_");
+    key.extend(name.chars().map(|c| match c {
+        '-' => '_',
+        c => c.to_ascii_uppercase(),
+    }));
+    key
+}
+
+/// The scheme a proxy says the client used: `Some(true)` for https, `Some(false)` for http, from `X-Forwarded-Proto` or `Forwarded`.
+pub fn forwarded_https(headers: &HeaderMap) -> Option<bool> {
+    if let Some(v) = headers.get("x-forwarded-proto") {
+        let v = v.as_bytes();
+        let first = v.split(|&b| b == b',').next().unwrap_or(b"");
+        let first = first.trim_ascii();
+        if first.eq_ignore_ascii_case(b"https") {
+            return Some(true);
+        }
+        if first.eq_ignore_ascii_case(b"http") {
+            return Some(false);
+        }
+    }
+    let v = headers
+        .get(http::header::FORWARDED)?
+        .to_str()
+        .ok()?
+        .to_ascii_lowercase();
+    let proto = v
+        .split([';', ','])
+        .find_map(|p| p.trim().strip_prefix("proto="))?;
+    match proto.trim_matches('"') {
+        "https" => Some(true),
+        "http" => Some(false),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn header_keys() {
+        assert_eq!(env_key("x-forwarded-for"), "HTTP_X_FORWARDED_FOR");
+    }
+
+    #[test]
+    fn forwarded_schemes() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", "https, http".parse().expect("v"));
+        assert_eq!(forwarded_https(&h), Some(true));
+        let mut h = HeaderMap::new();
+        h.insert("forwarded", "for=1.2.3.4;proto=https".parse().expect("v"));
+        assert_eq!(forwarded_https(&h), Some(true));
+        assert_eq!(forwarded_https(&HeaderMap::new()), None);
+    }
+
+    #[test]
     fn host_splitting() {
-        assert_eq!(split_host(b"example.com:8080", 1), (&b"example.com"[..], 8080));
-        assert_eq!(split_host(b"example.com", 3000), (&b"example.com"[..], 3000));
+        assert_eq!(
+            split_host(b"example.com:8080", 1),
+            (&b"example.com"[..], 8080)
+        );
+        assert_eq!(
+            split_host(b"example.com", 3000),
+            (&b"example.com"[..], 3000)
+        );
         assert_eq!(split_host(b"[::1]:9", 1), (&b"[::1]"[..], 9));
         assert_eq!(split_host(b"[::1]", 7), (&b"[::1]"[..], 7));
         assert_eq!(split_host(b"h:bad", 5), (&b"h"[..], 5));

@@ -42,7 +42,7 @@ pub enum Body {
 }
 
 /// The producing end of a [`Body::Stream`].
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct BodySender(mpsc::Sender<io::Result<Bytes>>);
 
 /// A streaming body and the sender that feeds it.
@@ -56,6 +56,11 @@ impl BodySender {
     /// client is gone. Must not be called from inside the tokio runtime.
     pub fn send_blocking(&self, chunk: Bytes) -> bool {
         self.0.blocking_send(Ok(chunk)).is_ok()
+    }
+
+    /// Sends a chunk, waiting for room; false once the client is gone.
+    pub async fn send(&self, chunk: Bytes) -> bool {
+        self.0.send(Ok(chunk)).await.is_ok()
     }
 
     /// Sends a chunk if there is room now; `Err(chunk)` when full, and false when closed.
@@ -232,7 +237,10 @@ impl Response {
         headers.reserve(self.headers.len() + 2);
         for (name, value) in self.headers {
             let Ok(name) = HeaderName::from_bytes(&name) else {
-                crate::error!("invalid response header name {:?} dropped", String::from_utf8_lossy(&name));
+                crate::error!(
+                    "invalid response header name {:?} dropped",
+                    String::from_utf8_lossy(&name)
+                );
                 continue;
             };
             if known_len.is_some() && name == header::CONTENT_LENGTH {
@@ -264,7 +272,10 @@ mod tests {
     use super::*;
 
     fn hdr(name: &str, value: &str) -> (Bytes, Bytes) {
-        (Bytes::copy_from_slice(name.as_bytes()), Bytes::copy_from_slice(value.as_bytes()))
+        (
+            Bytes::copy_from_slice(name.as_bytes()),
+            Bytes::copy_from_slice(value.as_bytes()),
+        )
     }
 
     #[test]
@@ -278,7 +289,11 @@ mod tests {
 
     #[test]
     fn injection_attempts_are_dropped() {
-        let r = Response::new(200, vec![hdr("X-A", "ok\rEvil: 1"), hdr("Bad Name", "v")], Bytes::new());
+        let r = Response::new(
+            200,
+            vec![hdr("X-A", "ok\rEvil: 1"), hdr("Bad Name", "v")],
+            Bytes::new(),
+        );
         let h = r.into_hyper(false);
         assert!(h.headers().get("x-a").is_none());
         assert_eq!(h.headers().len(), 1); // content-length only

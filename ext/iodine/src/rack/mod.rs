@@ -1,0 +1,118 @@
+//! Rack: requests from the engine become `env` Hashes, the app runs on a Ruby worker thread,
+//! and its answer goes back as an owned response.
+
+mod env;
+mod input;
+mod response;
+
+use std::sync::Arc;
+
+use iodine_engine::http::{Handler, Reply, Request, Response};
+use magnus::value::Opaque;
+use magnus::{prelude::*, Error, RHash, RModule, Ruby, Value};
+
+use crate::bridge::{self, Task};
+use crate::errors;
+
+/// A Rack app bound to one listener: what the engine calls for each request.
+pub struct RackApp {
+    app: Opaque<Value>,
+    template: Opaque<RHash>,
+}
+
+impl RackApp {
+    /// Keeps `app` alive for the life of the process and prepares its env template.
+    pub fn new(ruby: &Ruby, app: Value, tls: bool) -> Result<Arc<Self>, Error> {
+        let template = env::template(ruby, tls)?;
+        template.freeze();
+        // Listeners live as long as the process: registering them with the GC is the
+        // simplest way to keep both alive while Rust holds them as Opaque values.
+        ruby.gc_register_mark_object(app);
+        ruby.gc_register_mark_object(template);
+        Ok(Arc::new(RackApp {
+            app: app.into(),
+            template: template.into(),
+        }))
+    }
+}
+
+impl Handler for RackApp {
+    fn call(self: &RackApp, request: Request, reply: Reply) {
+        bridge::push(Task::Rack(RackJob {
+            app: self.app,
+            template: self.template,
+            request,
+            reply,
+        }));
+    }
+}
+
+/// One request waiting for a Ruby worker.
+pub struct RackJob {
+    app: Opaque<Value>,
+    template: Opaque<RHash>,
+    request: Request,
+    reply: Reply,
+}
+
+impl RackJob {
+    /// Runs the app and replies. Only a non-exception jump (`Thread#kill`, `throw`) is
+    /// returned as an error; exceptions become a logged 500.
+    pub fn run(mut self, ruby: &Ruby) -> Result<(), Error> {
+        if self.reply.is_closed() {
+            return Ok(()); // the client left while the request was queued
+        }
+        let head = self.request.method == http::Method::HEAD;
+        let template = ruby.get_inner(self.template);
+        let result = env::build(ruby, template, &mut self.request).and_then(|env| {
+            ruby.get_inner(self.app)
+                .funcall::<_, _, Value>("call", (env,))
+        });
+        let value = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.reply.send(server_error());
+                return errors::contain(ruby, e);
+            }
+        };
+        match response::convert(ruby, value, head) {
+            Err(why) => {
+                iodine_engine::error!("(Iodine) invalid Rack response: {why}");
+                self.reply.send(server_error());
+                Ok(())
+            }
+            Ok((res, response::Rest::Done)) => {
+                self.reply.send(res);
+                Ok(())
+            }
+            Ok((res, response::Rest::Stream(body, sender))) => {
+                if self.reply.send(res) {
+                    if let Err(e) = response::stream(ruby, body, sender) {
+                        return errors::contain(ruby, e);
+                    }
+                } else {
+                    response::close(body);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn server_error() -> Response {
+    let headers = vec![(
+        bytes::Bytes::from_static(b"content-type"),
+        bytes::Bytes::from_static(b"text/plain"),
+    )];
+    Response::new(
+        500,
+        headers,
+        bytes::Bytes::from_static(b"500 Internal Server Error"),
+    )
+}
+
+/// Defines the Rack helpers under `Iodine::Base` and interns the env keys.
+pub fn init(ruby: &Ruby, base: RModule) -> Result<(), Error> {
+    env::init(ruby);
+    input::init(ruby, base)
+}

@@ -1,0 +1,130 @@
+//! `Iodine::Base`: internal native helpers that lib/iodine.rb builds the public API on.
+
+use std::time::Duration;
+
+use iodine_engine::http::HttpSettings;
+use iodine_engine::server::{bind, Address};
+use magnus::{function, prelude::*, Error, RArray, RHash, RModule, Ruby, Value};
+
+use crate::{bridge, server};
+
+/// `Iodine::Base.listen_http(app, options)`: binds now, serves at start. Options (all
+/// normalised by lib/iodine): `:address` (String/nil), `:port` (Integer), `:unix` (path or
+/// nil), `:max_body` (bytes), `:max_head` (bytes), `:timeout` (seconds), `:log`.
+fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
+    let unix: Option<String> = opts.lookup(ruby.to_symbol("unix"))?;
+    let address = match unix {
+        Some(path) => Address::Unix(path.into()),
+        None => Address::Tcp {
+            host: opts.lookup(ruby.to_symbol("address"))?,
+            port: opts
+                .lookup::<_, Option<u16>>(ruby.to_symbol("port"))?
+                .unwrap_or(3000),
+        },
+    };
+    let defaults = HttpSettings::default();
+    let settings = HttpSettings {
+        max_body: opts
+            .lookup::<_, Option<u64>>(ruby.to_symbol("max_body"))?
+            .unwrap_or(defaults.max_body),
+        max_head: opts
+            .lookup::<_, Option<usize>>(ruby.to_symbol("max_head"))?
+            .unwrap_or(defaults.max_head),
+        timeout: opts
+            .lookup::<_, Option<u64>>(ruby.to_symbol("timeout"))?
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.timeout),
+        log: opts
+            .lookup::<_, Option<bool>>(ruby.to_symbol("log"))?
+            .unwrap_or(false),
+        ..defaults
+    };
+    let bound = bind(&address).map_err(|e| {
+        iodine_engine::error!("couldn't listen on {address:?}: {e}");
+        Error::new(
+            ruby.exception_runtime_error(),
+            "Couldn't open listening socket.",
+        )
+    })?;
+    let handler = crate::rack::RackApp::new(ruby, app, settings.tls)?;
+    let port = bound.port();
+    server::add_http(bound, settings, handler).map_err(|e| {
+        Error::new(
+            ruby.exception_runtime_error(),
+            format!("Couldn't open listening socket. {e}"),
+        )
+    })?;
+    Ok(ruby.integer_from_i64(port as i64).as_value())
+}
+
+/// `Iodine::Base.start_server(io_threads)`: builds the runtime, starts the listeners and
+/// opens the bridge; returns the listeners' descriptions.
+fn start_server(ruby: &Ruby, io_threads: usize) -> Result<RArray, Error> {
+    let described = server::start(io_threads)
+        .map_err(|e| Error::new(ruby.exception_runtime_error(), e.to_string()))?;
+    bridge::open();
+    Ok(ruby.ary_from_vec(described))
+}
+
+fn worker_loop(ruby: &Ruby) -> Result<bool, Error> {
+    bridge::work(ruby)
+}
+
+fn stop_requested() -> bool {
+    server::stop_requested()
+}
+
+fn request_stop() {
+    server::request_stop()
+}
+
+/// Stops accepting and waits up to `grace` seconds for in-flight requests.
+fn drain(grace: f64) {
+    server::drain(Duration::from_secs_f64(grace.max(0.0)));
+}
+
+fn close_bridge() {
+    bridge::close();
+}
+
+fn finish() {
+    bridge::discard_pending();
+    server::finish();
+}
+
+fn pending_listeners() -> usize {
+    server::pending_count()
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn log_message(level: u8, message: String) {
+    let level = match level {
+        1 => iodine_engine::log::Level::Fatal,
+        2 => iodine_engine::log::Level::Error,
+        3 => iodine_engine::log::Level::Warning,
+        4 => iodine_engine::log::Level::Info,
+        _ => iodine_engine::log::Level::Debug,
+    };
+    iodine_engine::log::write(level, format_args!("{message}"));
+}
+
+/// Defines the `Iodine::Base` helpers.
+pub fn init(_ruby: &Ruby, base: RModule) -> Result<(), Error> {
+    base.define_module_function("listen_http", function!(listen_http, 2))?;
+    base.define_module_function("start_server", function!(start_server, 1))?;
+    base.define_module_function("worker_loop", function!(worker_loop, 0))?;
+    base.define_module_function("stop_requested?", function!(stop_requested, 0))?;
+    base.define_module_function("request_stop", function!(request_stop, 0))?;
+    base.define_module_function("drain", function!(drain, 1))?;
+    base.define_module_function("close_bridge", function!(close_bridge, 0))?;
+    base.define_module_function("finish", function!(finish, 0))?;
+    base.define_module_function("pending_listeners", function!(pending_listeners, 0))?;
+    base.define_module_function("cores", function!(cores, 0))?;
+    base.define_module_function("log", function!(log_message, 2))?;
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! The running server of this process: listeners bound by `Iodine.listen`, the tokio
+//! runtime built by `Iodine.start` (never before, so a forking master has no runtime), and
+//! the stop flag the main thread checks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use iodine_engine::http::{serve, Handler, HttpSettings};
+use iodine_engine::server::{BoundListener, Shutdown};
+use parking_lot::Mutex;
+use tokio::runtime::{Handle, Runtime};
+
+use crate::gvl;
+
+/// A listener waiting for `start`.
+struct PendingHttp {
+    bound: BoundListener,
+    settings: HttpSettings,
+    handler: Arc<dyn Handler>,
+}
+
+struct Running {
+    runtime: Runtime,
+    shutdown: Shutdown,
+}
+
+#[derive(Default)]
+struct State {
+    pending: Vec<PendingHttp>,
+    running: Option<Running>,
+    stop_requested: bool,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    pending: Vec::new(),
+    running: None,
+    stop_requested: false,
+});
+
+/// Adds an HTTP listener: served at `start`, or right away when already running.
+pub fn add_http(
+    bound: BoundListener,
+    settings: HttpSettings,
+    handler: Arc<dyn Handler>,
+) -> std::io::Result<()> {
+    let mut state = STATE.lock();
+    match &state.running {
+        Some(running) => {
+            let shutdown = running.shutdown.clone();
+            let _enter = running.runtime.enter();
+            let listener = bound.into_async()?;
+            running
+                .runtime
+                .spawn(serve(listener, settings, handler, shutdown));
+        }
+        None => state.pending.push(PendingHttp {
+            bound,
+            settings,
+            handler,
+        }),
+    }
+    Ok(())
+}
+
+/// Number of listeners waiting for `start`.
+pub fn pending_count() -> usize {
+    STATE.lock().pending.len()
+}
+
+/// Builds the runtime and starts every pending listener.
+pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
+    let mut state = STATE.lock();
+    if state.running.is_some() {
+        return Err(std::io::Error::other("Iodine already running!"));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(io_threads.max(1))
+        .thread_name("iodine-io")
+        .enable_all()
+        .build()?;
+    let shutdown = Shutdown::new();
+    let mut described = Vec::new();
+    for p in state.pending.drain(..) {
+        described.push(p.bound.describe());
+        let _enter = runtime.enter();
+        let listener = p.bound.into_async()?;
+        runtime.spawn(serve(listener, p.settings, p.handler, shutdown.clone()));
+    }
+    state.stop_requested = false;
+    state.running = Some(Running { runtime, shutdown });
+    Ok(described)
+}
+
+/// Whether the server runs in this process.
+pub fn is_running() -> bool {
+    STATE.lock().running.is_some()
+}
+
+/// A handle to the runtime, for Ruby threads that wait on async work.
+pub fn runtime_handle() -> Option<Handle> {
+    STATE
+        .lock()
+        .running
+        .as_ref()
+        .map(|r| r.runtime.handle().clone())
+}
+
+/// Asks the main thread to stop the server (`Iodine.stop`, INT/TERM traps).
+pub fn request_stop() {
+    STATE.lock().stop_requested = true;
+}
+
+/// Whether a stop was requested since `start`.
+pub fn stop_requested() -> bool {
+    let state = STATE.lock();
+    state.stop_requested || state.running.is_none()
+}
+
+/// Graceful shutdown, step one: stop accepting, let in-flight requests finish (Ruby
+/// workers keep running meanwhile), up to `grace`.
+pub fn drain(grace: Duration) {
+    let (shutdown, handle) = {
+        let state = STATE.lock();
+        match &state.running {
+            Some(r) => (r.shutdown.clone(), r.runtime.handle().clone()),
+            None => return,
+        }
+    };
+    shutdown.trigger();
+    gvl::without_gvl(|| handle.block_on(shutdown.drained(grace)), || {});
+}
+
+/// Graceful shutdown, step two: drop the runtime (after the Ruby workers left).
+pub fn finish() {
+    let running = STATE.lock().running.take();
+    if let Some(r) = running {
+        gvl::without_gvl(
+            move || r.runtime.shutdown_timeout(Duration::from_secs(2)),
+            || {},
+        );
+    }
+}

@@ -1,0 +1,159 @@
+# frozen_string_literal: true
+
+module Iodine
+  module Base
+    # The `iodine` command line, facil.io style: `-flag value`, `-flag=value` or `-flagvalue`
+    # (the longest registered flag wins), plus `--flag` long forms. Fills DEFAULT_SETTINGS,
+    # Iodine.threads/workers and the verbosity.
+    module CLI
+      # [names, type, key, help]; type is :int, :string or :bool.
+      FLAGS = [
+        [%w[-bind -b -address], :string, :address, "Address to bind to (a path starting with / or ./ is a Unix socket)."],
+        [%w[-port -p], :int, :port, "Port to listen on (default: $PORT or 3000)."],
+        [%w[-threads -t], :int, :threads, "Ruby threads per worker (negative = cores / n; default: $THREADS or auto)."],
+        [%w[-workers -w], :int, :workers, "Worker processes (default: $WEB_CONCURRENCY / $WORKERS or auto)."],
+        [%w[-public -www], :string, :public, "Public folder for static files."],
+        [%w[-keep-alive -k -tout], :int, :timeout, "HTTP keep-alive timeout in seconds (1..255, default 40)."],
+        [%w[-log -v], :bool, :log, "Log every HTTP request."],
+        [%w[-max-body -maxbd], :int, :max_body, "Largest request body in MiB (default 50)."],
+        [%w[-max-header -maxhd], :int, :max_headers, "Largest request head in KiB (default 32)."],
+        [%w[-max-msg -maxms], :int, :max_msg, "Largest WebSocket message in KiB (default 256)."],
+        [%w[-ping], :int, :ping, "WebSocket/SSE ping interval in seconds (1..255, default 40)."],
+        [%w[-tls], :bool, :tls_self, "Serve TLS with a self-signed certificate."],
+        [%w[-tls-cert -cert], :string, :tls_cert, "TLS certificate file (PEM)."],
+        [%w[-tls-key -key], :string, :tls_key, "TLS private key file (PEM)."],
+        [%w[-tls-pass -tls-password], :string, :tls_pass, "TLS private key password."],
+        [%w[-redis -r], :string, :redis, "Redis URL for pub/sub (default: $IODINE_REDIS_URL)."],
+        [%w[-redis-ping -rp], :int, :redis_ping, "Redis ping interval in seconds (0..255)."],
+        [%w[-config -C], :string, :conf_, "Ruby file to require before loading the app."],
+        [%w[-pid -pidfile], :string, :pid_, "Write the master's pid to this file."],
+        [%w[-verbosity -V], :int, :verbosity, "Log level 0..5 (0 none, 4 info = default, 5 debug)."],
+        [%w[-warmup --preload], :bool, :warmup, "Load the app's constants before serving."]
+      ].freeze
+      HELP_FLAGS = %w[-? -h -help --help].freeze
+
+      # A command-line mistake: the message is shown with a pointer to the help.
+      class Error < StandardError; end
+
+      module_function
+
+      # Parses argv (and the THREADS/WORKERS/WEB_CONCURRENCY/PORT environment); exits for
+      # help (0) and errors (1) with a message, never a backtrace.
+      def parse(argv)
+        values, positional = scan(argv.dup)
+        apply(values, positional)
+      rescue Error => e
+        warn "Error: #{e.message}"
+        warn "Run `iodine -?` for the list of options."
+        exit 1
+      end
+
+      # Splits argv into {key => value} and positional arguments.
+      def scan(args)
+        values = {}
+        positional = []
+        until args.empty?
+          arg = args.shift
+          if HELP_FLAGS.include?(arg.downcase)
+            puts help
+            exit 0
+          end
+          if arg == "--"
+            positional.concat(args)
+            break
+          end
+          unless arg.start_with?("-") && arg.length > 1 && arg !~ /\A-\d/
+            positional << arg
+            next
+          end
+          names, type, key, value = match(arg)
+          raise Error, "unknown argument #{arg}" unless key
+
+          values[key] = read_value(names, type, value, args)
+        end
+        [values, positional]
+      end
+
+      # The registered flag `arg` names: exact (`-p`, `--port`), `-flag=value`, or the
+      # longest registered prefix (`-p3000`).
+      def match(arg)
+        flag = arg.sub(/\A--(?=[a-z])/i, "-")
+        name, eq, rest = flag.partition("=")
+        FLAGS.each { |names, type, key, _| return [names, type, key, eq.empty? ? nil : rest] if names.include?(name) }
+        best = nil
+        FLAGS.each do |names, type, key, _|
+          names.each do |n|
+            next unless type != :bool && flag.start_with?(n) && flag.length > n.length
+            best = [names, type, key, flag[n.length..], n.length] if best.nil? || n.length > best[4]
+          end
+        end
+        best&.first(4)
+      end
+
+      def read_value(names, type, value, args)
+        if type == :bool
+          raise Error, "#{names.first} takes no value" if value
+
+          return true
+        end
+        value = args.shift if value.nil?
+        raise Error, "#{names.first} needs a value" if value.nil?
+        if type == :int
+          raise Error, "#{names.first} needs a number, got #{value.inspect}" unless value.match?(/\A[+-]?\d+\z/)
+
+          value = value.to_i
+        end
+        value
+      end
+
+      def apply(values, positional)
+        s = Iodine::DEFAULT_SETTINGS
+        values.each do |key, value|
+          case key
+          when :threads, :workers, :verbosity then nil
+          when :port then s[:port] = value.to_s
+          when :tls_self, :tls_cert, :tls_key, :tls_pass, :redis, :redis_ping
+            Base.log(3, "#{key} is not supported yet and was ignored")
+          else s[key] = value
+          end
+        end
+        if s[:address].to_s.start_with?("/", "./")
+          warn "WARNING: a Unix socket address ignores the port #{s[:port]}" if values[:port].to_i.positive?
+          s[:port] = "0"
+        end
+        threads = values[:threads] || env_int("THREADS")
+        workers = values[:workers] || env_int("WEB_CONCURRENCY") || env_int("WORKERS")
+        Iodine.threads = threads if threads
+        Iodine.workers = workers if workers
+        Iodine.verbosity = values[:verbosity] if values[:verbosity]
+        s[:filename_] = positional.first if positional.first
+      end
+
+      def env_int(name)
+        value = ENV[name].to_s.strip
+        value.match?(/\A-?\d+\z/) ? value.to_i : nil
+      end
+
+      # The help text.
+      def help
+        lines = FLAGS.map do |names, type, _, text|
+          arg = { int: " N", string: " VALUE", bool: "" }[type]
+          format("  %-34s %s", names.join(", ") + arg, text)
+        end
+        <<~HELP
+          Iodine #{Iodine::VERSION} - a fast, concurrent web server for real-time Ruby apps (Rust edition).
+
+          Usage: iodine [options] [app.ru]
+
+          Serves the Rack app in the given file, or ./config.ru.
+          Flags accept `-flag value`, `-flag=value`, `-flagvalue` and `--flag value`.
+
+          #{lines.join("\n")}
+            -?, -h, -help, --help              Show this help.
+
+          Environment: PORT, THREADS, WEB_CONCURRENCY / WORKERS, IODINE_REDIS_URL, SCRIPT_NAME.
+        HELP
+      end
+    end
+  end
+end

@@ -1,0 +1,119 @@
+# frozen_string_literal: true
+
+module Iodine
+  module Base
+    # `Iodine.listen`: merges DEFAULT_SETTINGS, decides the service and address, and binds.
+    module Listen
+      # Keys filled from DEFAULT_SETTINGS when the caller did not pass them (or passed nil).
+      DEFAULTED = %i[address app cookies handler headers log max_body max_clients max_headers max_msg
+                     method path ping port public timeout tls].freeze
+
+      module_function
+
+      # Binds a listener; returns the handler (for HTTP with a block: the block).
+      def call(options, block)
+        raise TypeError, "Iodine.listen expects a Hash of options" unless options.is_a?(Hash)
+
+        opts = merge_defaults(options)
+        apply_url(opts) if opts[:url]
+        handler = pick_handler(opts, block)
+        case service(opts)
+        when :http then listen_http(opts, handler)
+        else
+          raise NotImplementedError, "Iodine.listen: service #{opts[:service].inspect} (raw TCP/TLS) is not supported yet; use service: :http"
+        end
+        handler
+      end
+
+      def merge_defaults(options)
+        opts = options.dup
+        DEFAULTED.each { |k| opts[k] = Iodine::DEFAULT_SETTINGS[k] if opts[k].nil? }
+        opts
+      end
+
+      def pick_handler(opts, block)
+        if opts[:handler].nil? && !opts[:app].nil?
+          warn "Iodine.listen: the :app option is deprecated, use :handler"
+          opts[:handler] = opts[:app]
+        end
+        opts[:handler] = block if opts[:handler].nil? && block
+        raise ArgumentError, "a :handler is required." if opts[:handler].nil?
+
+        opts[:handler]
+      end
+
+      # The service named by the first letter of :service (`h`/`w` → HTTP, anything else raw).
+      def service(opts)
+        name = opts[:service].to_s.downcase
+        return :http if name.start_with?("h", "w")
+
+        :raw
+      end
+
+      # `scheme://host:port/path` → :service, :address, :port (a path without host: Unix socket).
+      def apply_url(opts)
+        m = %r{\A(?:(?<scheme>[a-z0-9+.-]+)://)?(?<host>\[[^\]]*\]|[^:/]*)?(?::(?<port>\d+))?(?<path>/.*)?\z}i.match(opts[:url].to_s)
+        raise ArgumentError, "malformed :url #{opts[:url].inspect}" unless m
+
+        opts[:service] = m[:scheme] if m[:scheme]
+        host = m[:host].to_s.delete_prefix("[").delete_suffix("]")
+        if m[:port] && m[:port].to_i != 0
+          opts[:port] = m[:port]
+          opts[:address] = host.empty? ? nil : host
+          opts[:path] = m[:path] if m[:path]
+        elsif m[:path]
+          opts[:address] = m[:path]
+          opts[:port] = 0
+        else
+          opts[:address] = host.empty? ? nil : host
+        end
+      end
+
+      def listen_http(opts, handler)
+        handler = not_found_app if handler == false
+        address, port, unix = where(opts)
+        native = {
+          address: address, port: port, unix: unix, log: opts[:log] ? true : false,
+          max_body: positive(opts[:max_body], 50) * 1024 * 1024,
+          max_head: positive(opts[:max_headers], 32) * 1024,
+          timeout: timeout(opts[:timeout])
+        }
+        Base.listen_http(handler, native)
+      end
+
+      # [address, port, unix_path]: a Unix socket when the address is a path or the port is 0.
+      def where(opts)
+        address = opts[:address]&.to_s
+        address = nil if address&.empty?
+        port = opts[:port].to_s.strip
+        port_i = port.match?(/\A\d+\z/) ? port.to_i : 0
+        if port_i >= 65_536
+          warn "WARNING: port #{port_i} is out of range, using 3000"
+          port_i = 3000
+        end
+        return [nil, 0, address] if address&.start_with?("/", "./") || (address && port_i.zero?)
+
+        [address, port_i, nil]
+      end
+
+      def positive(value, default)
+        value = value.to_i
+        value.positive? ? value : default
+      end
+
+      def timeout(value)
+        value = value.to_i
+        return 40 unless value.positive?
+        if value > 255
+          warn "WARNING: timeout #{value} is out of range (1..255), using 40"
+          return 40
+        end
+        value
+      end
+
+      def not_found_app
+        ->(_env) { [404, { "Content-Type" => "text/plain", "Content-Length" => "10" }, ["Not Found!"]] }
+      end
+    end
+  end
+end

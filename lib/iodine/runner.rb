@@ -1,0 +1,104 @@
+# frozen_string_literal: true
+
+module Iodine
+  module Base
+    # Runs the server in this process: starts the IO runtime and the Ruby worker threads,
+    # waits for a stop (Iodine.stop, INT, TERM), then shuts down gracefully.
+    class Runner
+      # Most cores auto-detection counts (the C gem's FIO_CPU_CORES_LIMIT).
+      CORES_LIMIT = 8
+      # Seconds in-flight requests get to finish at shutdown.
+      SHUTDOWN_GRACE = 8
+
+      def initialize(threads:, workers:)
+        @threads, @workers = Runner.concurrency(threads, workers, Base.cores)
+        @workers_requested = workers
+      end
+
+      # [threads, workers] as the C gem computes them (section 1.5 of the API spec).
+      def self.concurrency(threads, workers, cores)
+        cores = cores.clamp(1, CORES_LIMIT)
+        t = derive(threads, cores)
+        w = derive(workers, cores)
+        if threads.zero? && workers.zero?
+          t = cores
+          w = cores > 3 ? cores - 1 : cores
+        elsif t.zero?
+          t = w
+        elsif w.zero?
+          w = t
+        end
+        [[t, 1].max, [w, 1].max]
+      end
+
+      def self.derive(value, cores)
+        value.negative? ? cores / value.abs : value
+      end
+
+      # Blocks until the server stopped; yields the process mode (:single) when running.
+      def run
+        if @workers_requested != 0 && @workers > 1
+          Base.log(3, "cluster mode (#{@workers} workers) is not available yet; running a single process")
+        end
+        previous = {}
+        pool = []
+        wake_r, wake_w = IO.pipe
+        Runner.waker = wake_w
+        %w[INT TERM].each { |sig| previous[sig] = trap(sig) { Iodine.stop } }
+        described = Base.start_server(Base.cores)
+        yield :single
+        Base.log(4, "Starting up Iodine #{Iodine::VERSION} (Rust) on Ruby #{RUBY_VERSION}: " \
+                    "1 Worker X #{@threads} Threads, pid #{Process.pid}")
+        described.each { |where| Base.log(4, "Listening on #{where}") }
+        pool = Array.new(@threads) { |i| worker_thread(i) }
+        # A Ruby-level wait (not a native one): Ruby wakes it for signals, so the INT/TERM
+        # traps run here, in the main thread.
+        wake_r.wait_readable until Base.stop_requested?
+      ensure
+        shutdown(pool)
+        previous.each { |sig, handler| trap(sig, handler || "DEFAULT") }
+        Runner.waker = nil
+        [wake_r, wake_w].each { |io| io&.close }
+      end
+
+      class << self
+        # The pipe end that wakes the main thread (nil when not running).
+        attr_accessor :waker
+
+        # Wakes the main thread after a stop request (safe inside a trap).
+        def wake
+          waker&.write_nonblock(".", exception: false)
+        rescue IOError
+          nil
+        end
+      end
+
+      private
+
+      def worker_thread(index)
+        Thread.new do
+          Thread.current.name = "iodine-worker-#{index}"
+          Thread.current.report_on_exception = false
+          begin
+            nil while Base.worker_loop
+          rescue Exception => e # rubocop:disable Lint/RescueException
+            # Anything reaching here escaped the per-request handling: log it and keep serving.
+            Base.log(2, "worker thread error: #{e.class}: #{e.message}")
+            retry if Iodine.running?
+          end
+        end
+      end
+
+      def shutdown(pool)
+        return unless Iodine.running?
+
+        Base.log(4, "Shutting down (finishing in-flight requests)")
+        Base.drain(SHUTDOWN_GRACE)
+        Base.close_bridge
+        pool.each { |t| t.join(SHUTDOWN_GRACE) || t.kill }
+        Base.finish
+        Base.log(4, "Shutdown Complete")
+      end
+    end
+  end
+end

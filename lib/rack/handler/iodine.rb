@@ -1,0 +1,47 @@
+# frozen_string_literal: true
+
+require "iodine" unless defined?(Iodine::Base::Listen)
+
+module Iodine
+  # The Rack handler: `rackup -s iodine`, `Rack::Handler.get(:iodine)`, `rails s` with
+  # RACK_HANDLER=iodine.
+  module Rack
+    # Set when this handler file was loaded.
+    IODINE_RACK_LOADED = true
+
+    # Serves `app` until stopped. Honours :Port and :Host; threads come from THREADS or the
+    # CLI.
+    def self.run(app, options = {})
+      port = options[:Port] || options["Port"] || Iodine::DEFAULT_SETTINGS[:port]
+      host = options[:Host] || options["Host"] || Iodine::DEFAULT_SETTINGS[:address]
+      Iodine.threads = Iodine::Base::CLI.env_int("THREADS") if Iodine.threads.zero? && Iodine::Base::CLI.env_int("THREADS")
+      Iodine.listen(service: :http, handler: app, port: port, address: host)
+      yield Iodine if block_given?
+      Iodine.start
+      true
+    end
+
+    # Stops the server (called by Rack on shutdown).
+    def self.shutdown
+      Iodine.stop
+    end
+
+    # Options shown by `rackup -h -s iodine`.
+    def self.valid_options
+      { "Port=PORT" => "Port to listen on (default: 3000)", "Host=HOST" => "Address to bind to" }
+    end
+  end
+end
+
+ENV["RACK_HANDLER"] ||= "iodine"
+
+begin
+  if defined?(::Rackup::Handler)
+    ::Rackup::Handler.register(:iodine, Iodine::Rack)
+  elsif defined?(::Rack::Handler)
+    ::Rack::Handler.register("iodine", "Iodine::Rack")
+    ::Rack::Handler.register("Iodine", "Iodine::Rack")
+  end
+rescue StandardError => e
+  warn "Iodine: couldn't register the Rack handler: #{e.message}"
+end
