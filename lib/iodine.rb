@@ -2,6 +2,7 @@
 
 require "stringio"
 require "socket"
+require "uri" # Rack 2.2's Lint and Request use URI without requiring it
 require_relative "iodine/version"
 require "iodine/iodine" # the Rust extension: lib/iodine/iodine.so
 

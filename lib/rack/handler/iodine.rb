@@ -35,6 +35,20 @@ end
 
 ENV["RACK_HANDLER"] ||= "iodine"
 
+# Load the handler registry now, so `Rack::Handler.get(:iodine)` works even when iodine was
+# required before rack (Bundler.require order): rackup's with Rack 3, rack's own with Rack 2.
+unless defined?(::Rackup::Handler) || defined?(::Rack::Handler)
+  begin
+    require "rackup/handler"
+  rescue LoadError
+    begin
+      require "rack/handler"
+    rescue LoadError
+      nil # no rack at all: nothing to register with
+    end
+  end
+end
+
 begin
   if defined?(::Rackup::Handler)
     ::Rackup::Handler.register(:iodine, Iodine::Rack)

@@ -1,0 +1,129 @@
+# frozen_string_literal: true
+
+require "spec_helper"
+require "open3"
+
+RSpec.describe "the iodine command" do
+  def iodine(*args, env: {}, chdir: ROOT)
+    Open3.capture3(env, RbConfig.ruby, "-I#{ROOT}/lib", ServerProcess::EXE, *args, chdir: chdir)
+  end
+
+  it "prints help for -? and -h and exits 0" do
+    %w[-? -h --help].each do |flag|
+      out, _err, status = iodine(flag)
+      expect(status.exitstatus).to eq(0)
+      expect(out).to include("Usage: iodine").and include("-threads, -t")
+    end
+  end
+
+  it "rejects unknown flags with a clear error and no backtrace" do
+    _out, err, status = iodine("--no-such-flag", "x.ru")
+    expect(status.exitstatus).to eq(1)
+    expect(err).to include("unknown argument --no-such-flag")
+    expect(err).not_to include(".rb:")
+  end
+
+  it "rejects a non-numeric value for a number flag" do
+    _out, err, status = iodine("-t", "many")
+    expect(status.exitstatus).to eq(1)
+    expect(err).to include("-threads needs a number")
+  end
+
+  it "says so when there is no app" do
+    Dir.mktmpdir do |dir|
+      _out, err, status = iodine(chdir: dir)
+      expect(status.exitstatus).to eq(1)
+      expect(err).to include("no app given and no config.ru")
+    end
+  end
+
+  it "finds config.ru in the current directory" do
+    Dir.mktmpdir do |dir|
+      FileUtils.cp(app_path("hello.ru"), File.join(dir, "config.ru"))
+      server = ServerProcess.new([], chdir: dir)
+      expect(http_get(server.port, "/").body).to eq("config.ru here")
+      expect(server.stop.exitstatus).to eq(0)
+    end
+  end
+
+  it "takes the app file as a positional argument, also without .ru" do
+    server = ServerProcess.new([app_path("hello")])
+    expect(http_get(server.port, "/").body).to eq("config.ru here")
+  ensure
+    server&.stop
+  end
+
+  it "honours PORT and THREADS from the environment" do
+    port = ServerProcess.free_port
+    server = ServerProcess.new(["-b", "127.0.0.1", app_path("hello.ru")], env: { "PORT" => port.to_s, "THREADS" => "3" },
+                                                                          port: port, bind: false)
+    expect(http_get(port, "/").code).to eq("200")
+    expect(server.log).to include("3 Threads")
+  ensure
+    server&.stop
+  end
+
+  it "accepts -flag=value, -flagvalue and --flag forms" do
+    port = ServerProcess.free_port
+    server = ServerProcess.new(["-p#{port}", "--bind", "127.0.0.1", "-t=2", app_path("hello.ru")], port: port, bind: false)
+    expect(http_get(port, "/").code).to eq("200")
+    expect(server.log).to include("2 Threads")
+  ensure
+    server&.stop
+  end
+
+  it "computes negative -t as cores / n" do
+    server = ServerProcess.new(["-t", "-1", app_path("hello.ru")])
+    cores = [Etc.nprocessors, 8].min
+    expect(server.log).to include("#{cores} Threads")
+  ensure
+    server&.stop
+  end
+
+  it "logs each request with -v" do
+    server = ServerProcess.new(["-v", app_path("echo.ru")])
+    http_get(server.port, "/status?201")
+    sleep 0.2
+    expect(server.log).to match(%r{127\.0\.0\.1 - - \[.+ GMT\] "GET /status HTTP/1\.1" 201 6b \d+ms})
+  ensure
+    server&.stop
+  end
+
+  it "is quiet with -V 0" do
+    server = ServerProcess.new(["-V", "0", app_path("hello.ru")])
+    http_get(server.port, "/")
+    expect(server.stop.exitstatus).to eq(0)
+    expect(server.log).not_to include("INFO")
+  end
+
+  it "listens on a Unix socket with -b ./path" do
+    Dir.mktmpdir do |dir|
+      server = ServerProcess.new(["-b", "./iodine.sock", app_path("hello.ru")], chdir: dir, bind: false, wait_for: :none)
+      sock_path = File.join(dir, "iodine.sock")
+      Timeout.timeout(10) { sleep 0.05 until File.socket?(sock_path) }
+      sock = UNIXSocket.new(sock_path)
+      sock.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      expect(sock.read).to end_with("config.ru here")
+      sock.close
+      expect(server.stop.exitstatus).to eq(0)
+      expect(File.exist?(sock_path)).to be(false)
+    end
+  end
+
+  %w[INT TERM].each do |sig|
+    it "on #{sig}: stops accepting, finishes the in-flight request, exits 0" do
+      server = ServerProcess.new([app_path("echo.ru")])
+      slow = Thread.new { http_get(server.port, "/slow?1") }
+      sleep 0.3
+      server.signal(sig)
+      res = slow.value
+      expect(res.body).to eq("slow done")
+      status = server.wait(15)
+      expect(status&.exitstatus).to eq(0)
+      expect(server.log).to include("Shutdown Complete")
+      expect { TCPSocket.new("127.0.0.1", server.port) }.to raise_error(SystemCallError)
+    ensure
+      server&.stop
+    end
+  end
+end

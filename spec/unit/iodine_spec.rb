@@ -1,0 +1,117 @@
+# frozen_string_literal: true
+
+require "spec_helper"
+require "iodine"
+
+RSpec.describe Iodine do
+  it "has the C gem's version" do
+    expect(Iodine::VERSION).to eq("0.7.59")
+    expect(Iodine::VERSION).to be_frozen
+  end
+
+  it "is not running and is the master before start" do
+    expect(Iodine.running?).to be(false)
+    expect(Iodine.master?).to be(true)
+    expect(Iodine.worker?).to be(false)
+  end
+
+  it "has mutable DEFAULT_SETTINGS with a String port, and DEFAULT_HTTP_ARGS is the same Hash" do
+    expect(Iodine::DEFAULT_SETTINGS).to be_a(Hash)
+    expect(Iodine::DEFAULT_SETTINGS[:port]).to be_a(String)
+    expect(Iodine::DEFAULT_HTTP_ARGS).to equal(Iodine::DEFAULT_SETTINGS)
+  end
+
+  describe ".threads= and .workers=" do
+    after do
+      Iodine.threads = 0
+      Iodine.workers = 0
+    end
+
+    it "return what was set, 0 when never set" do
+      expect(Iodine.threads).to eq(0)
+      expect(Iodine.threads = 4).to eq(4)
+      expect(Iodine.threads).to eq(4)
+      Iodine.workers = -2
+      expect(Iodine.workers).to eq(-2)
+    end
+
+    it "validate type and range" do
+      expect { Iodine.threads = "4" }.to raise_error(TypeError)
+      expect { Iodine.threads = 4096 }.to raise_error(RangeError)
+      expect { Iodine.workers = 1.5 }.to raise_error(TypeError)
+      expect { Iodine.workers = 512 }.to raise_error(RangeError)
+    end
+  end
+
+  it "verbosity= returns Iodine and verbosity reads it back" do
+    old = Iodine.verbosity
+    expect(old).to eq(4)
+    expect(Iodine.verbosity = 2).to eq(2) # assignment syntax always returns the argument
+    expect(Iodine.send(:verbosity=, 3)).to equal(Iodine)
+    expect(Iodine.verbosity).to eq(3)
+    expect { Iodine.verbosity = "x" }.to raise_error(TypeError)
+  ensure
+    Iodine.verbosity = old
+  end
+
+  describe ".listen" do
+    it "needs exactly one Hash" do
+      expect { Iodine.listen }.to raise_error(ArgumentError)
+      expect { Iodine.listen(3000) }.to raise_error(TypeError)
+    end
+
+    it "needs a handler" do
+      expect { Iodine.listen(service: :http, port: 0, address: "127.0.0.1") }.to raise_error(ArgumentError, "a :handler is required.")
+    end
+
+    it "raises when the socket can't be bound" do
+      blocker = TCPServer.new("127.0.0.1", 0)
+      port = blocker.addr[1]
+      Iodine.verbosity = 0 # the error is also logged; keep the spec output clean
+      expect { Iodine.listen(service: :http, port: port, address: "127.0.0.1", handler: ->(_) {}) }
+        .to raise_error(RuntimeError, "Couldn't open listening socket.")
+    ensure
+      Iodine.verbosity = 4
+      blocker&.close
+    end
+
+    it "returns the block used as the handler" do
+      blk = proc { |_env| [200, {}, []] }
+      expect(Iodine.listen(service: :http, port: 0, address: "127.0.0.1", &blk)).to equal(blk)
+    end
+  end
+
+  describe Iodine::Base::Runner do
+    it "computes threads and workers like the C gem" do
+      expect(described_class.concurrency(0, 0, 8)).to eq([8, 7])
+      expect(described_class.concurrency(0, 0, 2)).to eq([2, 2])
+      expect(described_class.concurrency(-2, 1, 8)).to eq([4, 1])
+      expect(described_class.concurrency(1, 0, 16)).to eq([1, 1])
+      expect(described_class.concurrency(0, 0, 32)).to eq([8, 7])
+    end
+  end
+
+  describe Iodine::Base::CLI do
+    it "scans flag forms" do
+      values, positional = described_class.scan(%w[-p3000 -b=0.0.0.0 --threads 4 -v app.ru])
+      expect(values).to eq(port: 3000, address: "0.0.0.0", threads: 4, log: true)
+      expect(positional).to eq(["app.ru"])
+    end
+
+    it "takes the longest matching flag" do
+      values, = described_class.scan(%w[-maxbd10 -maxhd 64])
+      expect(values).to eq(max_body: 10, max_headers: 64)
+    end
+
+    it "raises on unknown flags" do
+      expect { described_class.scan(%w[--nope]) }.to raise_error(Iodine::Base::CLI::Error, /unknown argument --nope/)
+    end
+  end
+
+  it "registers the Rack handler" do
+    require "rack"
+    require "rack/handler"
+    expect(Rack::Handler.get("iodine")).to equal(Iodine::Rack)
+    expect(Iodine::Rack::IODINE_RACK_LOADED).to be(true)
+  end
+end
