@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use parking_lot::Mutex;
 use iodine_engine::http::{stream_channel, Body, BodySender, Response};
 use magnus::{prelude::*, Error, RArray, RHash, RString, Ruby, Value};
+use parking_lot::Mutex;
 
 use crate::gvl;
 
