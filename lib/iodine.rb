@@ -87,6 +87,7 @@ end
 require_relative "iodine/listen"
 require_relative "iodine/runner"
 require_relative "iodine/cli"
+require_relative "iodine/mustache"
 require_relative "rack/handler/iodine"
 
 Iodine::Base::CLI.parse(ARGV) if defined?(IODINE_PARSE_CLI) && IODINE_PARSE_CLI

@@ -8,9 +8,11 @@
 //! - [`server`]: listeners (TCP, Unix), the accept loop, connection tracking and shutdown.
 //! - [`http`]: the HTTP/1.1 service on hyper: owned requests in, owned responses out, limits,
 //!   error responses and the request log.
+//! - [`mustache`]: Mustache templates: parser, compiled template, renderer over a `Context`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod http;
 pub mod log;
+pub mod mustache;
 pub mod server;

@@ -16,7 +16,7 @@ use magnus::{Error, Ruby};
 use parking_lot::{Condvar, Mutex};
 
 use crate::gvl;
-use crate::rack::RackJob;
+use crate::rack::{RackJob, Replies};
 
 /// Work for a Ruby thread.
 pub enum Task {
@@ -25,12 +25,16 @@ pub enum Task {
 }
 
 impl Task {
-    fn run(self, ruby: &Ruby) -> Result<(), Error> {
+    fn run(self, ruby: &Ruby, replies: &mut Replies) -> Result<(), Error> {
         match self {
-            Task::Rack(job) => job.run(ruby),
+            Task::Rack(job) => job.run(ruby, replies),
         }
     }
 }
+
+/// How many times a worker yields its core, looking for work, before it parks. On a busy
+/// server the IO threads queue the next requests meanwhile; parking and waking cost more.
+const SPIN_YIELDS: usize = 4;
 
 struct Bridge {
     queue: SegQueue<Task>,
@@ -42,6 +46,8 @@ struct Bridge {
     open: AtomicBool,
     /// Bumped by the unblocking function so sleeping workers return to Ruby.
     interrupts: AtomicU64,
+    /// Whether a worker is spinning (only one at a time: several spinners slow everyone).
+    spinning: AtomicBool,
 }
 
 static BRIDGE: Bridge = Bridge {
@@ -51,6 +57,7 @@ static BRIDGE: Bridge = Bridge {
     wake: Condvar::new(),
     open: AtomicBool::new(false),
     interrupts: AtomicU64::new(0),
+    spinning: AtomicBool::new(false),
 };
 
 /// Queues a task for the next free Ruby worker.
@@ -90,9 +97,14 @@ enum Woke {
 /// Returns `true` when Ruby should call it again (after handling an interrupt), `false`
 /// once the bridge is closed and the queue drained.
 pub fn work(ruby: &Ruby) -> Result<bool, Error> {
+    let mut replies = Replies::default();
     loop {
         while let Some(task) = BRIDGE.queue.pop() {
-            task.run(ruby)?;
+            task.run(ruby, &mut replies)?;
+        }
+        replies.flush();
+        if spin() {
+            continue;
         }
         if !BRIDGE.open.load(Ordering::SeqCst) {
             return Ok(false);
@@ -104,6 +116,24 @@ pub fn work(ruby: &Ruby) -> Result<bool, Error> {
             Some(Woke::Interrupted) | None => return Ok(true),
         }
     }
+}
+
+/// Yields the core a few times waiting for work; true when work arrived. Only one worker
+/// spins at a time.
+fn spin() -> bool {
+    if BRIDGE.spinning.swap(true, Ordering::AcqRel) {
+        return false;
+    }
+    let mut found = false;
+    for _ in 0..SPIN_YIELDS {
+        std::thread::yield_now();
+        if !BRIDGE.queue.is_empty() {
+            found = true;
+            break;
+        }
+    }
+    BRIDGE.spinning.store(false, Ordering::Release);
+    found
 }
 
 /// Parks until there is work, the bridge closes, or Ruby interrupts (runs without the GVL).

@@ -58,7 +58,7 @@ pub struct RackJob {
 impl RackJob {
     /// Runs the app and replies. Only a non-exception jump (`Thread#kill`, `throw`) is
     /// returned as an error; exceptions become a logged 500.
-    pub fn run(mut self, ruby: &Ruby) -> Result<(), Error> {
+    pub fn run(mut self, ruby: &Ruby, replies: &mut Replies) -> Result<(), Error> {
         if self.reply.is_closed() {
             return Ok(()); // the client left while the request was queued
         }
@@ -71,21 +71,23 @@ impl RackJob {
         let value = match result {
             Ok(v) => v,
             Err(e) => {
-                self.reply.send(server_error());
+                replies.push(self.reply, server_error());
                 return errors::contain(ruby, e);
             }
         };
         match response::convert(ruby, value, head) {
             Err(why) => {
                 iodine_engine::error!("(Iodine) invalid Rack response: {why}");
-                self.reply.send(server_error());
+                replies.push(self.reply, server_error());
                 Ok(())
             }
             Ok((res, response::Rest::Done)) => {
-                self.reply.send(res);
+                replies.push(self.reply, res);
                 Ok(())
             }
             Ok((res, response::Rest::Stream(body, sender))) => {
+                // Earlier answers go out first; this one must leave before its body streams.
+                replies.flush();
                 if self.reply.send(res) {
                     if let Err(e) = response::stream(ruby, body, sender) {
                         return errors::contain(ruby, e);
@@ -96,6 +98,37 @@ impl RackJob {
                 Ok(())
             }
         }
+    }
+}
+
+/// Answers collected while a worker holds the GVL and sent together: one wake-up of the IO
+/// threads per batch instead of one per request.
+#[derive(Default)]
+pub struct Replies(Vec<(Reply, Response)>);
+
+impl Replies {
+    /// Most answers held back before they are sent.
+    const BATCH: usize = 16;
+
+    /// Queues an answer; sends the batch when it is full.
+    pub fn push(&mut self, reply: Reply, response: Response) {
+        self.0.push((reply, response));
+        if self.0.len() >= Self::BATCH {
+            self.flush();
+        }
+    }
+
+    /// Sends every queued answer (called whenever the task queue runs empty).
+    pub fn flush(&mut self) {
+        for (reply, response) in self.0.drain(..) {
+            reply.send(response);
+        }
+    }
+}
+
+impl Drop for Replies {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

@@ -2,14 +2,16 @@
 
 mod base;
 mod iodine;
+mod mustache;
 
 use magnus::{prelude::*, Error, Ruby};
 
-/// Defines `Iodine` and `Iodine::Base`.
+/// Defines `Iodine`, `Iodine::Base` and `Iodine::Mustache`.
 pub fn init(ruby: &Ruby) -> Result<(), Error> {
     let iodine = ruby.define_module("Iodine")?;
     let base = iodine.define_module("Base")?;
     iodine::init(ruby, iodine)?;
     base::init(ruby, base)?;
+    mustache::init(ruby, iodine)?;
     crate::rack::init(ruby, base)
 }
