@@ -5,6 +5,7 @@
 //! produced while rendering are kept in a Ruby Array on this stack frame, so the GC never
 //! collects one the renderer still holds.
 
+use std::cell::RefCell;
 use std::path::Path;
 
 use iodine_engine::mustache::{Context, Error as TemplateError, FsLoader, Kind, Template};
@@ -64,6 +65,7 @@ impl Mustache {
         let ctx = RubyContext {
             ruby,
             keep: ruby.ary_new(),
+            symbols: RefCell::new(Vec::with_capacity(32)),
         };
         let mut out = Vec::with_capacity(4096);
         rb_self.0.render(&ctx, &data, &mut out)?;
@@ -78,9 +80,25 @@ struct RubyContext<'a> {
     ruby: &'a Ruby,
     /// Everything produced during the render, reachable from the (scanned) native stack.
     keep: RArray,
+    /// Symbols of the template's keys, by the key's address: the keys live in the compiled
+    /// template for the whole render, and interning each lookup's key dominated the cost.
+    symbols: RefCell<Vec<(usize, usize, Symbol)>>,
 }
 
 impl RubyContext<'_> {
+    fn symbol(&self, key: &str) -> Symbol {
+        let id = (key.as_ptr() as usize, key.len());
+        let mut cache = self.symbols.borrow_mut();
+        if let Some(&(_, _, sym)) = cache.iter().find(|(p, l, _)| (*p, *l) == id) {
+            return sym;
+        }
+        let sym = self.ruby.to_symbol(key);
+        if cache.len() < 256 {
+            cache.push((id.0, id.1, sym));
+        }
+        sym
+    }
+
     fn kept(&self, v: Value) -> Result<Value, Error> {
         self.keep.push(v)?;
         Ok(v)
@@ -101,7 +119,7 @@ impl Context for RubyContext<'_> {
 
     fn lookup(&self, value: &Value, key: &str) -> Result<Option<Value>, Error> {
         if let Some(hash) = RHash::from_value(*value) {
-            if let Some(v) = hash.get(self.ruby.to_symbol(key)) {
+            if let Some(v) = hash.get(self.symbol(key)) {
                 return Ok(Some(v));
             }
             if let Some(v) = hash.get(key) {
@@ -153,7 +171,7 @@ impl Context for RubyContext<'_> {
             Some(s) => s,
             None => v.funcall::<_, _, RString>("to_s", ())?,
         };
-        out.extend_from_slice(&s.to_bytes());
+        crate::gvl::append_str(out, s);
         Ok(())
     }
 
