@@ -45,7 +45,7 @@ module Iodine
         wake_r, wake_w = IO.pipe
         Runner.waker = wake_w
         %w[INT TERM].each { |sig| previous[sig] = trap(sig) { Iodine.stop } }
-        described = Base.start_server(Base.cores)
+        described = Base.start_server(Base.cores, @threads)
         yield :single
         Base.log(4, "Starting up Iodine #{Iodine::VERSION} (Rust) on Ruby #{RUBY_VERSION}: " \
                     "1 Worker X #{@threads} Threads, pid #{Process.pid}")

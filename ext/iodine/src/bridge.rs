@@ -48,6 +48,8 @@ struct Bridge {
     interrupts: AtomicU64,
     /// Whether a worker is spinning (only one at a time: several spinners slow everyone).
     spinning: AtomicBool,
+    /// Size of the Ruby worker pool.
+    workers: AtomicUsize,
 }
 
 static BRIDGE: Bridge = Bridge {
@@ -58,6 +60,7 @@ static BRIDGE: Bridge = Bridge {
     open: AtomicBool::new(false),
     interrupts: AtomicU64::new(0),
     spinning: AtomicBool::new(false),
+    workers: AtomicUsize::new(1),
 };
 
 /// Queues a task for the next free Ruby worker.
@@ -69,8 +72,9 @@ pub fn push(task: Task) {
     }
 }
 
-/// Lets workers run (called by `Iodine.start` before the worker threads start).
-pub fn open() {
+/// Lets `workers` Ruby threads run (called by `Iodine.start` before they start).
+pub fn open(workers: usize) {
+    BRIDGE.workers.store(workers.max(1), Ordering::SeqCst);
     BRIDGE.open.store(true, Ordering::SeqCst);
 }
 
@@ -97,7 +101,7 @@ enum Woke {
 /// Returns `true` when Ruby should call it again (after handling an interrupt), `false`
 /// once the bridge is closed and the queue drained.
 pub fn work(ruby: &Ruby) -> Result<bool, Error> {
-    let mut replies = Replies::default();
+    let mut replies = Replies::new(BRIDGE.workers.load(Ordering::Relaxed));
     loop {
         while let Some(task) = BRIDGE.queue.pop() {
             task.run(ruby, &mut replies)?;

@@ -14,6 +14,7 @@ use super::access_log::{self, Entry};
 use super::body::{self, BodyError};
 use super::errors::error_response;
 use super::handler::{Handler, Reply};
+use super::idle::Idle;
 use super::request::{version_str, Request};
 use super::response::ResponseBody;
 use super::settings::HttpSettings;
@@ -68,9 +69,8 @@ pub async fn serve_connection(
 fn builder(settings: &HttpSettings) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(TokioTimer::new())
-        // hyper starts this timer whenever it waits for a request head, so it is also the
-        // keep-alive idle timeout and the slow-head (Slowloris) guard.
-        .header_read_timeout(settings.timeout)
+        // The idle timeout is ours (see idle.rs): hyper's would cost a timer per request.
+        .header_read_timeout(None)
         .max_header_size(settings.max_head)
         .max_buf_size(settings.max_head.max(8192) + 8192)
         .max_headers(settings.max_header_count)
@@ -81,9 +81,17 @@ fn builder(settings: &HttpSettings) -> http1::Builder {
 
 async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdown) {
     let svc_site = site.clone();
+    let idle = Arc::new(Idle::new());
+    let svc_idle = idle.clone();
     let service = hyper::service::service_fn(move |req| {
         let site = svc_site.clone();
-        async move { Ok::<_, Infallible>(respond(req, peer, &site).await) }
+        let idle = svc_idle.clone();
+        async move {
+            idle.begin();
+            let res = respond(req, peer, &site).await;
+            idle.end();
+            Ok::<_, Infallible>(res)
+        }
     });
     let conn = site.builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
@@ -92,6 +100,10 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
             if let Err(e) = res {
                 crate::debug!("connection ended: {e}");
             }
+        }
+        _ = idle.expired(site.settings.timeout) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(site.settings.shutdown_grace, conn).await;
         }
         _ = shutdown.triggered() => {
             // Idle connections close now; a busy one finishes its response first.

@@ -11,6 +11,7 @@ mod body;
 mod connection;
 mod errors;
 mod handler;
+mod idle;
 mod request;
 mod response;
 mod settings;

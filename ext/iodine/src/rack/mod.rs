@@ -103,24 +103,38 @@ impl RackJob {
 
 /// Answers collected while a worker holds the GVL and sent together: one wake-up of the IO
 /// threads per batch instead of one per request.
-#[derive(Default)]
-pub struct Replies(Vec<(Reply, Response)>);
+///
+/// Only a lone worker batches: with several, Ruby may hand the GVL to another thread in the
+/// middle of a task (after its 100 ms time slice), and held-back answers would wait with it.
+pub struct Replies {
+    held: Vec<(Reply, Response)>,
+    batch: usize,
+}
 
 impl Replies {
     /// Most answers held back before they are sent.
     const BATCH: usize = 16;
 
+    /// A batch for a pool of `workers` Ruby threads.
+    pub fn new(workers: usize) -> Self {
+        let batch = if workers <= 1 { Self::BATCH } else { 1 };
+        Replies {
+            held: Vec::with_capacity(batch),
+            batch,
+        }
+    }
+
     /// Queues an answer; sends the batch when it is full.
     pub fn push(&mut self, reply: Reply, response: Response) {
-        self.0.push((reply, response));
-        if self.0.len() >= Self::BATCH {
+        self.held.push((reply, response));
+        if self.held.len() >= self.batch {
             self.flush();
         }
     }
 
     /// Sends every queued answer (called whenever the task queue runs empty).
     pub fn flush(&mut self) {
-        for (reply, response) in self.0.drain(..) {
+        for (reply, response) in self.held.drain(..) {
             reply.send(response);
         }
     }

@@ -57,12 +57,12 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
     Ok(ruby.integer_from_i64(port as i64).as_value())
 }
 
-/// `Iodine::Base.start_server(io_threads)`: builds the runtime, starts the listeners and
-/// opens the bridge; returns the listeners' descriptions.
-fn start_server(ruby: &Ruby, io_threads: usize) -> Result<RArray, Error> {
+/// `Iodine::Base.start_server(io_threads, ruby_threads)`: builds the runtime, starts the
+/// listeners and opens the bridge; returns the listeners' descriptions.
+fn start_server(ruby: &Ruby, io_threads: usize, ruby_threads: usize) -> Result<RArray, Error> {
     let described = server::start(io_threads)
         .map_err(|e| Error::new(ruby.exception_runtime_error(), e.to_string()))?;
-    bridge::open();
+    bridge::open(ruby_threads);
     Ok(ruby.ary_from_vec(described))
 }
 
@@ -116,7 +116,7 @@ fn log_message(level: u8, message: String) {
 /// Defines the `Iodine::Base` helpers.
 pub fn init(_ruby: &Ruby, base: RModule) -> Result<(), Error> {
     base.define_module_function("listen_http", function!(listen_http, 2))?;
-    base.define_module_function("start_server", function!(start_server, 1))?;
+    base.define_module_function("start_server", function!(start_server, 2))?;
     base.define_module_function("worker_loop", function!(worker_loop, 0))?;
     base.define_module_function("stop_requested?", function!(stop_requested, 0))?;
     base.define_module_function("request_stop", function!(request_stop, 0))?;
