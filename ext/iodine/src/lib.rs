@@ -17,6 +17,11 @@ mod server;
 
 use magnus::{Error, Ruby};
 
+/// Requests are allocated on IO threads and freed on Ruby threads; glibc's malloc handles that
+/// cross-thread pattern poorly (measured: ~7% of a hello-world request), mimalloc well.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[magnus::init(name = "iodine")]
 fn init(ruby: &Ruby) -> Result<(), Error> {
     ruby_api::init(ruby)

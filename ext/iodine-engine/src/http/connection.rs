@@ -73,7 +73,8 @@ fn builder(settings: &HttpSettings) -> http1::Builder {
         .header_read_timeout(None)
         .max_header_size(settings.max_head)
         .max_buf_size(settings.max_head.max(8192) + 8192)
-        .max_headers(settings.max_header_count)
+        // Small responses go out in one write: headers and body copied into one buffer.
+        .writev(false)
         .keep_alive(true)
         .half_close(false);
     b

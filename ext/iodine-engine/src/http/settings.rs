@@ -8,9 +8,9 @@ pub struct HttpSettings {
     /// Largest request body accepted, in bytes (413 beyond). Default 50 MiB.
     pub max_body: u64,
     /// Largest request head (request line + headers), in bytes (431 beyond). Default 32 KiB.
+    /// At most 100 header lines are accepted (hyper's stack-allocated parser limit; setting
+    /// a different count costs a heap-initialised table per request).
     pub max_head: usize,
-    /// Most header lines in one request (431 beyond). Default 128.
-    pub max_header_count: usize,
     /// Keep-alive idle timeout, also the limit for receiving a request head. Default 40 s.
     pub timeout: Duration,
     /// Writes one access-log line per request to stderr.
@@ -26,7 +26,6 @@ impl Default for HttpSettings {
         HttpSettings {
             max_body: 50 * 1024 * 1024,
             max_head: 32 * 1024,
-            max_header_count: 128,
             timeout: Duration::from_secs(40),
             log: false,
             tls: false,
