@@ -8,6 +8,7 @@ use http::HeaderMap;
 use iodine_engine::http::{env_key as http_key, forwarded_https as forwarded_scheme, Request};
 use iodine_engine::server::Peer;
 use magnus::value::Opaque;
+use parking_lot::Mutex;
 use magnus::{prelude::*, Error, RHash, RString, Ruby, Value};
 
 use super::input::RackIO;
@@ -145,6 +146,27 @@ pub fn template(ruby: &Ruby, tls: bool) -> Result<RHash, Error> {
     Ok(t)
 }
 
+/// Values that repeat from request to request (host names, ports, peer addresses: behind a
+/// proxy every request comes from the same address), as frozen interned Strings.
+static RECURRING: Mutex<Vec<(Vec<u8>, Opaque<RString>)>> = Mutex::new(Vec::new());
+/// Most distinct values kept; later ones get fresh Strings (so hostile input can't grow it).
+const RECURRING_MAX: usize = 64;
+
+fn recurring(ruby: &Ruby, bytes: &[u8]) -> RString {
+    let mut known = RECURRING.lock();
+    if let Some((_, s)) = known.iter().find(|(b, _)| b == bytes) {
+        return ruby.get_inner(*s);
+    }
+    let fresh = ruby.str_from_slice(bytes);
+    if known.len() >= RECURRING_MAX {
+        return fresh;
+    }
+    let frozen = fresh.to_interned_str();
+    ruby.gc_register_mark_object(frozen);
+    known.push((bytes.to_vec(), Opaque::from(frozen)));
+    frozen
+}
+
 /// A fresh env for `req`, starting from `template`.
 pub fn build(ruby: &Ruby, template: RHash, req: &mut Request) -> Result<RHash, Error> {
     let k = keys();
@@ -172,17 +194,17 @@ pub fn build(ruby: &Ruby, template: RHash, req: &mut Request) -> Result<RHash, E
     env.aset(ruby.get_inner(k.server_protocol), version)?;
     env.aset(ruby.get_inner(k.http_version), version)?;
     let (name, port) = req.server_name_and_port();
-    env.aset(ruby.get_inner(k.server_name), ruby.str_from_slice(name))?;
+    env.aset(ruby.get_inner(k.server_name), recurring(ruby, name))?;
     env.aset(
         ruby.get_inner(k.server_port),
-        ruby.str_new(itoa(port as u64).as_str()),
+        recurring(ruby, itoa(port as u64).as_bytes()),
     )?;
     let addr = match req.peer {
         Peer::Ip(ip) => ip.to_string(),
         // Like puma: a Unix-socket peer is local.
         Peer::Unix => "127.0.0.1".to_string(),
     };
-    env.aset(ruby.get_inner(k.remote_addr), ruby.str_new(&addr))?;
+    env.aset(ruby.get_inner(k.remote_addr), recurring(ruby, addr.as_bytes()))?;
     if let Some(scheme) = forwarded_scheme(&req.headers) {
         let scheme = if scheme {
             ruby.get_inner(k.https)
@@ -216,6 +238,7 @@ fn headers(ruby: &Ruby, k: &Keys, env: RHash, headers: &HeaderMap) -> Result<(),
         let mut values = headers.get_all(name).iter();
         let first = values.next().map(|v| v.as_bytes()).unwrap_or(b"");
         let value = match values.next() {
+            None if name == http::header::HOST => recurring(ruby, first),
             None => ruby.str_from_slice(first),
             Some(second) => {
                 // Repeated headers are joined (RFC 9110 §5.3); cookies with "; " (RFC 6265).
