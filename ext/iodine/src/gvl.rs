@@ -90,3 +90,17 @@ pub fn append_str(out: &mut Vec<u8>, s: magnus::RString) {
     // meanwhile; `s` is on this stack frame, so the GC (which scans native stacks) keeps it.
     out.extend_from_slice(unsafe { s.as_slice() });
 }
+
+/// A copy of a Hash through the C function (no method dispatch): the Rack env template.
+///
+/// The template is an ordinary Hash we built (no `initialize_copy` override to honour).
+pub fn hash_dup(hash: magnus::RHash) -> magnus::RHash {
+    use magnus::rb_sys::{AsRawValue, FromRawValue};
+    // SAFETY: `hash` is a live Hash (typed by magnus) and the GVL is held (we have it from
+    // Ruby on this thread). rb_hash_dup only allocates: like every allocation it could raise
+    // NoMemoryError, the one case where Ruby is about to abort anyway.
+    let copy = unsafe { rb_sys::rb_hash_dup(hash.as_raw()) };
+    // rb_hash_dup always returns a Hash.
+    magnus::RHash::from_value(unsafe { magnus::Value::from_raw(copy) })
+        .unwrap_or_else(|| unreachable!("rb_hash_dup returned a non-Hash"))
+}

@@ -8,8 +8,8 @@ use http::HeaderMap;
 use iodine_engine::http::{env_key as http_key, forwarded_https as forwarded_scheme, Request};
 use iodine_engine::server::Peer;
 use magnus::value::Opaque;
-use parking_lot::Mutex;
 use magnus::{prelude::*, Error, RHash, RString, Ruby, Value};
+use parking_lot::Mutex;
 
 use super::input::RackIO;
 
@@ -170,7 +170,7 @@ fn recurring(ruby: &Ruby, bytes: &[u8]) -> RString {
 /// A fresh env for `req`, starting from `template`.
 pub fn build(ruby: &Ruby, template: RHash, req: &mut Request) -> Result<RHash, Error> {
     let k = keys();
-    let env: RHash = template.funcall("dup", ())?;
+    let env = crate::gvl::hash_dup(template);
     let method = match k.methods.get(req.method.as_str()) {
         Some(m) => ruby.get_inner(*m),
         None => ruby.str_new(req.method.as_str()),
@@ -204,7 +204,10 @@ pub fn build(ruby: &Ruby, template: RHash, req: &mut Request) -> Result<RHash, E
         // Like puma: a Unix-socket peer is local.
         Peer::Unix => "127.0.0.1".to_string(),
     };
-    env.aset(ruby.get_inner(k.remote_addr), recurring(ruby, addr.as_bytes()))?;
+    env.aset(
+        ruby.get_inner(k.remote_addr),
+        recurring(ruby, addr.as_bytes()),
+    )?;
     if let Some(scheme) = forwarded_scheme(&req.headers) {
         let scheme = if scheme {
             ruby.get_inner(k.https)

@@ -8,11 +8,14 @@ mod response;
 use std::sync::Arc;
 
 use iodine_engine::http::{Handler, Reply, Request, Response};
-use magnus::value::Opaque;
+use magnus::value::{LazyId, Opaque};
 use magnus::{prelude::*, Error, RHash, RModule, Ruby, Value};
 
 use crate::bridge::{self, Task};
 use crate::errors;
+
+/// `call`, interned once.
+static CALL: LazyId = LazyId::new("call");
 
 /// A Rack app bound to one listener: what the engine calls for each request.
 pub struct RackApp {
@@ -66,7 +69,7 @@ impl RackJob {
         let template = ruby.get_inner(self.template);
         let result = env::build(ruby, template, &mut self.request).and_then(|env| {
             ruby.get_inner(self.app)
-                .funcall::<_, _, Value>("call", (env,))
+                .funcall::<_, _, Value>(LazyId::get_inner_with(&CALL, ruby), (env,))
         });
         let value = match result {
             Ok(v) => v,
