@@ -37,7 +37,8 @@ RSpec.describe "HTTP/1.1 serving a Rack app" do
       "SERVER_NAME" => "127.0.0.1", "SERVER_PORT" => port.to_s, "SERVER_PROTOCOL" => "HTTP/1.1",
       "HTTP_VERSION" => "HTTP/1.1", "REMOTE_ADDR" => "127.0.0.1", "SCRIPT_NAME" => "",
       "HTTP_COOKIE" => "k=v", "HTTP_X_CUSTOM" => "yes", "rack.url_scheme" => "http",
-      "input_class" => "Iodine::Base::RackIO", "rack.version" => [1, 3], "rack.multithread" => true
+      "input_class" => "Iodine::Base::RackIO", "rack.version" => [1, 3], "rack.multithread" => true,
+      "rack.hijack?" => true
     )
   end
 
@@ -180,6 +181,14 @@ RSpec.describe "HTTP/1.1 serving a Rack app" do
     raw = raw_request(port, "GET /status?201 HTTP/1.1\r\nHost: x\r\n\r\nGET /status?202 HTTP/1.1\r\nHost: x\r\n\r\n" \
                             "GET /close HTTP/1.1\r\nHost: x\r\n\r\n")
     expect(raw.scan(%r{HTTP/1\.1 (\d+)}).flatten).to eq(%w[201 202 200])
+  end
+
+  it "hands the socket to the app on rack.hijack (also after app.call returns)" do
+    res = http_get(port, "/hijack")
+    expect(res.body).to eq("hijacked")
+    raw = raw_request(port, "GET /hijack-later HTTP/1.1\r\nHost: x\r\n\r\n")
+    expect(raw).to eq("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlater")
+    expect(http_get(port, "/").body).to eq("Hello World!")
   end
 
   it "sends large bodies whole" do

@@ -43,6 +43,10 @@ RSpec.describe "Rack::Lint (Debian rack 2.2) finds nothing to complain about" do
     expect(res.body).to eq("GET /nolength? 0")
   end
 
+  it "with a full rack.hijack" do
+    expect(request(Net::HTTP::Get, "/hijack").body).to eq("hi")
+  end
+
   it "logged no Lint error" do
     expect(@server.log).not_to include("Lint")
   end

@@ -104,3 +104,14 @@ pub fn hash_dup(hash: magnus::RHash) -> magnus::RHash {
     magnus::RHash::from_value(unsafe { magnus::Value::from_raw(copy) })
         .unwrap_or_else(|| unreachable!("rb_hash_dup returned a non-Hash"))
 }
+
+/// A new descriptor for the same socket (`dup`), for `rack.hijack`.
+///
+/// `fd` must be open: the caller passes the descriptor of a connection whose request is in
+/// flight (hyper keeps the socket open until the handler answers).
+pub fn dup_fd(fd: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: per the contract above the descriptor is open for the duration of this call;
+    // it is only borrowed to duplicate it, never closed through this borrow.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    borrowed.try_clone_to_owned()
+}

@@ -57,6 +57,7 @@ app = lambda do |env|
     dump["input_class"] = input.class.name
     dump["rack.version"] = env["rack.version"]
     dump["rack.multithread"] = env["rack.multithread"]
+    dump["rack.hijack?"] = env["rack.hijack?"]
     [200, { "Content-Type" => "application/json" }, [JSON.generate(dump)]]
   when "/echo"
     body = env["rack.input"].read
@@ -89,6 +90,21 @@ app = lambda do |env|
     [200, { "Connection" => "close" }, ["bye"]]
   when "/big"
     [200, { "Content-Type" => "text/plain" }, ["x" * 1_000_000]]
+  when "/hijack"
+    io = env["rack.hijack"].call
+    raise "rack.hijack_io differs" unless env["rack.hijack_io"].equal?(io)
+
+    io.write("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+    io.close
+    [200, {}, ["ignored"]]
+  when "/hijack-later"
+    io = env["rack.hijack"].call
+    Thread.new do
+      sleep 0.3
+      io.write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlater")
+      io.close
+    end
+    [200, {}, []]
   when "/stop"
     Iodine.stop
     [200, {}, ["stopping"]]

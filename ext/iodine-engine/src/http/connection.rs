@@ -14,6 +14,7 @@ use super::access_log::{self, Entry};
 use super::body::{self, BodyError};
 use super::errors::error_response;
 use super::handler::{Handler, Reply};
+use super::hijack::{Hijack, HijackableIo};
 use super::idle::Idle;
 use super::request::{version_str, Request};
 use super::response::ResponseBody;
@@ -84,17 +85,19 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
     let svc_site = site.clone();
     let idle = Arc::new(Idle::new());
     let svc_idle = idle.clone();
+    let (io, hijack) = HijackableIo::new(stream);
     let service = hyper::service::service_fn(move |req| {
         let site = svc_site.clone();
         let idle = svc_idle.clone();
+        let hijack = hijack.clone();
         async move {
             idle.begin();
-            let res = respond(req, peer, &site).await;
+            let res = respond(req, peer, &site, hijack).await;
             idle.end();
             Ok::<_, Infallible>(res)
         }
     });
-    let conn = site.builder.serve_connection(TokioIo::new(stream), service);
+    let conn = site.builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => {
@@ -121,6 +124,7 @@ async fn respond(
     req: hyper::Request<Incoming>,
     peer: Peer,
     site: &Site,
+    hijack: Hijack,
 ) -> hyper::Response<ResponseBody> {
     let started = Instant::now();
     let (parts, incoming) = req.into_parts();
@@ -145,10 +149,16 @@ async fn respond(
                         peer,
                         local_port: site.port,
                         tls: site.settings.tls,
+                        hijack: Some(hijack.clone()),
                     };
                     let (reply, answer) = Reply::new();
                     site.handler.call(request, reply);
-                    match answer.await {
+                    let answer = answer.await;
+                    if hijack.is_taken() {
+                        // Whatever the app answered is discarded; closing ends hyper's part.
+                        return error_response(StatusCode::OK, true);
+                    }
+                    match answer {
                         Ok(r) => r.into_hyper(head_request),
                         // The handler dropped the reply: it failed or is shutting down.
                         Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, true),

@@ -24,6 +24,8 @@ pub struct Request {
     pub local_port: u16,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The way to take over the socket (`rack.hijack`); None where that isn't possible.
+    pub hijack: Option<super::Hijack>,
 }
 
 impl Request {

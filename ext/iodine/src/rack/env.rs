@@ -31,6 +31,8 @@ struct Keys {
     empty: Opaque<RString>,
     http_1_1: Opaque<RString>,
     http_1_0: Opaque<RString>,
+    /// `Iodine::Base::Hijack`, the `rack.hijack` callable.
+    hijack: Opaque<Value>,
     /// Known methods as frozen values.
     methods: HashMap<&'static str, Opaque<RString>>,
     /// `HTTP_*` keys of common headers.
@@ -87,8 +89,9 @@ fn interned(ruby: &Ruby, s: &str) -> Opaque<RString> {
 }
 
 /// Creates the interned strings; called once from `init`.
-pub fn init(ruby: &Ruby) {
+pub fn init(ruby: &Ruby, hijacker: Value) {
     KEYS.get_or_init(|| Keys {
+        hijack: Opaque::from(hijacker),
         request_method: interned(ruby, "REQUEST_METHOD"),
         path_info: interned(ruby, "PATH_INFO"),
         query_string: interned(ruby, "QUERY_STRING"),
@@ -131,7 +134,8 @@ pub fn template(ruby: &Ruby, tls: bool) -> Result<RHash, Error> {
     t.aset("rack.multithread", true)?;
     t.aset("rack.multiprocess", true)?;
     t.aset("rack.run_once", false)?;
-    t.aset("rack.hijack?", false)?;
+    t.aset("rack.hijack?", true)?;
+    t.aset("rack.hijack", ruby.get_inner(keys().hijack))?;
     t.aset("rack.upgrade?", ruby.qnil())?;
     t.aset("rack.upgrade", ruby.qnil())?;
     t.aset("rack.url_scheme", if tls { "https" } else { "http" })?;

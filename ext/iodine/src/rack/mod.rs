@@ -2,6 +2,7 @@
 //! and its answer goes back as an owned response.
 
 mod env;
+mod hijack;
 mod input;
 mod response;
 
@@ -67,9 +68,12 @@ impl RackJob {
         }
         let head = self.request.method == http::Method::HEAD;
         let template = ruby.get_inner(self.template);
+        let hijack = self.request.hijack.take();
         let result = env::build(ruby, template, &mut self.request).and_then(|env| {
-            ruby.get_inner(self.app)
-                .funcall::<_, _, Value>(LazyId::get_inner_with(&CALL, ruby), (env,))
+            hijack::during(hijack, env, || {
+                ruby.get_inner(self.app)
+                    .funcall::<_, _, Value>(LazyId::get_inner_with(&CALL, ruby), (env,))
+            })
         });
         let value = match result {
             Ok(v) => v,
@@ -163,6 +167,7 @@ fn server_error() -> Response {
 
 /// Defines the Rack helpers under `Iodine::Base` and interns the env keys.
 pub fn init(ruby: &Ruby, base: RModule) -> Result<(), Error> {
-    env::init(ruby);
+    let hijacker = hijack::init(ruby, base)?;
+    env::init(ruby, hijacker);
     input::init(ruby, base)
 }

@@ -1,0 +1,64 @@
+//! `env['rack.hijack']`: one shared callable (`Iodine::Base::Hijack`) that takes the socket
+//! of the request running on the calling thread. Rack only allows hijacking inside
+//! `app.call`, which runs on this worker thread, so a thread-local names the request and no
+//! object is allocated per request.
+
+use std::cell::RefCell;
+use std::os::fd::IntoRawFd;
+
+use iodine_engine::http::Hijack;
+use magnus::value::Opaque;
+use magnus::{function, prelude::*, Error, RHash, RModule, Ruby, Value};
+
+thread_local! {
+    static CURRENT: RefCell<Option<(Hijack, Opaque<RHash>)>> = const { RefCell::new(None) };
+}
+
+/// Marks `env`'s request as the one `rack.hijack` takes while `f` runs (the app call).
+pub fn during<R>(hijack: Option<Hijack>, env: RHash, f: impl FnOnce() -> R) -> R {
+    let Some(hijack) = hijack else {
+        return f();
+    };
+    CURRENT.with(|c| *c.borrow_mut() = Some((hijack, Opaque::from(env))));
+    let result = f();
+    CURRENT.with(|c| *c.borrow_mut() = None);
+    result
+}
+
+/// `env['rack.hijack'].call`: the socket as an IO (also stored in `rack.hijack_io`).
+fn call(ruby: &Ruby) -> Result<Value, Error> {
+    let current = CURRENT.with(|c| c.borrow().clone());
+    let Some((hijack, env)) = current else {
+        return Err(Error::new(
+            ruby.exception_io_error(),
+            "rack.hijack can only be called while the app handles its request",
+        ));
+    };
+    let env = ruby.get_inner(env);
+    if hijack.is_taken() {
+        return env.aref("rack.hijack_io");
+    }
+    let fd = crate::gvl::dup_fd(hijack.raw_fd())
+        .map_err(|e| Error::new(ruby.exception_io_error(), format!("rack.hijack: {e}")))?;
+    let class = if hijack.is_unix() {
+        "UNIXSocket"
+    } else {
+        "TCPSocket"
+    };
+    let raw = fd.into_raw_fd();
+    let io: Value = ruby
+        .class_object()
+        .const_get::<_, Value>(class)?
+        .funcall("for_fd", (raw,))?;
+    hijack.mark_taken();
+    env.aset("rack.hijack_io", io)?;
+    Ok(io)
+}
+
+/// Defines `Iodine::Base::Hijack` (the object every env's `rack.hijack` points to).
+pub fn init(ruby: &Ruby, base: RModule) -> Result<Value, Error> {
+    let module = base.define_module("Hijack")?;
+    module.define_singleton_method("call", function!(call, 0))?;
+    let _ = ruby;
+    Ok(module.as_value())
+}
