@@ -76,6 +76,7 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(io_threads.max(1))
         .thread_name("iodine-io")
+        .on_thread_park(crate::bridge::kick)
         .enable_all()
         .build()?;
     let shutdown = Shutdown::new();
