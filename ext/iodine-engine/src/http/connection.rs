@@ -29,6 +29,17 @@ struct Site {
     port: u16,
 }
 
+impl Site {
+    fn new(settings: HttpSettings, handler: Arc<dyn Handler>, port: u16) -> Arc<Self> {
+        Arc::new(Site {
+            builder: builder(&settings),
+            port,
+            settings,
+            handler,
+        })
+    }
+}
+
 /// Serves HTTP on `listener` until `shutdown` fires; returns when the listener is closed.
 pub async fn serve(
     listener: Listener,
@@ -36,12 +47,7 @@ pub async fn serve(
     handler: Arc<dyn Handler>,
     shutdown: Shutdown,
 ) {
-    let site = Arc::new(Site {
-        builder: builder(&settings),
-        port: listener.port(),
-        settings,
-        handler,
-    });
+    let site = Site::new(settings, handler, listener.port());
     let conn_shutdown = shutdown.clone();
     accept_loop(listener, shutdown, move |stream, peer| {
         serve_one(stream, peer, site.clone(), conn_shutdown.clone())
@@ -58,12 +64,7 @@ pub async fn serve_connection(
     handler: Arc<dyn Handler>,
     shutdown: Shutdown,
 ) {
-    let site = Arc::new(Site {
-        builder: builder(&settings),
-        port,
-        settings,
-        handler,
-    });
+    let site = Site::new(settings, handler, port);
     serve_one(stream, peer, site, shutdown).await
 }
 
