@@ -46,17 +46,32 @@ def measure(name, cmd, port)
 
   # Warm up, then measure.
   `taskset -c #{WRK_CPU} wrk -t1 -c#{CONNECTIONS} -d1s http://127.0.0.1:#{port}/ 2>&1`
+  rss_before = rss_mb(pid)
   out = `taskset -c #{WRK_CPU} wrk -t1 -c#{CONNECTIONS} -d#{SECONDS}s --latency http://127.0.0.1:#{port}/ 2>&1`
   rps = out[/Requests\/sec:\s+([\d.]+)/, 1].to_f
   p99 = latency_ms(out[/^\s+99%\s+(\S+)/, 1])
   errors = out[/Non-2xx or 3xx responses: (\d+)/, 1] || out[/Socket errors: .*/]
   warn "#{name}: #{errors}" if errors
-  [rps, p99]
+  [rps, p99, rss_before, rss_mb(pid)]
 ensure
   if pid
     Process.kill("TERM", -pid) rescue nil # rubocop:disable Style/RescueModifier
     Process.wait(pid) rescue nil # rubocop:disable Style/RescueModifier
   end
+end
+
+# Resident memory of the server's process tree (puma and iodine run one process here), in MiB.
+def rss_mb(pid)
+  kb = File.read("/proc/#{pid}/status")[/VmRSS:\s+(\d+)/, 1].to_i
+  Dir.glob("/proc/[0-9]*/stat").each do |stat|
+    fields = File.read(stat).split
+    kb += File.read(stat.sub("stat", "status"))[/VmRSS:\s+(\d+)/, 1].to_i if fields[3].to_i == pid
+  rescue Errno::ENOENT, Errno::ESRCH
+    next
+  end
+  kb / 1024.0
+rescue Errno::ENOENT
+  Float::NAN
 end
 
 def latency_ms(text)
@@ -90,8 +105,10 @@ runs = {}
 end
 
 puts
-puts format("%-28s %12s %10s", "server (pinned to 1 core)", "req/s", "p99 ms")
-runs.each { |name, (rps, p99)| puts format("%-28s %12.0f %10.2f", name, rps, p99) }
+puts format("%-28s %12s %10s %18s", "server (pinned to 1 core)", "req/s", "p99 ms", "RSS MiB (growth)")
+runs.each do |name, (rps, p99, before, after)|
+  puts format("%-28s %12.0f %10.2f %10.1f (%+.1f)", name, rps, p99, after, after - before)
+end
 puma_best = [runs["puma -t 1"][0], runs["puma -t 4"][0]].max
 iodine_best = ["iodine -t 1", "iodine -t 2", "iodine -t 4"].map { |n| runs[n][0] }.max
 raw_rps = runs["raw Rust (engine, no Ruby)"][0]

@@ -110,6 +110,16 @@ RSpec.describe "the iodine command" do
     end
   end
 
+  it "serves through `rackup -s iodine` (Rack's handler registry), honouring -p and -o" do
+    rackup = Gem.bin_path("rack", "rackup")
+    port = ServerProcess.free_port
+    server = ServerProcess.new(nil, script: [rackup, "-s", "iodine", "-p", port.to_s, "-o", "127.0.0.1",
+                                             File.join(ROOT, "examples", "hello.ru")], port: port)
+    expect(http_get(port, "/").body).to eq("Hello World!")
+    expect(server.log).to include("Iodine")
+    expect(server.stop.exitstatus).to eq(0)
+  end
+
   %w[INT TERM].each do |sig|
     it "on #{sig}: stops accepting, finishes the in-flight request, exits 0" do
       server = ServerProcess.new([app_path("echo.ru")])
