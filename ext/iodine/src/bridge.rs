@@ -36,7 +36,6 @@ impl Task {
     }
 }
 
-
 struct Bridge {
     queue: SegQueue<Task>,
     /// Workers parked (or about to park) on `wake`.
