@@ -62,6 +62,50 @@ RSpec.describe "process lifecycle" do
     expect(server.stop&.exitstatus).to eq(0)
   end
 
+  it "Iodine.listen while running attaches the new listener at once" do
+    port = ServerProcess.free_port
+    second = ServerProcess.free_port
+    code = <<~RUBY
+      Iodine.listen(service: :http, port: PORT, address: "127.0.0.1") do |env|
+        Iodine.listen(service: :http, port: #{second}, address: "127.0.0.1") { |_| [200, {}, ["second"]] }
+        [200, {}, ["first"]]
+      end
+      Iodine.start
+    RUBY
+    server = ServerProcess.new(nil, script: script(code, port), port: port)
+    expect(http_get(port, "/").body).to eq("first")
+    expect(http_get(second, "/").body).to eq("second")
+  ensure
+    server&.stop
+  end
+
+  it "serves correctly under GC.stress (every Ruby object the bridge holds is marked)" do
+    port = ServerProcess.free_port
+    code = <<~RUBY
+      Iodine.listen(service: :http, port: PORT, address: "127.0.0.1") do |env|
+        body = env["rack.input"].read
+        [200, { "X-Path" => env["PATH_INFO"], "X-Query" => env["QUERY_STRING"] }, [body, "|", env["HTTP_X_A"].to_s]]
+      end
+      Iodine.threads = 2
+      Thread.new { sleep 0.2; GC.stress = true }
+      Iodine.start
+    RUBY
+    server = ServerProcess.new(nil, script: script(code, port), port: port)
+    sleep 0.5
+    5.times do |i|
+      Net::HTTP.start("127.0.0.1", port, read_timeout: 60) do |http|
+        req = Net::HTTP::Post.new("/p#{i}?q=#{i}", "X-A" => "a#{i}")
+        req.body = "body#{i}" * 10
+        res = http.request(req)
+        expect(res.body).to eq("#{"body#{i}" * 10}|a#{i}")
+        expect(res["X-Path"]).to eq("/p#{i}")
+        expect(res["X-Query"]).to eq("q=#{i}")
+      end
+    end
+  ensure
+    server&.stop
+  end
+
   it "a request handled by a 2-thread pool isn't blocked by a slow request" do
     server = ServerProcess.new(["-t", "2", app_path("echo.ru")])
     slow = Thread.new { http_get(server.port, "/slow?2") }
