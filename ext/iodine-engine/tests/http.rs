@@ -78,6 +78,26 @@ fn h2c_upgrade_is_400_and_garbage_is_400() {
 }
 
 #[test]
+fn content_length_with_transfer_encoding_is_framed_by_chunks() {
+    // The smuggling attempt: a length of 0 hiding a second request in the chunked body.
+    let srv = TestServer::start(HttpSettings::default(), echo());
+    let r = srv.roundtrip_close(
+        b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n\
+          23\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n\r\n0\r\n\r\n",
+    );
+    assert!(r.contains("x-info: POST /a  35"), "{r}");
+    assert_eq!(r.matches("x-info:").count(), 1, "{r}"); // no second, smuggled request
+    assert!(r.contains("connection: close"), "{r}");
+}
+
+#[test]
+fn http2_preface_is_closed_without_a_response() {
+    let srv = TestServer::start(HttpSettings::default(), echo());
+    let r = srv.roundtrip_close(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    assert!(r.is_empty() || r.starts_with("HTTP/1.1 4"), "{r}");
+}
+
+#[test]
 fn body_limits() {
     let settings = HttpSettings {
         max_body: 1000,

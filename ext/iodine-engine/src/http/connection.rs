@@ -182,7 +182,9 @@ async fn respond(
     response
 }
 
-/// Rejects requests no app should see (RFC 9112 §3.2, h2c, declared oversize bodies).
+/// Rejects requests no app should see (RFC 9112 §3.2 Host rules, h2c, declared oversize
+/// bodies). Content-Length + Transfer-Encoding never gets here ambiguous: hyper frames such a
+/// request by Transfer-Encoding and drops the length (RFC 9112 §6.1).
 #[allow(clippy::result_large_err)]
 fn check(parts: &http::request::Parts, max_body: u64) -> Result<(), hyper::Response<ResponseBody>> {
     let mut hosts = parts.headers.get_all(header::HOST).iter();
