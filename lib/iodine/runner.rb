@@ -42,6 +42,7 @@ module Iodine
         end
         previous = {}
         pool = []
+        raise_open_files_limit
         wake_r, wake_w = IO.pipe
         Runner.waker = wake_w
         %w[INT TERM].each { |sig| previous[sig] = trap(sig) { Iodine.stop } }
@@ -74,6 +75,15 @@ module Iodine
       end
 
       private
+
+      # Lets the process hold as many connections as the hard limit allows (the soft limit is
+      # often 1024), as the C gem did.
+      def raise_open_files_limit
+        soft, hard = Process.getrlimit(:NOFILE)
+        Process.setrlimit(:NOFILE, hard, hard) if soft < hard
+      rescue StandardError => e
+        Base.log(3, "couldn't raise the open files limit: #{e.message}")
+      end
 
       def worker_thread(index)
         Thread.new do

@@ -106,6 +106,20 @@ RSpec.describe "process lifecycle" do
     server&.stop
   end
 
+  it "raises the open-files soft limit to the hard limit, for many connections" do
+    port = ServerProcess.free_port
+    code = <<~RUBY
+      Process.setrlimit(:NOFILE, 256, Process.getrlimit(:NOFILE)[1])
+      Iodine.listen(service: :http, port: PORT, address: "127.0.0.1") { |_| [200, {}, [Process.getrlimit(:NOFILE).join(",")]] }
+      Iodine.start
+    RUBY
+    server = ServerProcess.new(nil, script: script(code, port), port: port)
+    soft, hard = http_get(port, "/").body.split(",").map(&:to_i)
+    expect(soft).to eq(hard)
+  ensure
+    server&.stop
+  end
+
   it "a request handled by a 2-thread pool isn't blocked by a slow request" do
     server = ServerProcess.new(["-t", "2", app_path("echo.ru")])
     slow = Thread.new { http_get(server.port, "/slow?2") }
