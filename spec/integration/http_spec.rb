@@ -191,6 +191,17 @@ RSpec.describe "HTTP/1.1 serving a Rack app" do
     expect(http_get(port, "/").body).to eq("Hello World!")
   end
 
+  it "serves 1,500 concurrent connections" do
+    soft, hard = Process.getrlimit(:NOFILE)
+    Process.setrlimit(:NOFILE, [hard, 4096].min, hard) if soft < 4096
+    sockets = Array.new(1500) { TCPSocket.new("127.0.0.1", port) }
+    sockets.each { |s| s.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") }
+    bodies = Timeout.timeout(60) { sockets.map { |s| s.read.split("\r\n\r\n", 2).last } }
+    expect(bodies.uniq).to eq(["Hello World!"])
+  ensure
+    sockets&.each(&:close)
+  end
+
   it "sends large bodies whole" do
     expect(http_get(port, "/big").body.bytesize).to eq(1_000_000)
   end
