@@ -31,6 +31,7 @@ struct Keys {
     empty: Opaque<RString>,
     http_1_1: Opaque<RString>,
     http_1_0: Opaque<RString>,
+    get: Opaque<RString>,
     /// `Iodine::Base::Hijack`, the `rack.hijack` callable.
     hijack: Opaque<Value>,
     /// Known methods as frozen values.
@@ -108,6 +109,7 @@ pub fn init(ruby: &Ruby, hijacker: Value) {
         empty: interned(ruby, ""),
         http_1_1: interned(ruby, "HTTP/1.1"),
         http_1_0: interned(ruby, "HTTP/1.0"),
+        get: interned(ruby, "GET"),
         methods: COMMON_METHODS
             .iter()
             .map(|m| (*m, interned(ruby, m)))
@@ -125,8 +127,22 @@ fn keys() -> &'static Keys {
 }
 
 /// The per-listener template: everything that does not change between requests.
-pub fn template(ruby: &Ruby, tls: bool) -> Result<RHash, Error> {
+///
+/// It also holds the most common per-request values (GET, HTTP/1.1, the listening port), so
+/// `build` only stores those when a request differs.
+pub fn template(ruby: &Ruby, tls: bool, port: u16) -> Result<RHash, Error> {
     let t = ruby.hash_new();
+    let k = keys();
+    t.aset(ruby.get_inner(k.request_method), ruby.get_inner(k.get))?;
+    t.aset(
+        ruby.get_inner(k.server_protocol),
+        ruby.get_inner(k.http_1_1),
+    )?;
+    t.aset(ruby.get_inner(k.http_version), ruby.get_inner(k.http_1_1))?;
+    t.aset(
+        ruby.get_inner(k.server_port),
+        recurring(ruby, itoa(port as u64).as_bytes()),
+    )?;
     let version = ruby.ary_new_from_values(&[ruby.integer_from_i64(1), ruby.integer_from_i64(3)]);
     version.freeze();
     t.aset("rack.version", version)?;
@@ -175,11 +191,13 @@ fn recurring(ruby: &Ruby, bytes: &[u8]) -> RString {
 pub fn build(ruby: &Ruby, template: RHash, req: &mut Request) -> Result<RHash, Error> {
     let k = keys();
     let env = crate::gvl::hash_dup(template);
-    let method = match k.methods.get(req.method.as_str()) {
-        Some(m) => ruby.get_inner(*m),
-        None => ruby.str_new(req.method.as_str()),
-    };
-    env.aset(ruby.get_inner(k.request_method), method)?;
+    if req.method != http::Method::GET {
+        let method = match k.methods.get(req.method.as_str()) {
+            Some(m) => ruby.get_inner(*m),
+            None => ruby.str_new(req.method.as_str()),
+        };
+        env.aset(ruby.get_inner(k.request_method), method)?;
+    }
     env.aset(
         ruby.get_inner(k.path_info),
         ruby.str_from_slice(req.path().as_bytes()),
@@ -191,18 +209,19 @@ pub fn build(ruby: &Ruby, template: RHash, req: &mut Request) -> Result<RHash, E
             ruby.str_from_slice(query.as_bytes()),
         )?;
     }
-    let version = match req.version {
-        http::Version::HTTP_10 => ruby.get_inner(k.http_1_0),
-        _ => ruby.get_inner(k.http_1_1),
-    };
-    env.aset(ruby.get_inner(k.server_protocol), version)?;
-    env.aset(ruby.get_inner(k.http_version), version)?;
+    if req.version == http::Version::HTTP_10 {
+        let version = ruby.get_inner(k.http_1_0);
+        env.aset(ruby.get_inner(k.server_protocol), version)?;
+        env.aset(ruby.get_inner(k.http_version), version)?;
+    }
     let (name, port) = req.server_name_and_port();
     env.aset(ruby.get_inner(k.server_name), recurring(ruby, name))?;
-    env.aset(
-        ruby.get_inner(k.server_port),
-        recurring(ruby, itoa(port as u64).as_bytes()),
-    )?;
+    if port != req.local_port {
+        env.aset(
+            ruby.get_inner(k.server_port),
+            recurring(ruby, itoa(port as u64).as_bytes()),
+        )?;
+    }
     let addr = match req.peer {
         Peer::Ip(ip) => ip.to_string(),
         // Like puma: a Unix-socket peer is local.

@@ -26,8 +26,8 @@ pub struct RackApp {
 
 impl RackApp {
     /// Keeps `app` alive for the life of the process and prepares its env template.
-    pub fn new(ruby: &Ruby, app: Value, tls: bool) -> Result<Arc<Self>, Error> {
-        let template = env::template(ruby, tls)?;
+    pub fn new(ruby: &Ruby, app: Value, tls: bool, port: u16) -> Result<Arc<Self>, Error> {
+        let template = env::template(ruby, tls, port)?;
         template.freeze();
         // Listeners live as long as the process: registering them with the GC is the
         // simplest way to keep both alive while Rust holds them as Opaque values.

@@ -46,8 +46,8 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
             "Couldn't open listening socket.",
         )
     })?;
-    let handler = crate::rack::RackApp::new(ruby, app, settings.tls)?;
     let port = bound.port();
+    let handler = crate::rack::RackApp::new(ruby, app, settings.tls, port)?;
     server::add_http(bound, settings, handler).map_err(|e| {
         Error::new(
             ruby.exception_runtime_error(),
