@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use http::HeaderMap;
-use iodine_engine::http::{env_key as http_key, forwarded_https as forwarded_scheme, Request};
+use iodine_engine::http::{
+    env_key as http_key, forwarded_https as forwarded_scheme, Request, RequestBody,
+};
 use iodine_engine::server::Peer;
 use magnus::value::Opaque;
 use magnus::{prelude::*, Error, RHash, RString, Ruby, Value};
@@ -143,6 +145,12 @@ pub fn template(ruby: &Ruby, tls: bool, port: u16) -> Result<RHash, Error> {
         ruby.get_inner(k.server_port),
         recurring(ruby, itoa(port as u64).as_bytes()),
     )?;
+    // Requests without a body share one empty input: reading it always gives "" / nil, so
+    // nothing a request does to it can be seen by another.
+    t.aset(
+        ruby.get_inner(k.rack_input),
+        RackIO::new(RequestBody::Empty),
+    )?;
     let version = ruby.ary_new_from_values(&[ruby.integer_from_i64(1), ruby.integer_from_i64(3)]);
     version.freeze();
     t.aset("rack.version", version)?;
@@ -247,7 +255,9 @@ pub fn build(ruby: &Ruby, template: RHash, req: &mut Request) -> Result<RHash, E
             ruby.str_new(itoa(body.len()).as_str()),
         )?;
     }
-    env.aset(ruby.get_inner(k.rack_input), RackIO::new(body))?;
+    if !body.is_empty() {
+        env.aset(ruby.get_inner(k.rack_input), RackIO::new(body))?;
+    }
     Ok(env)
 }
 

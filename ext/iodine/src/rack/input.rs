@@ -46,14 +46,18 @@ impl RackIO {
                 Some(n as usize)
             }
         };
-        let mut input = rb_self.0.borrow_mut();
-        let data = match len {
-            Some(0) => Some(Bytes::new()),
-            Some(n) => {
-                let d = input.take(n).map_err(|e| io_error(ruby, e))?;
-                (!d.is_empty()).then_some(d)
+        // The borrow ends before any Ruby call below: the empty input is shared by requests
+        // on several threads, and Ruby may switch threads inside a method call.
+        let data = {
+            let mut input = rb_self.0.borrow_mut();
+            match len {
+                Some(0) => Some(Bytes::new()),
+                Some(n) => {
+                    let d = input.take(n).map_err(|e| io_error(ruby, e))?;
+                    (!d.is_empty()).then_some(d)
+                }
+                None => Some(input.take(usize::MAX).map_err(|e| io_error(ruby, e))?),
             }
-            None => Some(input.take(usize::MAX).map_err(|e| io_error(ruby, e))?),
         };
         match (data, buffer) {
             (None, Some(buf)) => {
