@@ -62,11 +62,6 @@ pub fn add_http(
     Ok(())
 }
 
-/// Number of listeners waiting for `start`.
-pub fn pending_count() -> usize {
-    STATE.lock().pending.len()
-}
-
 /// Builds the runtime and starts every pending listener.
 pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
     let mut state = STATE.lock();

@@ -92,10 +92,6 @@ fn finish() {
     server::finish();
 }
 
-fn pending_listeners() -> usize {
-    server::pending_count()
-}
-
 fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -123,7 +119,6 @@ pub fn init(_ruby: &Ruby, base: RModule) -> Result<(), Error> {
     base.define_module_function("drain", function!(drain, 1))?;
     base.define_module_function("close_bridge", function!(close_bridge, 0))?;
     base.define_module_function("finish", function!(finish, 0))?;
-    base.define_module_function("pending_listeners", function!(pending_listeners, 0))?;
     base.define_module_function("cores", function!(cores, 0))?;
     base.define_module_function("log", function!(log_message, 2))?;
     Ok(())
