@@ -126,7 +126,13 @@ fn bind_tcp(host: Option<&str>, port: u16) -> io::Result<BoundListener> {
             let h = h.trim_start_matches('[').trim_end_matches(']');
             match h.parse::<IpAddr>() {
                 Ok(ip) => vec![SocketAddr::new(ip, port)],
-                Err(_) => (h, port).to_socket_addrs()?.collect(),
+                Err(_) => {
+                    // A name like "localhost" may resolve to ::1 and 127.0.0.1; one socket
+                    // serves one of them, and IPv4 is what clients fall back to everywhere.
+                    let mut addrs: Vec<SocketAddr> = (h, port).to_socket_addrs()?.collect();
+                    addrs.sort_by_key(|a| a.is_ipv6());
+                    addrs
+                }
             }
         }
     };
@@ -181,6 +187,16 @@ mod tests {
         .expect("bind");
         assert_ne!(l.port(), 0);
         assert!(l.describe().starts_with("127.0.0.1:"));
+    }
+
+    #[test]
+    fn host_names_resolve_and_prefer_ipv4() {
+        let l = bind(&Address::Tcp {
+            host: Some("localhost".into()),
+            port: 0,
+        })
+        .expect("bind localhost");
+        assert!(l.describe().starts_with("127.0.0.1:"), "{}", l.describe());
     }
 
     #[test]
