@@ -100,6 +100,10 @@ RSpec.describe "HTTP/1.1 serving a Rack app" do
     expect(res.body).to be_nil
     raw = raw_request(port, "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     expect(raw).to end_with("\r\n\r\n")
+    expect(raw).to match(/^content-length: 12\r$/i) # what a GET would get
+    raw = raw_request(port, "HEAD /multi-header HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    expect(raw).to match(/^content-length: 2\r$/i) # computed from the Array body
+    expect(raw).to end_with("\r\n\r\n")
   end
 
   it "sends any status 100..999 as itself, 418 included" do

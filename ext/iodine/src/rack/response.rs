@@ -42,6 +42,10 @@ pub fn convert(ruby: &Ruby, result: Value, head_request: bool) -> Result<(Respon
     let bodiless = status < 200 || status == 204 || status == 304 || head_request;
 
     if bodiless {
+        let mut headers = headers;
+        if head_request && status >= 200 && status != 204 && status != 304 {
+            head_length(body, &mut headers);
+        }
         close(body);
         return Ok((
             Response {
@@ -96,6 +100,32 @@ pub fn convert(ruby: &Ruby, result: Value, head_request: bool) -> Result<(Respon
         "the response body {} responds to neither each nor to_path",
         inspect(body)
     ))
+}
+
+/// For HEAD: the Content-Length a GET would get, when the body is an Array or String and the
+/// app set none (the body itself is never sent).
+fn head_length(body: Value, headers: &mut Vec<(Bytes, Bytes)>) {
+    if headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case(b"content-length"))
+    {
+        return;
+    }
+    let len = if let Some(s) = RString::from_value(body) {
+        s.len()
+    } else if let Some(parts) = RArray::from_value(body) {
+        parts
+            .into_iter()
+            .filter_map(RString::from_value)
+            .map(|s| s.len())
+            .sum()
+    } else {
+        return;
+    };
+    headers.push((
+        Bytes::from_static(b"content-length"),
+        Bytes::from(len.to_string()),
+    ));
 }
 
 /// Streams `body.each` into `sender` on this Ruby thread, then closes the body.
