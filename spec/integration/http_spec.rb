@@ -140,6 +140,13 @@ RSpec.describe "HTTP/1.1 serving a Rack app" do
     expect(JSON.parse(http_get(port, "/closed").body)["stream"]).to eq(1)
   end
 
+  it "streams Rack 3 callable bodies, written from another thread, until the app closes the stream" do
+    raw = raw_request(port, "GET /rack3-stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    expect(raw).to include("transfer-encoding: chunked")
+    body = raw.split("\r\n\r\n", 2).last.split("\r\n").each_slice(2).map { |_size, data| data }.join
+    expect(body).to eq("first;second;third")
+  end
+
   it "serves to_path bodies from the file and closes them once" do
     res = http_get(port, "/file")
     expect(res.body).to eq(File.read(app_path("echo.ru")))

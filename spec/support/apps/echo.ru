@@ -105,6 +105,17 @@ app = lambda do |env|
       io.close
     end
     [200, {}, []]
+  when "/rack3-stream"
+    body = lambda do |stream|
+      stream.write("first;")
+      Thread.new do
+        sleep 0.2
+        stream << "second;"
+        stream.write("third")
+        stream.close
+      end
+    end
+    [200, { "content-type" => "text/plain" }, body]
   when "/stop"
     Iodine.stop
     [200, {}, ["stopping"]]

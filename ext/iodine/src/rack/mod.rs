@@ -5,6 +5,7 @@ mod env;
 mod hijack;
 mod input;
 mod response;
+mod stream;
 
 use std::sync::Arc;
 
@@ -92,6 +93,17 @@ impl RackJob {
                 replies.push(self.reply, res);
                 Ok(())
             }
+            Ok((res, response::Rest::Call(body, sender))) => {
+                replies.flush();
+                if self.reply.send(res) {
+                    let stream = ruby.obj_wrap(stream::Stream::new(sender));
+                    if let Err(e) = body.funcall::<_, _, Value>("call", (stream,)) {
+                        stream.abort("the streaming body raised");
+                        return errors::contain(ruby, e);
+                    }
+                }
+                Ok(())
+            }
             Ok((res, response::Rest::Stream(body, sender))) => {
                 // Earlier answers go out first; this one must leave before its body streams.
                 replies.flush();
@@ -167,6 +179,7 @@ fn server_error() -> Response {
 
 /// Defines the Rack helpers under `Iodine::Base` and interns the env keys.
 pub fn init(ruby: &Ruby, base: RModule) -> Result<(), Error> {
+    stream::init(ruby, base)?;
     let hijacker = hijack::init(ruby, base)?;
     env::init(ruby, hijacker);
     input::init(ruby, base)

@@ -20,6 +20,8 @@ pub enum Rest {
     Done,
     /// Iterate `body.each` into `sender`, then close the body.
     Stream(Value, BodySender),
+    /// A Rack 3 streaming body: `body.call(stream)`; the app closes the stream.
+    Call(Value, BodySender),
 }
 
 /// Converts the app's return value. `Err` means an invalid response (the caller sends a 500).
@@ -95,9 +97,20 @@ pub fn convert(ruby: &Ruby, result: Value, head_request: bool) -> Result<(Respon
             Rest::Stream(body, sender),
         ));
     }
+    if body.respond_to("call", false).unwrap_or(false) {
+        let (sender, stream) = stream_channel();
+        return Ok((
+            Response {
+                status,
+                headers,
+                body: stream,
+            },
+            Rest::Call(body, sender),
+        ));
+    }
     close(body);
     Err(format!(
-        "the response body {} responds to neither each nor to_path",
+        "the response body {} responds to neither each, to_path nor call",
         inspect(body)
     ))
 }
@@ -163,8 +176,8 @@ pub fn stream(ruby: &Ruby, body: Value, sender: BodySender) -> Result<(), Error>
     }
 }
 
-/// Sends a chunk, releasing the GVL while the client is slow.
-fn send(sender: &BodySender, chunk: Bytes) -> bool {
+/// Sends a chunk, releasing the GVL while the client is slow; false once the client is gone.
+pub fn send(sender: &BodySender, chunk: Bytes) -> bool {
     match sender.try_send(chunk) {
         Ok(open) => open,
         Err(chunk) => {
