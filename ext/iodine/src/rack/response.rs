@@ -86,27 +86,22 @@ pub fn convert(ruby: &Ruby, result: Value, head_request: bool) -> Result<(Respon
             ));
         }
     }
-    if body.respond_to("each", false).unwrap_or(false) {
+    let streams: Option<fn(Value, BodySender) -> Rest> =
+        if body.respond_to("each", false).unwrap_or(false) {
+            Some(Rest::Stream)
+        } else if body.respond_to("call", false).unwrap_or(false) {
+            Some(Rest::Call)
+        } else {
+            None
+        };
+    if let Some(rest) = streams {
         let (sender, stream) = stream_channel();
-        return Ok((
-            Response {
-                status,
-                headers,
-                body: stream,
-            },
-            Rest::Stream(body, sender),
-        ));
-    }
-    if body.respond_to("call", false).unwrap_or(false) {
-        let (sender, stream) = stream_channel();
-        return Ok((
-            Response {
-                status,
-                headers,
-                body: stream,
-            },
-            Rest::Call(body, sender),
-        ));
+        let response = Response {
+            status,
+            headers,
+            body: stream,
+        };
+        return Ok((response, rest(body, sender)));
     }
     close(body);
     Err(format!(
