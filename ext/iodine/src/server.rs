@@ -45,14 +45,7 @@ pub fn add_http(
 ) -> std::io::Result<()> {
     let mut state = STATE.lock();
     match &state.running {
-        Some(running) => {
-            let shutdown = running.shutdown.clone();
-            let _enter = running.runtime.enter();
-            let listener = bound.into_async()?;
-            running
-                .runtime
-                .spawn(serve(listener, settings, handler, shutdown));
-        }
+        Some(running) => spawn_http(running, bound, settings, handler)?,
         None => state.pending.push(PendingHttp {
             bound,
             settings,
@@ -74,17 +67,34 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
         .on_thread_park(crate::bridge::kick)
         .enable_all()
         .build()?;
-    let shutdown = Shutdown::new();
+    let running = Running {
+        runtime,
+        shutdown: Shutdown::new(),
+    };
     let mut described = Vec::new();
     for p in state.pending.drain(..) {
         described.push(p.bound.describe());
-        let _enter = runtime.enter();
-        let listener = p.bound.into_async()?;
-        runtime.spawn(serve(listener, p.settings, p.handler, shutdown.clone()));
+        spawn_http(&running, p.bound, p.settings, p.handler)?;
     }
     state.stop_requested = false;
-    state.running = Some(Running { runtime, shutdown });
+    state.running = Some(running);
     Ok(described)
+}
+
+/// Serves `bound` on the running runtime until shutdown.
+fn spawn_http(
+    running: &Running,
+    bound: BoundListener,
+    settings: HttpSettings,
+    handler: Arc<dyn Handler>,
+) -> std::io::Result<()> {
+    let _enter = running.runtime.enter();
+    let listener = bound.into_async()?;
+    let shutdown = running.shutdown.clone();
+    running
+        .runtime
+        .spawn(serve(listener, settings, handler, shutdown));
+    Ok(())
 }
 
 /// Whether the server runs in this process.

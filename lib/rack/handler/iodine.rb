@@ -14,7 +14,8 @@ module Iodine
     def self.run(app, options = {})
       port = options[:Port] || options["Port"] || Iodine::DEFAULT_SETTINGS[:port]
       host = options[:Host] || options["Host"] || Iodine::DEFAULT_SETTINGS[:address]
-      Iodine.threads = Iodine::Base::CLI.env_int("THREADS") if Iodine.threads.zero? && Iodine::Base::CLI.env_int("THREADS")
+      threads = Iodine::Base::CLI.env_int("THREADS")
+      Iodine.threads = threads if threads && Iodine.threads.zero?
       Iodine.listen(service: :http, handler: app, port: port, address: host)
       yield Iodine if block_given?
       Iodine.start

@@ -143,7 +143,7 @@ pub fn template(ruby: &Ruby, tls: bool, port: u16) -> Result<RHash, Error> {
     t.aset(ruby.get_inner(k.http_version), ruby.get_inner(k.http_1_1))?;
     t.aset(
         ruby.get_inner(k.server_port),
-        recurring(ruby, itoa(port as u64).as_bytes()),
+        recurring(ruby, port.to_string().as_bytes()),
     )?;
     // Requests without a body share one empty input: reading it always gives "" / nil, so
     // nothing a request does to it can be seen by another.
@@ -227,7 +227,7 @@ pub fn build(ruby: &Ruby, template: RHash, req: &mut Request) -> Result<RHash, E
     if port != req.local_port {
         env.aset(
             ruby.get_inner(k.server_port),
-            recurring(ruby, itoa(port as u64).as_bytes()),
+            recurring(ruby, port.to_string().as_bytes()),
         )?;
     }
     let addr = match req.peer {
@@ -252,7 +252,7 @@ pub fn build(ruby: &Ruby, template: RHash, req: &mut Request) -> Result<RHash, E
     if !body.is_empty() || req.headers.contains_key(http::header::CONTENT_LENGTH) {
         env.aset(
             ruby.get_inner(k.content_length),
-            ruby.str_new(itoa(body.len()).as_str()),
+            ruby.str_new(&body.len().to_string()),
         )?;
     }
     if !body.is_empty() {
@@ -296,8 +296,4 @@ fn headers(ruby: &Ruby, k: &Keys, env: RHash, headers: &HeaderMap) -> Result<(),
         env.aset(key, value)?;
     }
     Ok(())
-}
-
-fn itoa(n: u64) -> String {
-    n.to_string()
 }

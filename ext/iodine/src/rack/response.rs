@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use iodine_engine::http::{stream_channel, Body, BodySender, Response};
 use magnus::{prelude::*, Error, RArray, RHash, RString, Ruby, Value};
 use parking_lot::Mutex;
@@ -41,11 +41,11 @@ pub fn convert(ruby: &Ruby, result: Value, head_request: bool) -> Result<(Respon
     let status =
         parse_status(status).ok_or_else(|| format!("invalid status {}", inspect(status)))?;
     let headers = collect_headers(headers)?;
-    let bodiless = status < 200 || status == 204 || status == 304 || head_request;
+    let status_has_body = status >= 200 && status != 204 && status != 304;
 
-    if bodiless {
+    if !status_has_body || head_request {
         let mut headers = headers;
-        if head_request && status >= 200 && status != 204 && status != 304 {
+        if head_request && status_has_body {
             head_length(body, &mut headers);
         }
         close(body);
@@ -228,7 +228,8 @@ fn collect_headers(headers: Value) -> Result<Vec<(Bytes, Bytes)>, String> {
     Ok(out)
 }
 
-fn to_bytes(v: Value) -> Result<Bytes, Error> {
+/// The bytes of a String, or of `to_s` for anything else.
+pub fn to_bytes(v: Value) -> Result<Bytes, Error> {
     match RString::from_value(v) {
         Some(s) => Ok(s.to_bytes()),
         None => Ok(v.funcall::<_, _, RString>("to_s", ())?.to_bytes()),
@@ -243,14 +244,14 @@ fn join(ruby: &Ruby, parts: RArray) -> Bytes {
             return s.to_bytes();
         }
     }
-    let mut buf = BytesMut::new();
+    let mut buf = Vec::new();
     for part in parts.into_iter() {
         match RString::from_value(part) {
-            Some(s) => buf.extend_from_slice(&s.to_bytes()),
+            Some(s) => gvl::append_str(&mut buf, s),
             None => iodine_engine::error!("(Iodine) response body not a String"),
         }
     }
-    buf.freeze()
+    Bytes::from(buf)
 }
 
 fn open_path(body: Value) -> Option<Body> {

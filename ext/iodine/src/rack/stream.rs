@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use iodine_engine::http::BodySender;
-use magnus::{method, prelude::*, Error, RModule, RString, Ruby, Value};
+use magnus::{method, prelude::*, Error, RModule, Ruby, Value};
 use parking_lot::Mutex;
 
 /// The stream handed to a streaming body.
@@ -20,11 +20,7 @@ impl Stream {
     /// `write(data)`: sends `data.to_s`; returns its byte size. Raises IOError once closed
     /// or when the client went away.
     fn write(ruby: &Ruby, rb_self: &Self, data: Value) -> Result<usize, Error> {
-        let data = match RString::from_value(data) {
-            Some(s) => s,
-            None => data.funcall::<_, _, RString>("to_s", ())?,
-        };
-        let bytes = data.to_bytes();
+        let bytes = super::response::to_bytes(data)?;
         let len = bytes.len();
         let sender = rb_self.0.lock().clone();
         let Some(sender) = sender else {
