@@ -84,6 +84,7 @@ module Iodine
   end
 end
 
+require_relative "iodine/rack_body"
 require_relative "iodine/listen"
 require_relative "iodine/runner"
 require_relative "iodine/cli"

@@ -20,7 +20,7 @@ use magnus::{Error, Ruby};
 use parking_lot::{Condvar, Mutex};
 
 use crate::gvl;
-use crate::rack::{RackJob, Replies};
+use crate::rack::{self, RackJob};
 
 /// Work for a Ruby thread.
 pub enum Task {
@@ -29,9 +29,9 @@ pub enum Task {
 }
 
 impl Task {
-    fn run(self, ruby: &Ruby, replies: &mut Replies) -> Result<(), Error> {
+    fn run(self, ruby: &Ruby) -> Result<(), Error> {
         match self {
-            Task::Rack(job) => job.run(ruby, replies),
+            Task::Rack(job) => job.run(ruby),
         }
     }
 }
@@ -72,6 +72,12 @@ const WAKE_BATCH: usize = 16;
 /// runtime's park hook) or once a batch has queued up: on a busy core the requests of one
 /// poll cycle then cost a single wake-up, and a Ruby worker runs them in one GVL hold.
 pub fn push(task: Task) {
+    if !BRIDGE.open.load(Ordering::Acquire) {
+        // No worker will run it (shut down): dropping it answers the client now (a 500, or
+        // nothing for a connection being closed) instead of leaving it for a later `start`.
+        drop(task);
+        return;
+    }
     BRIDGE.queue.push(task);
     if BRIDGE.sleepers.load(Ordering::SeqCst) > 0 && BRIDGE.queue.len() >= WAKE_BATCH {
         let _guard = BRIDGE.lock.lock();
@@ -89,7 +95,9 @@ pub fn kick() {
 
 /// Lets `workers` Ruby threads run (called by `Iodine.start` before they start).
 pub fn open(workers: usize) {
+    discard_pending(); // anything a previous run left behind belongs to dead connections
     BRIDGE.workers.store(workers.max(1), Ordering::SeqCst);
+    rack::batch_replies(workers <= 1);
     BRIDGE.open.store(true, Ordering::SeqCst);
 }
 
@@ -105,56 +113,48 @@ pub fn discard_pending() {
     while BRIDGE.queue.pop().is_some() {}
 }
 
-enum Woke {
-    Work,
-    Interrupted,
-    Closed,
-}
-
 /// The body of one Ruby worker thread (`Iodine::Base.worker_loop`).
 ///
-/// Returns `true` when Ruby should call it again (after handling an interrupt), `false`
-/// once the bridge is closed and the queue drained.
+/// Returns `false` once the bridge is closed and the queue drained. An `Err` is a jump an app
+/// or an interrupt started (`Thread#kill`, an uncaught `throw`), for Ruby to carry on.
 pub fn work(ruby: &Ruby) -> Result<bool, Error> {
-    let mut replies = Replies::new(BRIDGE.workers.load(Ordering::Relaxed));
     loop {
         while let Some(task) = BRIDGE.queue.pop() {
-            task.run(ruby, &mut replies)?;
+            // Answers held back for a batch must not wait behind a task that may block.
+            rack::flush_stale_replies();
+            task.run(ruby)?;
         }
-        replies.flush();
+        rack::flush_replies();
         if !BRIDGE.open.load(Ordering::SeqCst) {
             return Ok(false);
         }
         let seen = BRIDGE.interrupts.load(Ordering::SeqCst);
-        match gvl::without_gvl(|| sleep(seen), interrupt) {
-            Some(Woke::Work) => continue,
-            Some(Woke::Closed) => continue, // drain what is left, then leave
-            Some(Woke::Interrupted) | None => return Ok(true),
-        }
+        // Interrupts (signals, Thread#raise/kill) are delivered inside `without_gvl`; a
+        // worker woken for one that did not raise just looks at the queue again.
+        gvl::without_gvl(ruby, || sleep(seen), interrupt)?;
     }
 }
 
 /// Parks until there is work, the bridge closes, or Ruby interrupts (runs without the GVL).
-fn sleep(seen: u64) -> Woke {
+fn sleep(seen: u64) {
     let mut guard = BRIDGE.lock.lock();
     BRIDGE.sleepers.fetch_add(1, Ordering::SeqCst);
-    let woke = loop {
+    loop {
         if !BRIDGE.queue.is_empty() {
-            break Woke::Work;
+            break;
         }
         if !BRIDGE.open.load(Ordering::SeqCst) {
-            break Woke::Closed;
+            break;
         }
         if BRIDGE.interrupts.load(Ordering::SeqCst) != seen {
-            break Woke::Interrupted;
+            break;
         }
         // Pushes notify only per batch or when an IO thread goes idle; an IO thread that stays
         // busy with other connections could hold back a lone request, so look every 50 ms
         // (measured idle cost: 10 ms used 0.9% of a core with 2 workers, 1 s none).
         BRIDGE.wake.wait_for(&mut guard, RECHECK);
-    };
+    }
     BRIDGE.sleepers.fetch_sub(1, Ordering::SeqCst);
-    woke
 }
 
 /// The unblocking function: wake every sleeping worker so it returns to Ruby.

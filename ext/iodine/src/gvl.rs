@@ -9,11 +9,15 @@
 //!   `Thread#kill` and process exit can wake it.
 //! - `rb_thread_call_without_gvl2` is used (not `rb_thread_call_without_gvl`) because the
 //!   latter may raise (longjmp) on a pending interrupt right after the call, through our Rust
-//!   frames. With the `2` variant pending interrupts are left for Ruby to handle once our
-//!   native method has returned.
+//!   frames. The `2` variant leaves interrupts pending, and [`without_gvl`] then delivers them
+//!   at once, inside `rb_protect` (magnus' `thread_check_ints`): left pending, the next Ruby
+//!   call we make (even building an exception) would run them, and a `throw` or
+//!   `Thread#kill` there would reach code that can't propagate it.
 
 use std::ffi::c_void;
 use std::panic::{self, AssertUnwindSafe};
+
+use magnus::{Error, Ruby};
 
 struct Call<F, R> {
     func: Option<F>,
@@ -45,13 +49,43 @@ where
     let _ = panic::catch_unwind(AssertUnwindSafe(wake));
 }
 
-/// Runs `func` with the GVL released, so other Ruby threads run meanwhile.
+/// Runs `func` with the GVL released, then delivers Ruby's pending interrupts.
 ///
 /// `wake` is called from another thread (holding the GVL) when Ruby needs this thread back
-/// (a signal, `Thread#kill`, exit); it must make `func` return soon. Returns `None` when Ruby
-/// had an interrupt pending and `func` was not run at all: the caller should return to Ruby.
+/// (a signal, `Thread#raise`, `Thread#kill`, `Timeout`, exit); it must make `func` return
+/// soon. Interrupts that arrived before or during the call run right after it, before any
+/// other Ruby call can trip over them: one that raises or jumps (`Thread#kill`, `throw`) is
+/// returned as `Err`, which the caller must hand back to Ruby unchanged (after cleanup that
+/// does not call Ruby). If an interrupt was pending before the call, it is delivered first and
+/// `func` runs after it, unless it raised.
+///
 /// Must be called from a Ruby thread holding the GVL.
-pub fn without_gvl<F, R, W>(func: F, wake: W) -> Option<R>
+pub fn without_gvl<F, R, W>(ruby: &Ruby, func: F, wake: W) -> Result<R, Error>
+where
+    F: FnOnce() -> R,
+    W: Fn(),
+{
+    let mut func = func;
+    loop {
+        match try_without_gvl(func, &wake) {
+            Ok(r) => {
+                ruby.thread_check_ints()?;
+                return Ok(r);
+            }
+            Err(f) => {
+                ruby.thread_check_ints()?;
+                func = f;
+            }
+        }
+    }
+}
+
+/// Runs `func` with the GVL released, unless Ruby has an interrupt pending: then `func` is
+/// given back unrun, so the caller decides where it is dropped (never with a blocking drop
+/// while holding the GVL). Interrupts stay pending for the caller to deliver.
+///
+/// Must be called from a Ruby thread holding the GVL.
+pub fn try_without_gvl<F, R, W>(func: F, wake: &W) -> Result<R, F>
 where
     F: FnOnce() -> R,
     W: Fn(),
@@ -61,11 +95,12 @@ where
         result: None,
     };
     let data = &mut call as *mut Call<F, R> as *mut c_void;
-    let wake_data = &wake as *const W as *mut c_void;
+    let wake_data = wake as *const W as *mut c_void;
     // SAFETY: the trampolines match the C signatures Ruby expects and are instantiated with
     // the types `data` and `wake_data` point to; both outlive the call, which blocks until the
     // trampoline returned. The caller holds the GVL (documented precondition; every caller
-    // is a Ruby method or a block run by Ruby).
+    // is a Ruby method or a block run by Ruby). The `2` variant never raises, so no longjmp
+    // crosses this frame.
     unsafe {
         rb_sys::rb_thread_call_without_gvl2(
             Some(trampoline::<F, R>),
@@ -75,9 +110,13 @@ where
         );
     }
     match call.result {
-        None => None,
-        Some(Ok(r)) => Some(r),
+        Some(Ok(r)) => Ok(r),
         Some(Err(panic)) => panic::resume_unwind(panic),
+        None => match call.func.take() {
+            Some(f) => Err(f),
+            // The trampoline takes `func` only to run it, and then stores a result.
+            None => unreachable!("without_gvl: function taken but no result"),
+        },
     }
 }
 
@@ -107,11 +146,21 @@ pub fn hash_dup(hash: magnus::RHash) -> magnus::RHash {
 
 /// A new descriptor for the same socket (`dup`), for `rack.hijack`.
 ///
-/// `fd` must be open: the caller passes the descriptor of a connection whose request is in
-/// flight (hyper keeps the socket open until the handler answers).
+/// `fd` must stay open during the call: callers run it inside
+/// `iodine_engine::http::Hijack::with_fd`, which holds the connection open until it returns.
 pub fn dup_fd(fd: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
-    // SAFETY: per the contract above the descriptor is open for the duration of this call;
-    // it is only borrowed to duplicate it, never closed through this borrow.
+    // SAFETY: per the contract above the descriptor is open for the duration of this call
+    // (the connection can't close it while `with_fd` holds its lock); it is only borrowed to
+    // duplicate it, never closed through this borrow.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     borrowed.try_clone_to_owned()
+}
+
+/// The class name of `v`, read without calling any Ruby method (so nothing can raise or run
+/// an interrupt), for log lines.
+pub fn class_name(v: magnus::Value) -> String {
+    use magnus::{prelude::*, Class};
+    // SAFETY: the GVL is held (we have a Value from Ruby on this thread); the borrowed name is
+    // copied into an owned String before any other Ruby call could change or free it.
+    unsafe { v.class().name().into_owned() }
 }

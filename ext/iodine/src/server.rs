@@ -10,6 +10,8 @@ use iodine_engine::server::{BoundListener, Shutdown};
 use parking_lot::Mutex;
 use tokio::runtime::{Handle, Runtime};
 
+use magnus::{Error, Ruby};
+
 use crate::gvl;
 
 /// A listener waiting for `start`.
@@ -72,6 +74,7 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
         shutdown: Shutdown::new(),
     };
     let mut described = Vec::new();
+    running.runtime.spawn(crate::rack::flusher());
     for p in state.pending.drain(..) {
         described.push(p.bound.describe());
         spawn_http(&running, p.bound, p.settings, p.handler)?;
@@ -123,26 +126,48 @@ pub fn stop_requested() -> bool {
 }
 
 /// Graceful shutdown, step one: stop accepting, let in-flight requests finish (Ruby
-/// workers keep running meanwhile), up to `grace`.
-pub fn drain(grace: Duration) {
+/// workers keep running meanwhile), up to `grace`. Signals that arrive meanwhile run their
+/// traps when it returns.
+pub fn drain(ruby: &Ruby, grace: Duration) -> Result<(), Error> {
     let (shutdown, handle) = {
         let state = STATE.lock();
         match &state.running {
             Some(r) => (r.shutdown.clone(), r.runtime.handle().clone()),
-            None => return,
+            None => return Ok(()),
         }
     };
     shutdown.trigger();
-    gvl::without_gvl(|| handle.block_on(shutdown.drained(grace)), || {});
+    gvl::without_gvl(ruby, || handle.block_on(shutdown.drained(grace)), || {}).map(|_| ())
 }
 
-/// Graceful shutdown, step two: drop the runtime (after the Ruby workers left).
-pub fn finish() {
-    let running = STATE.lock().running.take();
-    if let Some(r) = running {
-        gvl::without_gvl(
-            move || r.runtime.shutdown_timeout(Duration::from_secs(2)),
-            || {},
-        );
+/// Graceful shutdown, step two: drop the runtime (after the Ruby workers left), never while
+/// holding the GVL: its IO threads get up to 2 s to end their tasks.
+pub fn finish(ruby: &Ruby) -> Result<(), Error> {
+    let Some(running) = STATE.lock().running.take() else {
+        return Ok(());
+    };
+    let mut shutdown = move || running.runtime.shutdown_timeout(Duration::from_secs(2));
+    let mut delivered = Ok(());
+    // An interrupt pending (a signal, Thread#raise) keeps `try_without_gvl` from running the
+    // shutdown: deliver it, remember what it raised, and try again.
+    for _ in 0..4 {
+        match gvl::try_without_gvl(shutdown, &|| {}) {
+            Ok(()) => return delivered,
+            Err(unrun) => {
+                shutdown = unrun;
+                if let Err(e) = ruby.thread_check_ints() {
+                    let jump = crate::errors::is_jump(&e);
+                    delivered = delivered.and(Err(e));
+                    if jump {
+                        break; // no Ruby may run before a jump reached Ruby
+                    }
+                }
+            }
+        }
     }
+    // Still interrupted: a plain thread drops the runtime, so this one never blocks on it.
+    let _ = std::thread::Builder::new()
+        .name("iodine-shutdown".into())
+        .spawn(shutdown);
+    delivered
 }

@@ -15,7 +15,7 @@ use super::body::{self, BodyError};
 use super::errors::error_response;
 use super::handler::{Handler, Reply};
 use super::hijack::{Hijack, HijackableIo};
-use super::idle::Idle;
+use super::idle::{Busy, Idle};
 use super::request::{version_str, Request};
 use super::response::ResponseBody;
 use super::settings::HttpSettings;
@@ -92,9 +92,9 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
         let idle = svc_idle.clone();
         let hijack = hijack.clone();
         async move {
-            idle.begin();
-            let res = respond(req, peer, &site, hijack).await;
-            idle.end();
+            let busy = Busy::new(idle);
+            let mut res = respond(req, peer, &site, hijack).await;
+            res.body_mut().hold_until_sent(busy);
             Ok::<_, Infallible>(res)
         }
     });

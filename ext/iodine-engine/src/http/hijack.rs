@@ -1,9 +1,14 @@
 //! `rack.hijack`: handing a connection's socket to the application.
 //!
-//! The app gets its own descriptor (a `dup` made by the binding while the request is in
-//! flight, so the socket is open). From then on the connection's IO wrapper discards what
-//! hyper writes and reads nothing, and the connection ends after the (discarded) response,
-//! closing only the server's descriptor: the socket lives on in the app's.
+//! The app gets its own descriptor, a `dup` made by the binding through [`Hijack::with_fd`].
+//! That call holds the connection's lock, and the connection marks itself closed under the
+//! same lock before its socket is closed: a duplicate is therefore always of this request's
+//! socket, never of a descriptor number the kernel has since given to another client. Once
+//! the connection is gone, `with_fd` answers `None` (the binding raises `IOError`).
+//!
+//! After a hijack the connection's IO wrapper discards what hyper writes and reads nothing,
+//! and the connection ends after the (discarded) response, closing only the server's
+//! descriptor: the socket lives on in the app's.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -12,38 +17,50 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::server::Stream;
 
-/// A request's claim on its connection's socket.
-#[derive(Clone, Debug)]
-pub struct Hijack {
+/// What a connection and the claims of its requests share.
+#[derive(Debug)]
+struct Shared {
     fd: RawFd,
     unix: bool,
-    taken: Arc<AtomicBool>,
+    taken: AtomicBool,
+    /// True while the connection's socket is open; cleared (under the lock) before it closes.
+    open: Mutex<bool>,
 }
 
+/// A request's claim on its connection's socket.
+#[derive(Clone, Debug)]
+pub struct Hijack(Arc<Shared>);
+
 impl Hijack {
-    /// The connection's descriptor: valid while the request is in flight (until the handler
-    /// replies), which is the only time the app may hijack.
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd
+    /// Runs `f` with the connection's descriptor, which stays open until `f` returns; `None`
+    /// (and `f` is not called) once the connection has closed. `f` must not close the
+    /// descriptor, only borrow it (to duplicate it).
+    pub fn with_fd<R>(&self, f: impl FnOnce(RawFd) -> R) -> Option<R> {
+        let open = self.0.open.lock();
+        if !*open {
+            return None;
+        }
+        Some(f(self.0.fd))
     }
 
     /// Whether the socket is a Unix-domain socket (else TCP).
     pub fn is_unix(&self) -> bool {
-        self.unix
+        self.0.unix
     }
 
     /// Records that the app now owns (a duplicate of) the socket.
     pub fn mark_taken(&self) {
-        self.taken.store(true, Ordering::Release);
+        self.0.taken.store(true, Ordering::Release);
     }
 
     /// Whether the app took the socket.
     pub fn is_taken(&self) -> bool {
-        self.taken.load(Ordering::Acquire)
+        self.0.taken.load(Ordering::Acquire)
     }
 }
 
@@ -51,22 +68,31 @@ impl Hijack {
 #[derive(Debug)]
 pub(crate) struct HijackableIo {
     inner: Stream,
-    taken: Arc<AtomicBool>,
+    shared: Arc<Shared>,
 }
 
 impl HijackableIo {
     pub(crate) fn new(inner: Stream) -> (Self, Hijack) {
-        let taken = Arc::new(AtomicBool::new(false));
-        let hijack = Hijack {
+        let shared = Arc::new(Shared {
             fd: inner.as_raw_fd(),
             unix: matches!(inner, Stream::Unix(_)),
-            taken: taken.clone(),
-        };
-        (HijackableIo { inner, taken }, hijack)
+            taken: AtomicBool::new(false),
+            open: Mutex::new(true),
+        });
+        let hijack = Hijack(shared.clone());
+        (HijackableIo { inner, shared }, hijack)
     }
 
     fn taken(&self) -> bool {
-        self.taken.load(Ordering::Acquire)
+        self.shared.taken.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for HijackableIo {
+    fn drop(&mut self) {
+        // Waits for a `with_fd` in progress; after this no claim uses the descriptor, so the
+        // socket (closed when `inner` drops, right after) can't be mistaken for a new one.
+        *self.shared.open.lock() = false;
     }
 }
 

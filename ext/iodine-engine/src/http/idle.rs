@@ -1,10 +1,13 @@
 //! The keep-alive idle timeout, also the slow-head (Slowloris) guard: a connection with no
 //! request in flight for `timeout` since its last request ended (or since it opened) is closed.
+//! A request is in flight from its head until its response body has been sent, so a long
+//! stream is never cut as idle.
 //!
 //! One timer per connection that re-arms only when it fires, instead of one timer per request
 //! (hyper's `header_read_timeout` allocates a timer for every request head).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Request activity of one connection.
@@ -52,5 +55,23 @@ impl Idle {
             }
             deadline = last + timeout;
         }
+    }
+}
+
+/// A request in flight: the connection is busy from `new` until this is dropped (with the
+/// response body, once hyper has sent it, or with the request if the connection ends first).
+#[derive(Debug)]
+pub(crate) struct Busy(Arc<Idle>);
+
+impl Busy {
+    pub(crate) fn new(idle: Arc<Idle>) -> Self {
+        idle.begin();
+        Busy(idle)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }

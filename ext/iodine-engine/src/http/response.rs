@@ -3,6 +3,8 @@
 use std::fs::File;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -10,6 +12,8 @@ use http::{header, HeaderName, HeaderValue, StatusCode};
 use hyper::body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
+
+use super::idle::Busy;
 
 /// Chunks buffered between a streaming producer and the socket before the producer waits.
 const STREAM_DEPTH: usize = 16;
@@ -38,56 +42,87 @@ pub enum Body {
     /// An open file and its length: served by the IO threads.
     File(File, u64),
     /// Chunks sent as they are produced (chunked encoding unless the app set a length).
-    Stream(mpsc::Receiver<io::Result<Bytes>>),
+    Stream(StreamReceiver),
 }
 
-/// The producing end of a [`Body::Stream`].
+/// The receiving end of a [`Body::Stream`] (see [`stream_channel`]).
+#[derive(Debug)]
+pub struct StreamReceiver {
+    rx: mpsc::Receiver<Bytes>,
+    aborted: Arc<AtomicBool>,
+}
+
+/// The producing end of a [`Body::Stream`]. The body ends cleanly when the last sender is
+/// dropped, unless one of them called [`BodySender::abort`].
 #[derive(Clone, Debug)]
-pub struct BodySender(mpsc::Sender<io::Result<Bytes>>);
+pub struct BodySender {
+    tx: mpsc::Sender<Bytes>,
+    aborted: Arc<AtomicBool>,
+}
 
 /// A streaming body and the sender that feeds it.
 pub fn stream_channel() -> (BodySender, Body) {
     let (tx, rx) = mpsc::channel(STREAM_DEPTH);
-    (BodySender(tx), Body::Stream(rx))
+    let aborted = Arc::new(AtomicBool::new(false));
+    (
+        BodySender {
+            tx,
+            aborted: aborted.clone(),
+        },
+        Body::Stream(StreamReceiver { rx, aborted }),
+    )
 }
 
 impl BodySender {
     /// Sends a chunk, waiting (blocking the thread) while the client is slow; false once the
     /// client is gone. Must not be called from inside the tokio runtime.
     pub fn send_blocking(&self, chunk: Bytes) -> bool {
-        self.0.blocking_send(Ok(chunk)).is_ok()
+        self.tx.blocking_send(chunk).is_ok()
     }
 
     /// Sends a chunk, waiting for room; false once the client is gone.
     pub async fn send(&self, chunk: Bytes) -> bool {
-        self.0.send(Ok(chunk)).await.is_ok()
+        self.tx.send(chunk).await.is_ok()
     }
 
     /// Sends a chunk if there is room now; `Err(chunk)` when full, and false when closed.
     pub fn try_send(&self, chunk: Bytes) -> Result<bool, Bytes> {
-        match self.0.try_send(Ok(chunk)) {
+        match self.tx.try_send(chunk) {
             Ok(()) => Ok(true),
             Err(mpsc::error::TrySendError::Closed(_)) => Ok(false),
-            Err(mpsc::error::TrySendError::Full(Ok(chunk))) => Err(chunk),
-            Err(mpsc::error::TrySendError::Full(Err(_))) => Ok(false),
+            Err(mpsc::error::TrySendError::Full(chunk)) => Err(chunk),
         }
     }
 
     /// Aborts the response: the connection is closed without finishing the body, so the client
-    /// can tell it is incomplete.
+    /// can tell it is incomplete. Works whether or not the queue is full; chunks sent before
+    /// may or may not reach the client.
     pub fn abort(self, why: &str) {
-        let _ = self.0.try_send(Err(io::Error::other(why.to_string())));
+        crate::debug!("response body aborted: {why}");
+        self.aborted.store(true, Ordering::Release);
+        // Wakes a receiver waiting for data (an empty chunk is skipped); when the queue is
+        // full the receiver is not waiting, and sees the flag on its next poll.
+        let _ = self.tx.try_send(Bytes::new());
     }
 
     /// Whether the client went away.
     pub fn is_closed(&self) -> bool {
-        self.0.is_closed()
+        self.tx.is_closed()
     }
 }
 
 /// The body type hyper sends.
-#[derive(Debug)]
-pub struct ResponseBody(Kind);
+pub struct ResponseBody {
+    kind: Kind,
+    /// Dropped with the body: tells the connection its response is no longer being sent.
+    _done: Option<Busy>,
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ResponseBody").field(&self.kind).finish()
+    }
+}
 
 #[derive(Debug)]
 enum Kind {
@@ -97,13 +132,17 @@ enum Kind {
         file: tokio::fs::File,
         remaining: u64,
     },
-    Stream(mpsc::Receiver<io::Result<Bytes>>),
+    Stream(StreamReceiver),
 }
 
 impl ResponseBody {
+    fn new(kind: Kind) -> Self {
+        ResponseBody { kind, _done: None }
+    }
+
     /// An empty body.
     pub fn empty() -> Self {
-        ResponseBody(Kind::Empty)
+        Self::new(Kind::Empty)
     }
 
     /// A body from bytes in memory.
@@ -111,7 +150,7 @@ impl ResponseBody {
         if bytes.is_empty() {
             Self::empty()
         } else {
-            ResponseBody(Kind::Full(Some(bytes)))
+            Self::new(Kind::Full(Some(bytes)))
         }
     }
 
@@ -119,17 +158,22 @@ impl ResponseBody {
         match body {
             Body::Empty => Self::empty(),
             Body::Full(b) => Self::full(b),
-            Body::File(f, len) => ResponseBody(Kind::File {
+            Body::File(f, len) => Self::new(Kind::File {
                 file: tokio::fs::File::from_std(f),
                 remaining: len,
             }),
-            Body::Stream(rx) => ResponseBody(Kind::Stream(rx)),
+            Body::Stream(rx) => Self::new(Kind::Stream(rx)),
         }
+    }
+
+    /// Keeps `guard` until hyper has taken the whole body (or dropped it).
+    pub(crate) fn hold_until_sent(&mut self, guard: Busy) {
+        self._done = Some(guard);
     }
 
     /// The exact length when known before sending.
     pub fn exact_len(&self) -> Option<u64> {
-        match &self.0 {
+        match &self.kind {
             Kind::Empty => Some(0),
             Kind::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::File { remaining, .. } => Some(*remaining),
@@ -146,10 +190,24 @@ impl hyper::body::Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match &mut self.0 {
+        match &mut self.kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Stream(rx) => rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data))),
+            Kind::Stream(stream) => loop {
+                if stream.aborted.load(Ordering::Acquire) {
+                    return Poll::Ready(Some(Err(io::Error::other("response aborted"))));
+                }
+                match stream.rx.poll_recv(cx) {
+                    Poll::Ready(Some(chunk)) if chunk.is_empty() => continue,
+                    Poll::Ready(Some(chunk)) => return Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                    // Every sender is gone: the end, unless the last one aborted.
+                    Poll::Ready(None) if stream.aborted.load(Ordering::Acquire) => {
+                        return Poll::Ready(Some(Err(io::Error::other("response aborted"))));
+                    }
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                }
+            },
             Kind::File { file, remaining } => {
                 if *remaining == 0 {
                     return Poll::Ready(None);
@@ -179,7 +237,7 @@ impl hyper::body::Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.0 {
+        match &self.kind {
             Kind::Empty => true,
             Kind::Full(b) => b.is_none(),
             Kind::File { remaining, .. } => *remaining == 0,

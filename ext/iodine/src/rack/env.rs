@@ -9,6 +9,7 @@ use iodine_engine::http::{
     env_key as http_key, forwarded_https as forwarded_scheme, Request, RequestBody,
 };
 use iodine_engine::server::Peer;
+use magnus::typed_data::Obj;
 use magnus::value::Opaque;
 use magnus::{prelude::*, Error, RHash, RString, Ruby, Value};
 use parking_lot::Mutex;
@@ -195,8 +196,13 @@ fn recurring(ruby: &Ruby, bytes: &[u8]) -> RString {
     frozen
 }
 
-/// A fresh env for `req`, starting from `template`.
-pub fn build(ruby: &Ruby, template: RHash, req: &mut Request) -> Result<RHash, Error> {
+/// A fresh env for `req`, starting from `template`, and the request's own `rack.input` (to be
+/// released when the response is finished; None when the body was empty).
+pub fn build(
+    ruby: &Ruby,
+    template: RHash,
+    req: &mut Request,
+) -> Result<(RHash, Option<Obj<RackIO>>), Error> {
     let k = keys();
     let env = crate::gvl::hash_dup(template);
     if req.method != http::Method::GET {
@@ -255,10 +261,14 @@ pub fn build(ruby: &Ruby, template: RHash, req: &mut Request) -> Result<RHash, E
             ruby.str_new(&body.len().to_string()),
         )?;
     }
-    if !body.is_empty() {
-        env.aset(ruby.get_inner(k.rack_input), RackIO::new(body))?;
-    }
-    Ok(env)
+    let input = if body.is_empty() {
+        None
+    } else {
+        let input = ruby.obj_wrap(RackIO::new(body));
+        env.aset(ruby.get_inner(k.rack_input), input)?;
+        Some(input)
+    };
+    Ok((env, input))
 }
 
 fn headers(ruby: &Ruby, k: &Keys, env: RHash, headers: &HeaderMap) -> Result<(), Error> {

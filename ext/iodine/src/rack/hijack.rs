@@ -4,11 +4,13 @@
 //! object is allocated per request.
 
 use std::cell::RefCell;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 
 use iodine_engine::http::Hijack;
 use magnus::value::Opaque;
 use magnus::{function, prelude::*, Error, RHash, RModule, Ruby, Value};
+
+use crate::errors;
 
 thread_local! {
     static CURRENT: RefCell<Option<(Hijack, Opaque<RHash>)>> = const { RefCell::new(None) };
@@ -25,11 +27,12 @@ pub fn during<R>(hijack: Option<Hijack>, env: RHash, f: impl FnOnce() -> R) -> R
     result
 }
 
-/// `env['rack.hijack'].call`: the socket as an IO (also stored in `rack.hijack_io`).
+/// `env['rack.hijack'].call`: the socket as an IO (also stored in `rack.hijack_io`). Raises
+/// `IOError` when the client has already closed the connection.
 fn call(ruby: &Ruby) -> Result<Value, Error> {
     let current = CURRENT.with(|c| c.borrow().clone());
     let Some((hijack, env)) = current else {
-        return Err(Error::new(
+        return Err(errors::exception(
             ruby.exception_io_error(),
             "rack.hijack can only be called while the app handles its request",
         ));
@@ -38,18 +41,43 @@ fn call(ruby: &Ruby) -> Result<Value, Error> {
     if hijack.is_taken() {
         return env.aref("rack.hijack_io");
     }
-    let fd = crate::gvl::dup_fd(hijack.raw_fd())
-        .map_err(|e| Error::new(ruby.exception_io_error(), format!("rack.hijack: {e}")))?;
+    let fd = match hijack.with_fd(crate::gvl::dup_fd) {
+        Some(Ok(fd)) => fd,
+        Some(Err(e)) => {
+            return Err(errors::exception(
+                ruby.exception_io_error(),
+                format!("rack.hijack: {e}"),
+            ))
+        }
+        None => {
+            return Err(errors::exception(
+                ruby.exception_io_error(),
+                "rack.hijack: the client closed the connection",
+            ))
+        }
+    };
     let class = if hijack.is_unix() {
         "UNIXSocket"
     } else {
         "TCPSocket"
     };
-    let raw = fd.into_raw_fd();
-    let io: Value = ruby
+    let io = ruby
         .class_object()
-        .const_get::<_, Value>(class)?
-        .funcall("for_fd", (raw,))?;
+        .const_get::<_, Value>(class)
+        .and_then(|class| class.funcall::<_, _, Value>("for_fd", (fd.as_raw_fd(),)));
+    let io = match io {
+        Ok(io) => {
+            let _owned_by_io = fd.into_raw_fd(); // the IO closes it now
+            io
+        }
+        Err(e) if errors::is_jump(&e) => {
+            // An interrupt ran after `for_fd` may already have given the descriptor to an IO
+            // (which will close it): leaking it is safer than closing a number twice.
+            let _ = fd.into_raw_fd();
+            return Err(e);
+        }
+        Err(e) => return Err(e), // `fd` is closed as it drops: nothing else owns it
+    };
     hijack.mark_taken();
     env.aset("rack.hijack_io", io)?;
     Ok(io)

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use iodine_engine::http::RequestBody;
 use magnus::{method, prelude::*, Error, RModule, RString, Ruby, Value};
 
+use crate::errors;
+
 /// Longest line `gets` returns before splitting it.
 const MAX_LINE: usize = 1024 * 1024;
 
@@ -38,10 +40,13 @@ impl RackIO {
             Some(v) if v.is_nil() => None,
             Some(v) => {
                 let n = i64::try_convert(v).map_err(|_| {
-                    Error::new(ruby.exception_type_error(), "length must be an Integer")
+                    errors::exception(ruby.exception_type_error(), "length must be an Integer")
                 })?;
                 if n < 0 {
-                    return Err(Error::new(ruby.exception_range_error(), "negative length"));
+                    return Err(errors::exception(
+                        ruby.exception_range_error(),
+                        "negative length",
+                    ));
                 }
                 Some(n as usize)
             }
@@ -109,9 +114,18 @@ impl RackIO {
 
     /// `close`: frees the body (later reads return nothing).
     fn close(&self) {
-        let mut input = self.0.borrow_mut();
-        input.body = RequestBody::Empty;
-        input.pos = 0;
+        self.release();
+    }
+
+    /// Frees the body now (a spilled body's temporary file with it); the server calls this
+    /// when the response is finished, so the file never waits for a GC.
+    pub fn release(&self) {
+        // No borrow outlives a method call (none is held across Ruby code), so this only
+        // fails if called from inside one; the GC then frees the body later.
+        if let Ok(mut input) = self.0.try_borrow_mut() {
+            input.body = RequestBody::Empty;
+            input.pos = 0;
+        }
     }
 
     /// `size`: the body's length.
@@ -182,7 +196,7 @@ impl Input {
 }
 
 fn io_error(ruby: &Ruby, e: std::io::Error) -> Error {
-    Error::new(ruby.exception_io_error(), format!("rack.input: {e}"))
+    errors::exception(ruby.exception_io_error(), format!("rack.input: {e}"))
 }
 
 /// Defines `Iodine::Base::RackIO`.

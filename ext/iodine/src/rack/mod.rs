@@ -4,6 +4,7 @@
 mod env;
 mod hijack;
 mod input;
+mod replies;
 mod response;
 mod stream;
 
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use iodine_engine::http::{Handler, Reply, Request, Response};
 use magnus::value::{LazyId, Opaque};
 use magnus::{prelude::*, Error, RHash, RModule, Ruby, Value};
+
+pub use replies::{batch_replies, flush_replies, flush_stale_replies, flusher};
 
 use crate::bridge::{self, Task};
 use crate::errors;
@@ -62,106 +65,94 @@ pub struct RackJob {
 
 impl RackJob {
     /// Runs the app and replies. Only a non-exception jump (`Thread#kill`, `throw`) is
-    /// returned as an error; exceptions become a logged 500.
-    pub fn run(mut self, ruby: &Ruby, replies: &mut Replies) -> Result<(), Error> {
+    /// returned as an error; exceptions become a logged 500. `rack.input` is released once the
+    /// response is finished (its temp file with it), on every path.
+    pub fn run(mut self, ruby: &Ruby) -> Result<(), Error> {
         if self.reply.is_closed() {
             return Ok(()); // the client left while the request was queued
         }
-        let head = self.request.method == http::Method::HEAD;
         let template = ruby.get_inner(self.template);
         let hijack = self.request.hijack.take();
-        let result = env::build(ruby, template, &mut self.request).and_then(|env| {
-            hijack::during(hijack, env, || {
-                ruby.get_inner(self.app)
-                    .funcall::<_, _, Value>(LazyId::get_inner_with(&CALL, ruby), (env,))
-            })
-        });
-        let value = match result {
-            Ok(v) => v,
+        let (env, input) = match env::build(ruby, template, &mut self.request) {
+            Ok(built) => built,
             Err(e) => {
-                replies.push(self.reply, server_error());
+                replies::reply(self.reply, server_error());
                 return errors::contain(ruby, e);
             }
         };
-        match response::convert(ruby, value, head) {
-            Err(why) => {
-                iodine_engine::error!("(Iodine) invalid Rack response: {why}");
-                replies.push(self.reply, server_error());
-                Ok(())
+        let result = hijack::during(hijack, env, || {
+            ruby.get_inner(self.app)
+                .funcall::<_, _, Value>(LazyId::get_inner_with(&CALL, ruby), (env,))
+        });
+        let head = self.request.method == http::Method::HEAD;
+        let outcome = respond(ruby, self.reply, result, head);
+        if let Some(input) = input {
+            input.release();
+        }
+        outcome
+    }
+}
+
+/// Sends the app's answer (`result` of `app.call`), streaming its body if it has to.
+fn respond(
+    ruby: &Ruby,
+    reply: Reply,
+    result: Result<Value, Error>,
+    head: bool,
+) -> Result<(), Error> {
+    let value = match result {
+        Ok(v) => v,
+        Err(e) => {
+            replies::reply(reply, server_error());
+            return errors::contain(ruby, e);
+        }
+    };
+    let (res, rest) = match response::convert(ruby, value, head) {
+        Ok(converted) => converted,
+        Err(response::Invalid::Response(why)) => {
+            iodine_engine::error!("(Iodine) invalid Rack response: {why}");
+            replies::reply(reply, server_error());
+            return Ok(());
+        }
+        Err(response::Invalid::Ruby(e)) => {
+            replies::reply(reply, server_error());
+            return errors::contain(ruby, e);
+        }
+    };
+    match rest {
+        response::Rest::Done => {
+            replies::reply(reply, res);
+            Ok(())
+        }
+        response::Rest::Call(body, sender) => {
+            // Earlier answers go out first; this one must leave before its body streams.
+            replies::flush_replies();
+            if !reply.send(res) {
+                drop(sender);
+                return response::close(body); // the client left: nothing to stream
             }
-            Ok((res, response::Rest::Done)) => {
-                replies.push(self.reply, res);
-                Ok(())
-            }
-            Ok((res, response::Rest::Call(body, sender))) => {
-                replies.flush();
-                if self.reply.send(res) {
-                    let stream = ruby.obj_wrap(stream::Stream::new(sender));
-                    if let Err(e) = body.funcall::<_, _, Value>("call", (stream,)) {
-                        stream.abort("the streaming body raised");
-                        return errors::contain(ruby, e);
-                    }
+            let stream = ruby.obj_wrap(stream::Stream::new(sender));
+            match response::call(ruby, body, stream.as_value()) {
+                Ok(()) => Ok(()),
+                // A write raised because the client left, and the app let it through.
+                Err(e) if stream.client_left() && e.is_kind_of(ruby.exception_io_error()) => {
+                    iodine_engine::debug!("the client left while its response streamed");
+                    Ok(())
                 }
-                Ok(())
-            }
-            Ok((res, response::Rest::Stream(body, sender))) => {
-                // Earlier answers go out first; this one must leave before its body streams.
-                replies.flush();
-                if self.reply.send(res) {
-                    if let Err(e) = response::stream(ruby, body, sender) {
-                        return errors::contain(ruby, e);
-                    }
-                } else {
-                    response::close(body);
+                Err(e) => {
+                    stream.abort("the streaming body raised");
+                    errors::contain(ruby, e)
                 }
-                Ok(())
             }
         }
-    }
-}
-
-/// Answers collected while a worker holds the GVL and sent together: one wake-up of the IO
-/// threads per batch instead of one per request.
-///
-/// Only a lone worker batches: with several, Ruby may hand the GVL to another thread in the
-/// middle of a task (after its 100 ms time slice), and held-back answers would wait with it.
-pub struct Replies {
-    held: Vec<(Reply, Response)>,
-    batch: usize,
-}
-
-impl Replies {
-    /// Most answers held back before they are sent.
-    const BATCH: usize = 16;
-
-    /// A batch for a pool of `workers` Ruby threads.
-    pub fn new(workers: usize) -> Self {
-        let batch = if workers <= 1 { Self::BATCH } else { 1 };
-        Replies {
-            held: Vec::with_capacity(batch),
-            batch,
+        response::Rest::Stream(body, sender) => {
+            replies::flush_replies();
+            if !reply.send(res) {
+                drop(sender);
+                return response::close(body);
+            }
+            response::stream(ruby, body, sender).or_else(|e| errors::contain(ruby, e))
         }
-    }
-
-    /// Queues an answer; sends the batch when it is full.
-    pub fn push(&mut self, reply: Reply, response: Response) {
-        self.held.push((reply, response));
-        if self.held.len() >= self.batch {
-            self.flush();
-        }
-    }
-
-    /// Sends every queued answer (called whenever the task queue runs empty).
-    pub fn flush(&mut self) {
-        for (reply, response) in self.held.drain(..) {
-            reply.send(response);
-        }
-    }
-}
-
-impl Drop for Replies {
-    fn drop(&mut self) {
-        self.flush();
     }
 }
 
@@ -180,6 +171,7 @@ fn server_error() -> Response {
 /// Defines the Rack helpers under `Iodine::Base` and interns the env keys.
 pub fn init(ruby: &Ruby, base: RModule) -> Result<(), Error> {
     stream::init(ruby, base)?;
+    response::init(ruby, base)?;
     let hijacker = hijack::init(ruby, base)?;
     env::init(ruby, hijacker);
     input::init(ruby, base)

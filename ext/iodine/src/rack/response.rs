@@ -2,17 +2,25 @@
 //!
 //! Arrays (and `to_ary` bodies) are joined into one buffer and sent with a Content-Length;
 //! `to_path` bodies are opened here and sent by the IO threads; other `each` bodies stream,
-//! chunk by chunk, as the app yields them. `close` is called exactly once, after the body
-//! was consumed.
+//! chunk by chunk, as the app yields them. `close` is called exactly once on every path: here
+//! for complete bodies and invalid responses, and from a Ruby `ensure`
+//! (`Iodine::Base::RackBody`) for bodies that run app code while they are sent, so that
+//! whatever ends them (an exception, the client leaving, `Thread#kill`, `throw`) closes them.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use iodine_engine::http::{stream_channel, Body, BodySender, Response};
-use magnus::{prelude::*, Error, RArray, RHash, RString, Ruby, Value};
+use magnus::value::{LazyId, Opaque};
+use magnus::{prelude::*, Error, RArray, RHash, RModule, RString, Ruby, Value};
 use parking_lot::Mutex;
 
-use crate::gvl;
+use crate::{errors, gvl};
+
+/// `Iodine::Base::RackBody` (lib/iodine/rack_body.rb): `each`/`call` with `close` in `ensure`.
+static RACK_BODY: OnceLock<Opaque<RModule>> = OnceLock::new();
+static EACH: LazyId = LazyId::new("each");
+static CALL: LazyId = LazyId::new("call");
 
 /// What to do after the response head was handed over.
 pub enum Rest {
@@ -24,22 +32,51 @@ pub enum Rest {
     Call(Value, BodySender),
 }
 
-/// Converts the app's return value. `Err` means an invalid response (the caller sends a 500).
-pub fn convert(ruby: &Ruby, result: Value, head_request: bool) -> Result<(Response, Rest), String> {
+/// Why the app's answer could not be used (the client gets a 500).
+pub enum Invalid {
+    /// Not a valid Rack response (logged by the caller).
+    Response(String),
+    /// App code raised while it was read (`to_ary`, `to_s`, …), or a jump went through it.
+    Ruby(Error),
+}
+
+impl From<Error> for Invalid {
+    fn from(e: Error) -> Self {
+        Invalid::Ruby(e)
+    }
+}
+
+/// Converts the app's return value; the body is closed on every error path (unless a jump is
+/// on its way: then no Ruby may run before it reached Ruby).
+pub fn convert(ruby: &Ruby, result: Value, head_request: bool) -> Result<(Response, Rest), Invalid> {
     let triple = RArray::from_value(result)
         .filter(|a| a.len() == 3)
         .ok_or_else(|| {
-            format!(
+            Invalid::Response(format!(
                 "the app returned {} instead of [status, headers, body]",
                 inspect(result)
-            )
+            ))
         })?;
-    let (status, headers, body): (Value, Value, Value) = triple
-        .to_value_array::<3>()
-        .map(|[a, b, c]| (a, b, c))
-        .map_err(|e| e.to_string())?;
-    let status =
-        parse_status(status).ok_or_else(|| format!("invalid status {}", inspect(status)))?;
+    let [status, headers, body] = triple.to_value_array::<3>()?;
+    match convert_parts(ruby, status, headers, body, head_request) {
+        Ok(done) => Ok(done),
+        Err(Invalid::Ruby(e)) if errors::is_jump(&e) => Err(Invalid::Ruby(e)),
+        Err(invalid) => {
+            close(body)?;
+            Err(invalid)
+        }
+    }
+}
+
+fn convert_parts(
+    ruby: &Ruby,
+    status: Value,
+    headers: Value,
+    body: Value,
+    head_request: bool,
+) -> Result<(Response, Rest), Invalid> {
+    let status = parse_status(status)
+        .ok_or_else(|| Invalid::Response(format!("invalid status {}", inspect(status))))?;
     let headers = collect_headers(headers)?;
     let status_has_body = status >= 200 && status != 204 && status != 304;
 
@@ -48,7 +85,7 @@ pub fn convert(ruby: &Ruby, result: Value, head_request: bool) -> Result<(Respon
         if head_request && status_has_body {
             head_length(body, &mut headers);
         }
-        close(body);
+        close(body)?;
         return Ok((
             Response {
                 status,
@@ -62,20 +99,19 @@ pub fn convert(ruby: &Ruby, result: Value, head_request: bool) -> Result<(Respon
         // Not Rack-legal, but the C gem accepted a bare String.
         return Ok((Response::new(status, headers, s.to_bytes()), Rest::Done));
     }
-    let array = RArray::from_value(body).or_else(|| {
-        body.respond_to("to_ary", false)
-            .ok()
-            .filter(|r| *r)
-            .and_then(|_| body.funcall::<_, _, RArray>("to_ary", ()).ok())
-    });
+    let array = match RArray::from_value(body) {
+        Some(a) => Some(a),
+        None if body.respond_to("to_ary", false)? => Some(body.funcall::<_, _, RArray>("to_ary", ())?),
+        None => None,
+    };
     if let Some(parts) = array {
         let joined = join(ruby, parts);
-        close(body);
+        close(body)?;
         return Ok((Response::new(status, headers, joined), Rest::Done));
     }
-    if body.respond_to("to_path", false).unwrap_or(false) {
-        if let Some(file) = open_path(body) {
-            close(body);
+    if body.respond_to("to_path", false)? {
+        if let Some(file) = open_path(body)? {
+            close(body)?;
             return Ok((
                 Response {
                     status,
@@ -86,14 +122,13 @@ pub fn convert(ruby: &Ruby, result: Value, head_request: bool) -> Result<(Respon
             ));
         }
     }
-    let streams: Option<fn(Value, BodySender) -> Rest> =
-        if body.respond_to("each", false).unwrap_or(false) {
-            Some(Rest::Stream)
-        } else if body.respond_to("call", false).unwrap_or(false) {
-            Some(Rest::Call)
-        } else {
-            None
-        };
+    let streams: Option<fn(Value, BodySender) -> Rest> = if body.respond_to("each", false)? {
+        Some(Rest::Stream)
+    } else if body.respond_to("call", false)? {
+        Some(Rest::Call)
+    } else {
+        None
+    };
     if let Some(rest) = streams {
         let (sender, stream) = stream_channel();
         let response = Response {
@@ -103,11 +138,10 @@ pub fn convert(ruby: &Ruby, result: Value, head_request: bool) -> Result<(Respon
         };
         return Ok((response, rest(body, sender)));
     }
-    close(body);
-    Err(format!(
+    Err(Invalid::Response(format!(
         "the response body {} responds to neither each, to_path nor call",
         inspect(body)
-    ))
+    )))
 }
 
 /// For HEAD: the Content-Length a GET would get, when the body is an Array or String and the
@@ -136,7 +170,10 @@ fn head_length(body: Value, headers: &mut Vec<(Bytes, Bytes)>) {
     ));
 }
 
-/// Streams `body.each` into `sender` on this Ruby thread, then closes the body.
+/// Streams `body.each` into `sender` on this Ruby thread; the body is closed (by
+/// `RackBody.each`'s `ensure`) however the iteration ends. A client that leaves ends the
+/// iteration with `ClientGone` (rescued here); an interrupt while waiting for a slow client is
+/// delivered in the app's thread and aborts the response, so a cut body never looks complete.
 pub fn stream(ruby: &Ruby, body: Value, sender: BodySender) -> Result<(), Error> {
     // The block's closure lives as long as the Proc (until GC), so it must not own the
     // sender: the response ends only when the last sender is dropped, right after `each`.
@@ -150,47 +187,81 @@ pub fn stream(ruby: &Ruby, body: Value, sender: BodySender) -> Result<(), Error>
         if chunk.is_empty() {
             return Ok(());
         }
-        let sender = in_block.lock().clone();
-        let open = sender.is_some_and(|s| send(&s, chunk.to_bytes()));
-        if !open {
-            // The client is gone: stop the app's iteration.
-            return Err(ruby.iter_break_value(ruby.qnil()));
+        let Some(sender) = in_block.lock().clone() else {
+            return Err(errors::client_gone(ruby));
+        };
+        match send(ruby, &sender, chunk.to_bytes()) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                in_block.lock().take();
+                Err(errors::client_gone(ruby))
+            }
+            Err(interrupt) => {
+                if let Some(sender) = in_block.lock().take() {
+                    sender.abort("interrupted while sending the body");
+                }
+                Err(interrupt)
+            }
         }
-        Ok(())
     });
-    let result = body.funcall_with_block::<_, _, Value>("each", (), block);
-    close(body);
+    let result =
+        rack_body(ruby).funcall::<_, _, Value>(LazyId::get_inner_with(&EACH, ruby), (body, block));
     let sender = shared.lock().take();
-    match (result, sender) {
-        (Err(e), Some(sender)) => {
-            sender.abort("the body's each raised");
+    match result {
+        Ok(_) => Ok(()), // dropping the last sender ends the body
+        Err(e) => {
+            if let Some(sender) = sender {
+                sender.abort("the body's each raised");
+            }
             Err(e)
         }
-        (Err(e), None) => Err(e),
-        (Ok(_), _) => Ok(()),
     }
 }
 
-/// Sends a chunk, releasing the GVL while the client is slow; false once the client is gone.
-pub fn send(sender: &BodySender, chunk: Bytes) -> bool {
-    match sender.try_send(chunk) {
-        Ok(open) => open,
-        Err(chunk) => {
-            let cancel = tokio::sync::Notify::new();
-            let handle = crate::server::runtime_handle();
-            let sent = gvl::without_gvl(
-                || match handle {
-                    Some(h) => h.block_on(async {
-                        tokio::select! {
-                            sent = sender.send(chunk) => sent,
-                            _ = cancel.notified() => false,
-                        }
-                    }),
-                    None => false,
-                },
-                || cancel.notify_one(),
-            );
-            sent.unwrap_or(false)
+/// Runs a Rack 3 streaming body (`body.call(stream)`), then closes it (from an `ensure`).
+pub fn call(ruby: &Ruby, body: Value, stream: Value) -> Result<(), Error> {
+    rack_body(ruby)
+        .funcall::<_, _, Value>(LazyId::get_inner_with(&CALL, ruby), (body, stream))
+        .map(|_| ())
+}
+
+/// Sends a chunk, releasing the GVL while the client is slow. `Ok(false)` once the client is
+/// gone; `Err` when a Ruby interrupt (`Thread#raise`/`kill`, `Timeout`) arrived meanwhile:
+/// the chunk may or may not have been sent, and the error must go back to Ruby as it is.
+pub fn send(ruby: &Ruby, sender: &BodySender, chunk: Bytes) -> Result<bool, Error> {
+    let chunk = match sender.try_send(chunk) {
+        Ok(open) => return Ok(open),
+        Err(chunk) => chunk,
+    };
+    let Some(handle) = crate::server::runtime_handle() else {
+        return Ok(false);
+    };
+    enum Sent {
+        Yes,
+        Gone,
+        Interrupted,
+    }
+    let cancel = tokio::sync::Notify::new();
+    loop {
+        let attempt = chunk.clone();
+        let sent = gvl::without_gvl(
+            ruby,
+            || {
+                handle.block_on(async {
+                    tokio::select! {
+                        // Cancel-safe: when the other branch wins, nothing was sent.
+                        sent = sender.send(attempt) => if sent { Sent::Yes } else { Sent::Gone },
+                        _ = cancel.notified() => Sent::Interrupted,
+                    }
+                })
+            },
+            || cancel.notify_one(),
+        )?;
+        match sent {
+            Sent::Yes => return Ok(true),
+            Sent::Gone => return Ok(false),
+            // Woken for an interrupt that did not raise (it ran in `without_gvl`): go on.
+            Sent::Interrupted => continue,
         }
     }
 }
@@ -204,9 +275,10 @@ fn parse_status(v: Value) -> Option<u16> {
     u16::try_from(n).ok()
 }
 
-fn collect_headers(headers: Value) -> Result<Vec<(Bytes, Bytes)>, String> {
-    let hash = RHash::from_value(headers)
-        .ok_or_else(|| format!("headers must be a Hash, got {}", inspect(headers)))?;
+fn collect_headers(headers: Value) -> Result<Vec<(Bytes, Bytes)>, Invalid> {
+    let hash = RHash::from_value(headers).ok_or_else(|| {
+        Invalid::Response(format!("headers must be a Hash, got {}", inspect(headers)))
+    })?;
     let mut out = Vec::with_capacity(hash.len() + 1);
     hash.foreach(|k: Value, v: Value| {
         if k.is_nil() || v.is_nil() {
@@ -223,8 +295,7 @@ fn collect_headers(headers: Value) -> Result<Vec<(Bytes, Bytes)>, String> {
             out.push((name, to_bytes(v)?));
         }
         Ok(magnus::r_hash::ForEach::Continue)
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     Ok(out)
 }
 
@@ -254,23 +325,48 @@ fn join(ruby: &Ruby, parts: RArray) -> Bytes {
     Bytes::from(buf)
 }
 
-fn open_path(body: Value) -> Option<Body> {
-    let path: String = body.funcall("to_path", ()).ok()?;
-    let file = std::fs::File::open(&path).ok()?;
-    let meta = file.metadata().ok()?;
-    meta.is_file().then(|| Body::File(file, meta.len()))
+/// The file of a `to_path` body, or None when it can't be opened (the body is then iterated).
+fn open_path(body: Value) -> Result<Option<Body>, Error> {
+    let path: String = body.funcall("to_path", ())?;
+    let Ok(file) = std::fs::File::open(&path) else {
+        return Ok(None);
+    };
+    Ok(file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| Body::File(file, m.len())))
 }
 
-/// Calls `body.close` if it has one; errors are logged, never raised to the client.
-pub fn close(body: Value) {
+/// Calls `body.close` if it has one. An exception is logged (never raised to the client); a
+/// jump is returned, to be handed to Ruby before anything else runs.
+pub fn close(body: Value) -> Result<(), Error> {
     if RArray::from_value(body).is_some() || RString::from_value(body).is_some() {
-        return;
+        return Ok(());
     }
-    if body.respond_to("close", false).unwrap_or(false) {
-        if let Err(e) = body.funcall::<_, _, Value>("close", ()) {
-            iodine_engine::error!("(Iodine) body.close raised: {e}");
-        }
+    let closed = body
+        .respond_to("close", false)
+        .and_then(|has| match has {
+            true => body.funcall::<_, _, Value>("close", ()).map(|_| ()),
+            false => Ok(()),
+        });
+    match closed {
+        Ok(()) => Ok(()),
+        Err(e) => errors::contain(&Ruby::get_with(body), e),
     }
+}
+
+fn rack_body(ruby: &Ruby) -> RModule {
+    // Set by `init`, which runs when the extension loads, before any request exists.
+    ruby.get_inner(*RACK_BODY.get().expect("iodine: RackBody used before init"))
+}
+
+/// Defines `Iodine::Base::RackBody` (its methods are in lib/iodine/rack_body.rb).
+pub fn init(ruby: &Ruby, base: RModule) -> Result<(), Error> {
+    let module = base.define_module("RackBody")?;
+    ruby.gc_register_mark_object(module);
+    let _ = RACK_BODY.set(Opaque::from(module));
+    Ok(())
 }
 
 fn inspect(v: Value) -> String {

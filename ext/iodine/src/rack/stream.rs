@@ -2,38 +2,67 @@
 //! `Iodine::Base::Stream`, whose writes go to the client as they happen, from any thread,
 //! until the app closes it (or the stream object is garbage collected).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::Bytes;
 use iodine_engine::http::BodySender;
 use magnus::{method, prelude::*, Error, RModule, Ruby, Value};
 use parking_lot::Mutex;
 
+use crate::errors;
+
 /// The stream handed to a streaming body.
 #[magnus::wrap(class = "Iodine::Base::Stream", free_immediately, size)]
-pub struct Stream(Mutex<Option<BodySender>>);
+pub struct Stream {
+    sender: Mutex<Option<BodySender>>,
+    /// Set once a write found the client gone.
+    client_left: AtomicBool,
+}
 
 impl Stream {
     /// A stream writing into `sender`.
     pub fn new(sender: BodySender) -> Self {
-        Stream(Mutex::new(Some(sender)))
+        Stream {
+            sender: Mutex::new(Some(sender)),
+            client_left: AtomicBool::new(false),
+        }
     }
 
-    /// `write(data)`: sends `data.to_s`; returns its byte size. Raises IOError once closed
-    /// or when the client went away.
+    /// `write(data)`: sends `data.to_s`; returns its byte size. Raises `IOError` once the
+    /// stream is closed or the client went away. An interrupt that arrives while the write
+    /// waits for a slow client (`Timeout`, `Thread#raise`, `Thread#kill`) is delivered as Ruby
+    /// would, and aborts the response: the client sees it cut, never complete.
     fn write(ruby: &Ruby, rb_self: &Self, data: Value) -> Result<usize, Error> {
         let bytes = super::response::to_bytes(data)?;
         let len = bytes.len();
-        let sender = rb_self.0.lock().clone();
+        let sender = rb_self.sender.lock().clone();
         let Some(sender) = sender else {
-            return Err(Error::new(ruby.exception_io_error(), "closed stream"));
+            return Err(errors::exception(ruby.exception_io_error(), "closed stream"));
         };
-        if len > 0 && !super::response::send(&sender, bytes) {
-            rb_self.0.lock().take();
-            return Err(Error::new(
-                ruby.exception_io_error(),
-                "the client closed the connection",
-            ));
+        if len == 0 {
+            return Ok(0);
         }
-        Ok(len)
+        match super::response::send(ruby, &sender, bytes) {
+            Ok(true) => Ok(len),
+            Ok(false) => {
+                rb_self.client_left.store(true, Ordering::Release);
+                rb_self.sender.lock().take();
+                Err(errors::exception(
+                    ruby.exception_io_error(),
+                    "the client closed the connection",
+                ))
+            }
+            Err(interrupt) => {
+                drop(sender);
+                rb_self.abort("interrupted while writing");
+                Err(interrupt)
+            }
+        }
+    }
+
+    /// Whether a write found the client gone.
+    pub fn client_left(&self) -> bool {
+        self.client_left.load(Ordering::Acquire)
     }
 
     /// `<<(data)`: `write`, returning the stream.
@@ -48,19 +77,19 @@ impl Stream {
 
     /// Ends the response as incomplete (the connection is cut, not finished cleanly).
     pub fn abort(&self, why: &str) {
-        if let Some(sender) = self.0.lock().take() {
+        if let Some(sender) = self.sender.lock().take() {
             sender.abort(why);
         }
     }
 
     /// `close` / `close_write`: ends the response.
     fn close(&self) {
-        self.0.lock().take();
+        self.sender.lock().take();
     }
 
     /// `closed?`
     fn is_closed(&self) -> bool {
-        self.0.lock().as_ref().is_none_or(|s| s.is_closed())
+        self.sender.lock().as_ref().is_none_or(|s| s.is_closed())
     }
 
     /// `read`: a response stream has nothing to read.

@@ -41,7 +41,7 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
     };
     let bound = bind(&address).map_err(|e| {
         iodine_engine::error!("couldn't listen on {address:?}: {e}");
-        Error::new(
+        crate::errors::exception(
             ruby.exception_runtime_error(),
             "Couldn't open listening socket.",
         )
@@ -49,7 +49,7 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
     let port = bound.port();
     let handler = crate::rack::RackApp::new(ruby, app, settings.tls, port)?;
     server::add_http(bound, settings, handler).map_err(|e| {
-        Error::new(
+        crate::errors::exception(
             ruby.exception_runtime_error(),
             format!("Couldn't open listening socket. {e}"),
         )
@@ -61,7 +61,7 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
 /// listeners and opens the bridge; returns the listeners' descriptions.
 fn start_server(ruby: &Ruby, io_threads: usize, ruby_threads: usize) -> Result<RArray, Error> {
     let described = server::start(io_threads)
-        .map_err(|e| Error::new(ruby.exception_runtime_error(), e.to_string()))?;
+        .map_err(|e| crate::errors::exception(ruby.exception_runtime_error(), e.to_string()))?;
     bridge::open(ruby_threads);
     Ok(ruby.ary_from_vec(described))
 }
@@ -79,17 +79,17 @@ fn request_stop() {
 }
 
 /// Stops accepting and waits up to `grace` seconds for in-flight requests.
-fn drain(grace: f64) {
-    server::drain(Duration::from_secs_f64(grace.max(0.0)));
+fn drain(ruby: &Ruby, grace: f64) -> Result<(), Error> {
+    server::drain(ruby, Duration::from_secs_f64(grace.max(0.0)))
 }
 
 fn close_bridge() {
     bridge::close();
 }
 
-fn finish() {
+fn finish(ruby: &Ruby) -> Result<(), Error> {
     bridge::discard_pending();
-    server::finish();
+    server::finish(ruby)
 }
 
 fn cores() -> usize {

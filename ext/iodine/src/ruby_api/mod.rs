@@ -12,6 +12,7 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     let base = iodine.define_module("Base")?;
     iodine::init(ruby, iodine)?;
     base::init(ruby, base)?;
+    crate::errors::init(ruby, base)?;
     mustache::init(ruby, iodine)?;
     crate::rack::init(ruby, base)
 }

@@ -1,14 +1,22 @@
 //! `Iodine::Mustache`: compiled templates from the engine, rendered over Ruby data.
 //!
 //! Lookup follows the C gem: a Hash is asked for the Symbol key, then the String key, then a
-//! public zero-argument method of that name; other objects only by public method. Values
-//! produced while rendering are kept in a Ruby Array on this stack frame, so the GC never
-//! collects one the renderer still holds.
+//! public zero-argument method of that name; other objects only by public method.
+//!
+//! The renderer holds Ruby values in Rust memory the GC does not scan (its context stack, the
+//! key Symbol cache). Every such value is also pushed to a [`Pins`] object on this stack
+//! frame, which marks them (pinned, so compaction can't move them either) until the render
+//! ends: the key Symbols (`to_symbol` makes collectable dynamic Symbols), values found in
+//! Hashes and Arrays (a lambda or method may delete them from their container meanwhile),
+//! and the results of methods and lambdas.
 
 use std::cell::RefCell;
 use std::path::Path;
 
 use iodine_engine::mustache::{Context, Error as TemplateError, FsLoader, Kind, Template};
+use magnus::gc::Marker;
+use magnus::typed_data::{DataTypeFunctions, Obj};
+use magnus::value::Opaque;
 use magnus::{
     function, method, prelude::*, Error, RArray, RClass, RHash, RModule, RString, Ruby, Symbol,
     Value,
@@ -27,7 +35,7 @@ fn load(
 ) -> Result<Mustache, Error> {
     let compiled = match (filename, template) {
         (None, None) => {
-            return Err(Error::new(
+            return Err(crate::errors::exception(
                 ruby.exception_arg_error(),
                 "need either template contents or file name.",
             ))
@@ -56,7 +64,24 @@ fn template_error(ruby: &Ruby, e: TemplateError) -> Error {
         }
         _ => ruby.exception_runtime_error(),
     };
-    Error::new(class, e.to_string())
+    crate::errors::exception(class, e.to_string())
+}
+
+/// The Ruby values one render holds, marked (and so pinned) while the render runs.
+#[derive(magnus::TypedData)]
+#[magnus(class = "Iodine::Mustache::Pins", mark, free_immediately, size)]
+struct Pins(RefCell<Vec<Opaque<Value>>>);
+
+impl DataTypeFunctions for Pins {
+    fn mark(&self, marker: &Marker) {
+        // A borrow is never held across a Ruby call (the only place a GC can start), so this
+        // always succeeds.
+        if let Ok(values) = self.0.try_borrow() {
+            for v in values.iter() {
+                marker.mark(*v);
+            }
+        }
+    }
 }
 
 impl Mustache {
@@ -64,11 +89,14 @@ impl Mustache {
     fn render(ruby: &Ruby, rb_self: &Self, data: Value) -> Result<RString, Error> {
         let ctx = RubyContext {
             ruby,
-            keep: ruby.ary_new(),
+            pins: ruby.obj_wrap(Pins(RefCell::new(Vec::with_capacity(64)))),
             symbols: RefCell::new(Vec::with_capacity(32)),
         };
         let mut out = Vec::with_capacity(4096);
-        rb_self.0.render(&ctx, &data, &mut out)?;
+        let rendered = rb_self.0.render(&ctx, &data, &mut out);
+        // The pins must outlive the render: keep them visibly in use until here.
+        std::hint::black_box(&ctx.pins);
+        rendered?;
         let s = ruby.str_from_slice(&out);
         s.funcall::<_, _, Value>("force_encoding", ("UTF-8",))?;
         Ok(s)
@@ -78,8 +106,8 @@ impl Mustache {
 /// Ruby data as a Mustache context.
 struct RubyContext<'a> {
     ruby: &'a Ruby,
-    /// Everything produced during the render, reachable from the (scanned) native stack.
-    keep: RArray,
+    /// Every value the renderer may hold; itself reachable from the (scanned) native stack.
+    pins: Obj<Pins>,
     /// Symbols of the template's keys, by the key's address: the keys live in the compiled
     /// template for the whole render, and interning each lookup's key dominated the cost.
     symbols: RefCell<Vec<(usize, usize, Symbol)>>,
@@ -94,14 +122,20 @@ impl RubyContext<'_> {
         }
         let sym = self.ruby.to_symbol(key);
         if cache.len() < 256 {
+            self.pin(sym.as_value());
             cache.push((id.0, id.1, sym));
         }
         sym
     }
 
+    /// Keeps `v` alive (and in place) until the render ends.
+    fn pin(&self, v: Value) -> Value {
+        self.pins.0.borrow_mut().push(Opaque::from(v));
+        v
+    }
+
     fn kept(&self, v: Value) -> Result<Value, Error> {
-        self.keep.push(v)?;
-        Ok(v)
+        Ok(self.pin(v))
     }
 
     fn call_method(&self, value: Value, key: &str) -> Result<Option<Value>, Error> {
@@ -120,10 +154,10 @@ impl Context for RubyContext<'_> {
     fn lookup(&self, value: &Value, key: &str) -> Result<Option<Value>, Error> {
         if let Some(hash) = RHash::from_value(*value) {
             if let Some(v) = hash.get(self.symbol(key)) {
-                return Ok(Some(v));
+                return Ok(Some(self.pin(v)));
             }
             if let Some(v) = hash.get(key) {
-                return Ok(Some(v));
+                return Ok(Some(self.pin(v)));
             }
         }
         if value.is_nil() {
@@ -157,7 +191,7 @@ impl Context for RubyContext<'_> {
 
     fn item(&self, value: &Value, index: usize) -> Result<Value, Error> {
         match RArray::from_value(*value) {
-            Some(a) => a.entry(index as isize),
+            Some(a) => a.entry(index as isize).map(|v| self.pin(v)),
             None => Ok(self.ruby.qnil().as_value()),
         }
     }
@@ -197,5 +231,7 @@ pub fn init(ruby: &Ruby, iodine: RModule) -> Result<(), Error> {
     class.undef_default_alloc_func();
     class.define_singleton_method("__load", function!(load, 2))?;
     class.define_method("render", method!(Mustache::render, 1))?;
+    let pins = class.define_class("Pins", ruby.class_object())?;
+    pins.undef_default_alloc_func();
     Ok(())
 }

@@ -1,0 +1,112 @@
+//! Answers held back and sent in batches: with one Ruby worker, the answers produced while it
+//! holds the GVL go out together, one wake-up of the IO threads per batch instead of one per
+//! request (measured: a large share of the single-worker hello-world throughput).
+//!
+//! A held answer must never wait for an unrelated request. The worker sends the batch when the
+//! task queue runs empty, when it is full, and before starting a task once the batch is older
+//! than [`MAX_HOLD`]; and because the next app call may block (a `sleep`, a database), the
+//! IO runtime's [`flusher`] sends any batch still held [`MAX_HOLD`] after it began. Answers are
+//! plain Rust values, so any thread may send them.
+//!
+//! Only a lone worker batches: with several, Ruby may hand the GVL to another thread in the
+//! middle of a task, and there is little to batch.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use iodine_engine::http::{Reply, Response};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+/// Most answers held back before they are sent.
+const BATCH: usize = 16;
+
+/// Longest an answer is held back (the flusher's timer has a 1 ms resolution on top).
+pub const MAX_HOLD: Duration = Duration::from_micros(300);
+
+struct Held {
+    answers: Vec<(Reply, Response)>,
+    /// When the oldest held answer was produced.
+    since: Option<Instant>,
+}
+
+static HELD: Mutex<Held> = Mutex::new(Held {
+    answers: Vec::new(),
+    since: None,
+});
+
+/// Whether answers are batched (one worker) or sent at once.
+static BATCHING: AtomicBool = AtomicBool::new(false);
+
+/// Wakes the flusher when a batch begins.
+static BATCH_BEGAN: Notify = Notify::const_new();
+
+/// Turns batching on (a lone worker) or off.
+pub fn batch_replies(on: bool) {
+    BATCHING.store(on, Ordering::Release);
+    if !on {
+        flush_replies();
+    }
+}
+
+/// Sends `response` now, or holds it for the current batch.
+pub fn reply(reply: Reply, response: Response) {
+    if !BATCHING.load(Ordering::Acquire) {
+        reply.send(response);
+        return;
+    }
+    let (began, full) = {
+        let mut held = HELD.lock();
+        held.answers.push((reply, response));
+        let began = held.since.is_none();
+        if began {
+            held.since = Some(Instant::now());
+        }
+        (began, held.answers.len() >= BATCH)
+    };
+    if full {
+        flush_replies();
+    } else if began {
+        BATCH_BEGAN.notify_one();
+    }
+}
+
+/// Sends every held answer.
+pub fn flush_replies() {
+    let answers = {
+        let mut held = HELD.lock();
+        if held.answers.is_empty() {
+            return;
+        }
+        held.since = None;
+        std::mem::replace(&mut held.answers, Vec::with_capacity(BATCH))
+    };
+    for (reply, response) in answers {
+        reply.send(response);
+    }
+}
+
+/// Sends the held answers if the oldest has waited [`MAX_HOLD`] (before a task that may block).
+pub fn flush_stale_replies() {
+    let stale = HELD.lock().since.is_some_and(|t| t.elapsed() >= MAX_HOLD);
+    if stale {
+        flush_replies();
+    }
+}
+
+/// Runs on the IO runtime: sends a batch the worker still holds [`MAX_HOLD`] after it began
+/// (the worker is then busy in a long app call). Sleeps while nothing is held.
+pub async fn flusher() {
+    loop {
+        BATCH_BEGAN.notified().await;
+        loop {
+            tokio::time::sleep(MAX_HOLD).await;
+            let since = HELD.lock().since;
+            match since {
+                None => break,
+                Some(t) if t.elapsed() >= MAX_HOLD => flush_replies(),
+                Some(_) => {}
+            }
+        }
+    }
+}
