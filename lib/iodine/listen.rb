@@ -5,8 +5,12 @@ module Iodine
     # `Iodine.listen`: merges DEFAULT_SETTINGS, decides the service and address, and binds.
     module Listen
       # Keys filled from DEFAULT_SETTINGS when the caller did not pass them (or passed nil).
-      DEFAULTED = %i[address app cookies handler headers log max_body max_clients max_headers max_msg
-                     method path ping port public timeout tls].freeze
+      DEFAULTED = %i[address app body_timeout cookies handler head_timeout headers log max_body max_clients
+                     max_headers max_msg method min_upload_rate path ping port public timeout tls].freeze
+      # Connections kept free of `max_clients` for files, pipes and the rest (the C gem's 64).
+      FD_MARGIN = 64
+      # The C gem's cap on connections per process (FIO_MAX_SOCK_CAPACITY).
+      MAX_CAPACITY = 131_072
 
       module_function
 
@@ -76,7 +80,11 @@ module Iodine
           address: address, port: port, unix: unix, log: opts[:log] ? true : false,
           max_body: positive(opts[:max_body], 50) * 1024 * 1024,
           max_head: positive(opts[:max_headers], 32) * 1024,
-          timeout: timeout(opts[:timeout])
+          timeout: timeout(opts[:timeout]),
+          head_timeout: positive(opts[:head_timeout], 20),
+          body_timeout: positive(opts[:body_timeout], 30),
+          min_upload_rate: min_rate(opts[:min_upload_rate]) * 1024,
+          max_clients: max_clients(opts[:max_clients])
         }
         Base.listen_http(handler, native)
       end
@@ -109,6 +117,23 @@ module Iodine
           return 40
         end
         value
+      end
+
+      # KiB/s; 0 turns the minimum off, nil or negative gives the default (4).
+      def min_rate(value)
+        return 4 if value.nil? || value.to_i.negative?
+
+        value.to_i
+      end
+
+      # The `max_clients` option, or the open-files limit `start` will set (the hard limit)
+      # less a margin, capped as the C gem did.
+      def max_clients(value)
+        return value.to_i if value.to_i.positive?
+
+        hard = Process.getrlimit(:NOFILE)[1]
+        hard = MAX_CAPACITY if hard == Process::RLIM_INFINITY || hard > MAX_CAPACITY
+        [hard - FD_MARGIN, 1].max
       end
 
       def not_found_app

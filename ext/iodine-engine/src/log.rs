@@ -2,10 +2,33 @@
 //!
 //! Levels: 0 none, 1 fatal, 2 error, 3 warning, 4 info (default), 5 debug. One `write` per
 //! line so lines from several threads never interleave.
+//!
+//! While the server runs ([`start_writer`] … [`stop_writer`]) lines go through a bounded
+//! queue to a thread of their own, so a stalled stderr (a pipe nobody reads) never blocks an
+//! IO thread or a Ruby worker: when the queue is full, lines are dropped and counted, and the
+//! count is reported once stderr moves again. Outside that window (boot, shutdown, a forking
+//! master that must have no threads) lines are written directly.
 
 use std::fmt;
 use std::io::Write;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Lines queued for the writer thread before new ones are dropped.
+const QUEUE: usize = 8192;
+
+/// The writer thread and its queue, while running.
+struct Writer {
+    queue: SyncSender<String>,
+    thread: JoinHandle<()>,
+}
+
+static WRITER: Mutex<Option<Writer>> = Mutex::new(None);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Longest log line written, in bytes (the C gem's `FIO_LOG_LENGTH_LIMIT`).
 pub const MAX_LINE: usize = 2048;
@@ -74,6 +97,71 @@ pub fn raw_line(mut line: String) {
         line.truncate(cut);
     }
     line.push('\n');
+    let queued = match WRITER.lock().as_ref() {
+        Some(w) => w.queue.try_send(line),
+        None => Err(TrySendError::Disconnected(line)),
+    };
+    match queued {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(TrySendError::Disconnected(line)) => write_out(&line),
+    }
+}
+
+/// Log lines dropped so far because stderr did not keep up.
+pub fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Starts the writer thread (idempotent); lines are queued from now on.
+pub fn start_writer() {
+    let mut writer = WRITER.lock();
+    if writer.is_some() {
+        return;
+    }
+    let (queue, lines) = mpsc::sync_channel(QUEUE);
+    let spawned = std::thread::Builder::new()
+        .name("iodine-log".into())
+        .spawn(move || drain(lines));
+    if let Ok(thread) = spawned {
+        *writer = Some(Writer { queue, thread });
+    }
+}
+
+/// Writes what is queued (waiting at most `limit` for a slow stderr), then stops the writer
+/// thread; lines are written directly again. A writer stuck on stderr is left behind.
+pub fn stop_writer(limit: Duration) {
+    let Some(Writer { queue, thread }) = WRITER.lock().take() else {
+        return;
+    };
+    drop(queue); // the thread ends once it wrote what is queued
+    let deadline = Instant::now() + limit;
+    while !thread.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if thread.is_finished() {
+        let _ = thread.join();
+    }
+}
+
+fn drain(lines: Receiver<String>) {
+    let mut reported = 0;
+    for line in lines {
+        let dropped = DROPPED.load(Ordering::Relaxed);
+        if dropped != reported {
+            write_out(&format!(
+                "WARNING: {} log lines dropped: stderr was not keeping up\n",
+                dropped - reported
+            ));
+            reported = dropped;
+        }
+        write_out(&line);
+    }
+}
+
+fn write_out(line: &str) {
     // Nothing useful can be done when stderr is gone.
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }

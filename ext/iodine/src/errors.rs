@@ -55,7 +55,11 @@ pub fn client_gone(ruby: &Ruby) -> Error {
 
 fn client_gone_class(ruby: &Ruby) -> ExceptionClass {
     // Set by `init`, which runs when the extension loads, before any request exists.
-    ruby.get_inner(*CLIENT_GONE.get().expect("iodine: ClientGone used before init"))
+    ruby.get_inner(
+        *CLIENT_GONE
+            .get()
+            .expect("iodine: ClientGone used before init"),
+    )
 }
 
 /// Whether `e` is [`client_gone`]'s exception.
@@ -94,8 +98,12 @@ pub fn log_exception(_ruby: &Ruby, e: &Error) -> Result<(), Error> {
 pub fn init(ruby: &Ruby, base: RModule) -> Result<(), Error> {
     let class = base.define_class("ClientGone", ruby.exception_exception().as_r_class())?;
     ruby.gc_register_mark_object(class);
-    let class = ExceptionClass::from_value(class.as_value())
-        .ok_or_else(|| exception(ruby.exception_type_error(), "ClientGone is not an exception"))?;
+    let class = ExceptionClass::from_value(class.as_value()).ok_or_else(|| {
+        exception(
+            ruby.exception_type_error(),
+            "ClientGone is not an exception",
+        )
+    })?;
     let _ = CLIENT_GONE.set(Opaque::from(class));
     Ok(())
 }

@@ -75,6 +75,7 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
     };
     let mut described = Vec::new();
     running.runtime.spawn(crate::rack::flusher());
+    iodine_engine::log::start_writer();
     for p in state.pending.drain(..) {
         described.push(p.bound.describe());
         spawn_http(&running, p.bound, p.settings, p.handler)?;
@@ -146,6 +147,7 @@ pub fn finish(ruby: &Ruby) -> Result<(), Error> {
     let Some(running) = STATE.lock().running.take() else {
         return Ok(());
     };
+    iodine_engine::log::stop_writer(Duration::from_secs(1));
     let mut shutdown = move || running.runtime.shutdown_timeout(Duration::from_secs(2));
     let mut delivered = Ok(());
     // An interrupt pending (a signal, Thread#raise) keeps `try_without_gvl` from running the

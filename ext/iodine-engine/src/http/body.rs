@@ -2,8 +2,8 @@
 //! temporary file, all within `max_body`.
 
 use std::fs::File;
-use std::io::{self, Write};
-use std::time::Duration;
+use std::io::{self, BufWriter, Write};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
@@ -45,45 +45,88 @@ impl RequestBody {
 pub(crate) enum BodyError {
     /// Larger than the limit (413).
     TooLarge,
-    /// The client stalled longer than the timeout (408).
+    /// Too slow: past the deadline, or paused too long (408).
     Timeout,
-    /// The connection or the temporary file failed.
-    Io(io::Error),
+    /// The client sent a malformed body or went away (400, logged at debug level).
+    Client(io::Error),
+    /// The server could not store the body: temp file, disk full, out of descriptors (500,
+    /// logged as an error).
+    Server(io::Error),
 }
 
-/// Receives the whole body, failing with `TooLarge` as soon as it passes `limit` bytes.
+/// How long a body may take: `base` plus `1 / min_rate` seconds per byte received, and never
+/// a pause longer than `base` between two pieces (`min_rate` 0: only pauses are limited).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pace {
+    pub base: Duration,
+    pub min_rate: u64,
+}
+
+impl Pace {
+    fn deadline(&self, started: Instant, last: Instant, received: u64) -> Instant {
+        if self.min_rate == 0 {
+            return last + self.base; // no minimum rate: only pauses are limited
+        }
+        let allowance = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
+        (started + self.base + allowance).min(last + self.base)
+    }
+}
+
+/// Size of the write buffer in front of a spilled body's temporary file.
+const SPILL_BUFFER: usize = 256 * 1024;
+
+/// Receives the whole body, failing with `TooLarge` as soon as it passes `limit` bytes and
+/// with `Timeout` when it is slower than `pace` allows. One timer per body, re-armed only when
+/// it fires (not one per frame).
 pub(crate) async fn receive(
     mut incoming: Incoming,
     limit: u64,
-    stall: Duration,
+    pace: Pace,
 ) -> Result<RequestBody, BodyError> {
     if hyper::body::Body::is_end_stream(&incoming) {
         return Ok(RequestBody::Empty); // most requests: no body, no timer
     }
+    let started = Instant::now();
+    let mut last = started;
     let mut memory = BytesMut::new();
-    let mut file: Option<File> = None;
+    let mut file: Option<BufWriter<File>> = None;
     let mut total: u64 = 0;
+    let timer = tokio::time::sleep_until(pace.deadline(started, last, 0).into());
+    tokio::pin!(timer);
     loop {
-        let frame = match tokio::time::timeout(stall, incoming.frame()).await {
-            Err(_) => return Err(BodyError::Timeout),
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(BodyError::Io(io::Error::other(e))),
-            Ok(Some(Ok(frame))) => frame,
+        let frame = tokio::select! {
+            biased;
+            frame = incoming.frame() => frame,
+            _ = &mut timer => {
+                let deadline = pace.deadline(started, last, total);
+                if deadline <= Instant::now() {
+                    return Err(BodyError::Timeout);
+                }
+                timer.as_mut().reset(deadline.into());
+                continue;
+            }
+        };
+        let frame = match frame {
+            None => break,
+            Some(Err(e)) => return Err(BodyError::Client(io::Error::other(e))),
+            Some(Ok(frame)) => frame,
         };
         let Ok(data) = frame.into_data() else {
             continue; // trailers carry nothing a Rack app can see
         };
+        last = Instant::now();
         total += data.len() as u64;
         if total > limit {
             return Err(BodyError::TooLarge);
         }
         match file.as_mut() {
-            Some(f) => f.write_all(&data).map_err(BodyError::Io)?,
+            Some(f) => f.write_all(&data).map_err(BodyError::Server)?,
             None if memory.len() + data.len() > MEMORY_LIMIT => {
-                // Page-cache writes: short enough to do on the IO thread.
-                let mut f = tempfile::tempfile().map_err(BodyError::Io)?;
-                f.write_all(&memory).map_err(BodyError::Io)?;
-                f.write_all(&data).map_err(BodyError::Io)?;
+                // Page-cache writes, buffered: short enough to do on the IO thread.
+                let f = tempfile::tempfile().map_err(BodyError::Server)?;
+                let mut f = BufWriter::with_capacity(SPILL_BUFFER, f);
+                f.write_all(&memory).map_err(BodyError::Server)?;
+                f.write_all(&data).map_err(BodyError::Server)?;
                 memory = BytesMut::new();
                 file = Some(f);
             }
@@ -95,8 +138,40 @@ pub(crate) async fn receive(
         }
     }
     Ok(match file {
-        Some(f) => RequestBody::File(f, total),
+        Some(f) => {
+            let f = f
+                .into_inner()
+                .map_err(|e| BodyError::Server(e.into_error()))?;
+            RequestBody::File(f, total)
+        }
         None if memory.is_empty() => RequestBody::Empty,
         None => RequestBody::Memory(memory.freeze()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_grows_with_the_bytes_and_caps_pauses() {
+        let pace = Pace {
+            base: Duration::from_secs(30),
+            min_rate: 1000,
+        };
+        let t0 = Instant::now();
+        assert_eq!(pace.deadline(t0, t0, 0), t0 + Duration::from_secs(30));
+        // 10 kB at >= 1 kB/s buys 10 more seconds...
+        let last = t0 + Duration::from_secs(35);
+        assert_eq!(
+            pace.deadline(t0, last, 10_000),
+            t0 + Duration::from_secs(40)
+        );
+        // ...but never more than `base` after the last piece.
+        let last = t0 + Duration::from_secs(1);
+        assert_eq!(
+            pace.deadline(t0, last, 1_000_000),
+            last + Duration::from_secs(30)
+        );
+    }
 }

@@ -10,8 +10,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use super::access_log::{self, Entry};
-use super::body::{self, BodyError};
+use super::access_log::Entry;
+use super::body::{self, BodyError, Pace};
 use super::errors::error_response;
 use super::handler::{Handler, Reply};
 use super::hijack::{Hijack, HijackableIo};
@@ -47,10 +47,38 @@ pub async fn serve(
     handler: Arc<dyn Handler>,
     shutdown: Shutdown,
 ) {
+    let max_clients = settings.max_clients;
     let site = Site::new(settings, handler, listener.port());
     let conn_shutdown = shutdown.clone();
-    accept_loop(listener, shutdown, move |stream, peer| {
-        serve_one(stream, peer, site.clone(), conn_shutdown.clone())
+    accept_loop(
+        listener,
+        shutdown,
+        max_clients,
+        move |stream, peer| serve_one(stream, peer, site.clone(), conn_shutdown.clone()),
+        refuse,
+    )
+    .await;
+}
+
+/// Answers a connection over `max_clients` with a 503 and closes it. The request is read
+/// (briefly) before closing, so the client gets the answer rather than a reset.
+async fn refuse(mut stream: Stream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+content-length: 23\r\nconnection: close\r\nretry-after: 1\r\n\r\n503 Service Unavailable";
+    let limit = std::time::Duration::from_secs(1);
+    let _ = tokio::time::timeout(limit, async {
+        let mut scratch = [0u8; 4096];
+        // Whatever of the request is already here, so closing doesn't turn into a reset.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            stream.read(&mut scratch),
+        )
+        .await;
+        stream.write_all(BUSY).await?;
+        stream.shutdown().await?;
+        while stream.read(&mut scratch).await? > 0 {}
+        Ok::<_, std::io::Error>(())
     })
     .await;
 }
@@ -86,15 +114,34 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
     let svc_site = site.clone();
     let idle = Arc::new(Idle::new());
     let svc_idle = idle.clone();
-    let (io, hijack) = HijackableIo::new(stream);
-    let service = hyper::service::service_fn(move |req| {
+    let (io, hijack) = HijackableIo::new(stream, idle.clone());
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let site = svc_site.clone();
-        let idle = svc_idle.clone();
+        let busy = Busy::new(svc_idle.clone());
         let hijack = hijack.clone();
         async move {
-            let busy = Busy::new(idle);
-            let mut res = respond(req, peer, &site, hijack).await;
+            let started = Instant::now();
+            let logged = site.settings.log.then(|| {
+                (
+                    req.method().clone(),
+                    req.uri().path().to_owned(),
+                    version_str(req.version()),
+                )
+            });
+            let mut res = respond(req, peer, &site, &hijack).await;
             res.body_mut().hold_until_sent(busy);
+            // Hijacked requests are not logged (the app answered on its own socket).
+            if let (Some((method, path, version)), false) = (logged, hijack.is_taken()) {
+                let status = res.status().as_u16();
+                res.body_mut().log_when_sent(Entry {
+                    peer,
+                    method,
+                    path,
+                    version,
+                    status,
+                    started,
+                });
+            }
             Ok::<_, Infallible>(res)
         }
     });
@@ -106,7 +153,7 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
                 crate::debug!("connection ended: {e}");
             }
         }
-        _ = idle.expired(site.settings.timeout) => {
+        _ = idle.expired(site.settings.timeout, site.settings.head_timeout) => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(site.settings.shutdown_grace, conn).await;
         }
@@ -120,75 +167,73 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
     }
 }
 
-/// Checks, receives, dispatches and logs one request.
+/// Checks, receives and dispatches one request.
 async fn respond(
     req: hyper::Request<Incoming>,
     peer: Peer,
     site: &Site,
-    hijack: Hijack,
+    hijack: &Hijack,
 ) -> hyper::Response<ResponseBody> {
-    let started = Instant::now();
     let (parts, incoming) = req.into_parts();
     let head_request = parts.method == Method::HEAD;
-    let response = match check(&parts, site.settings.max_body) {
-        Err(rejected) => rejected,
-        Ok(()) => {
-            match body::receive(incoming, site.settings.max_body, site.settings.timeout).await {
-                Err(BodyError::TooLarge) => error_response(StatusCode::PAYLOAD_TOO_LARGE, true),
-                Err(BodyError::Timeout) => error_response(StatusCode::REQUEST_TIMEOUT, true),
-                Err(BodyError::Io(e)) => {
-                    crate::debug!("request body failed: {e}");
-                    error_response(StatusCode::BAD_REQUEST, true)
-                }
-                Ok(body) => {
-                    let request = Request {
-                        method: parts.method.clone(),
-                        uri: parts.uri.clone(),
-                        version: parts.version,
-                        headers: parts.headers,
-                        body,
-                        peer,
-                        local_port: site.port,
-                        tls: site.settings.tls,
-                        hijack: Some(hijack.clone()),
-                    };
-                    let (reply, answer) = Reply::new();
-                    site.handler.call(request, reply);
-                    let answer = answer.await;
-                    if hijack.is_taken() {
-                        // Whatever the app answered is discarded; closing ends hyper's part.
-                        return error_response(StatusCode::OK, true);
-                    }
-                    match answer {
-                        Ok(r) => r.into_hyper(head_request),
-                        // The handler dropped the reply: it failed or is shutting down.
-                        Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, true),
-                    }
-                }
-            }
+    if let Err(rejected) = check(&parts, &site.settings) {
+        return rejected;
+    }
+    let pace = Pace {
+        base: site.settings.body_timeout,
+        min_rate: site.settings.min_upload_rate,
+    };
+    let body = match body::receive(incoming, site.settings.max_body, pace).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return error_response(StatusCode::PAYLOAD_TOO_LARGE, true),
+        Err(BodyError::Timeout) => return error_response(StatusCode::REQUEST_TIMEOUT, true),
+        Err(BodyError::Client(e)) => {
+            crate::debug!("request body failed: {e}");
+            return error_response(StatusCode::BAD_REQUEST, true);
+        }
+        Err(BodyError::Server(e)) => {
+            crate::error!("couldn't store a request body: {e}");
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, true);
         }
     };
-    if site.settings.log {
-        access_log::write(&Entry {
-            peer,
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            version: version_str(parts.version),
-            status: response.status().as_u16(),
-            length: response.body().exact_len(),
-            started,
-        });
+    let request = Request {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+        body,
+        peer,
+        local_port: site.port,
+        tls: site.settings.tls,
+        hijack: Some(hijack.clone()),
+    };
+    let (reply, answer) = Reply::new();
+    site.handler.call(request, reply);
+    let answer = answer.await;
+    if hijack.is_taken() {
+        // Whatever the app answered is discarded; closing ends hyper's part.
+        return error_response(StatusCode::OK, true);
     }
-    response
+    match answer {
+        Ok(r) => r.into_hyper(head_request),
+        // The handler dropped the reply: it failed or is shutting down.
+        Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, true),
+    }
 }
 
-/// Rejects requests no app should see (RFC 9112 §3.2 Host rules, h2c, declared oversize
-/// bodies). Content-Length + Transfer-Encoding never gets here ambiguous: hyper frames such a
-/// request by Transfer-Encoding and drops the length (RFC 9112 §6.1).
+/// Rejects requests no app should see: RFC 9112 §3.2 Host rules (required from HTTP/1.1
+/// clients, never repeated), h2c, header lines over `max_line` (431) and request targets
+/// over it (414), declared oversize bodies (413). Content-Length + Transfer-Encoding never gets
+/// here ambiguous: hyper frames such a request by Transfer-Encoding and drops the length
+/// (RFC 9112 §6.1).
 #[allow(clippy::result_large_err)]
-fn check(parts: &http::request::Parts, max_body: u64) -> Result<(), hyper::Response<ResponseBody>> {
+fn check(
+    parts: &http::request::Parts,
+    settings: &HttpSettings,
+) -> Result<(), hyper::Response<ResponseBody>> {
     let mut hosts = parts.headers.get_all(header::HOST).iter();
-    if hosts.next().is_none() || hosts.next().is_some() {
+    let host_required = parts.version != http::Version::HTTP_10;
+    if (hosts.next().is_none() && host_required) || hosts.next().is_some() {
         return Err(error_response(StatusCode::BAD_REQUEST, true));
     }
     if let Some(up) = parts.headers.get(header::UPGRADE) {
@@ -196,12 +241,26 @@ fn check(parts: &http::request::Parts, max_body: u64) -> Result<(), hyper::Respo
             return Err(error_response(StatusCode::BAD_REQUEST, true));
         }
     }
+    if parts
+        .headers
+        .iter()
+        .any(|(name, value)| name.as_str().len() + 2 + value.len() > settings.max_line)
+    {
+        return Err(error_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            true,
+        ));
+    }
+    let target = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if target > settings.max_line {
+        return Err(error_response(StatusCode::URI_TOO_LONG, true));
+    }
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max_body) {
+    if declared.is_some_and(|n| n > settings.max_body) {
         return Err(error_response(StatusCode::PAYLOAD_TOO_LARGE, true));
     }
     Ok(())

@@ -20,6 +20,7 @@ use std::task::{Context, Poll};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::idle::Idle;
 use crate::server::Stream;
 
 /// What a connection and the claims of its requests share.
@@ -69,10 +70,12 @@ impl Hijack {
 pub(crate) struct HijackableIo {
     inner: Stream,
     shared: Arc<Shared>,
+    /// Told when bytes arrive (the request-head deadline starts with the first byte).
+    idle: Arc<Idle>,
 }
 
 impl HijackableIo {
-    pub(crate) fn new(inner: Stream) -> (Self, Hijack) {
+    pub(crate) fn new(inner: Stream, idle: Arc<Idle>) -> (Self, Hijack) {
         let shared = Arc::new(Shared {
             fd: inner.as_raw_fd(),
             unix: matches!(inner, Stream::Unix(_)),
@@ -80,7 +83,14 @@ impl HijackableIo {
             open: Mutex::new(true),
         });
         let hijack = Hijack(shared.clone());
-        (HijackableIo { inner, shared }, hijack)
+        (
+            HijackableIo {
+                inner,
+                shared,
+                idle,
+            },
+            hijack,
+        )
     }
 
     fn taken(&self) -> bool {
@@ -106,7 +116,12 @@ impl AsyncRead for HijackableIo {
         if this.taken() {
             return Poll::Ready(Ok(())); // end of input: the app reads the socket now
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.idle.note_read();
+        }
+        polled
     }
 }
 

@@ -16,6 +16,7 @@ mod idle;
 mod request;
 mod response;
 mod settings;
+mod stream_body;
 
 pub use body::RequestBody;
 pub use connection::{serve, serve_connection};
@@ -23,5 +24,6 @@ pub use errors::error_response;
 pub use handler::{Handler, Reply};
 pub use hijack::Hijack;
 pub use request::{env_key, forwarded_https, Request};
-pub use response::{stream_channel, Body, BodySender, Response, ResponseBody};
+pub use response::{stream_channel, Body, Response, ResponseBody};
 pub use settings::HttpSettings;
+pub use stream_body::{BodySender, StreamReceiver};

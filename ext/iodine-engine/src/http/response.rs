@@ -4,19 +4,17 @@ use std::fs::File;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderName, HeaderValue, StatusCode};
 use hyper::body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::sync::mpsc;
 
+use super::access_log::Entry;
 use super::idle::Busy;
+use super::stream_body::{self, BodySender, StreamReceiver};
 
-/// Chunks buffered between a streaming producer and the socket before the producer waits.
-const STREAM_DEPTH: usize = 16;
 /// Read size for file bodies.
 const FILE_CHUNK: usize = 64 * 1024;
 
@@ -45,77 +43,33 @@ pub enum Body {
     Stream(StreamReceiver),
 }
 
-/// The receiving end of a [`Body::Stream`] (see [`stream_channel`]).
-#[derive(Debug)]
-pub struct StreamReceiver {
-    rx: mpsc::Receiver<Bytes>,
-    aborted: Arc<AtomicBool>,
-}
-
-/// The producing end of a [`Body::Stream`]. The body ends cleanly when the last sender is
-/// dropped, unless one of them called [`BodySender::abort`].
-#[derive(Clone, Debug)]
-pub struct BodySender {
-    tx: mpsc::Sender<Bytes>,
-    aborted: Arc<AtomicBool>,
-}
-
 /// A streaming body and the sender that feeds it.
 pub fn stream_channel() -> (BodySender, Body) {
-    let (tx, rx) = mpsc::channel(STREAM_DEPTH);
-    let aborted = Arc::new(AtomicBool::new(false));
-    (
-        BodySender {
-            tx,
-            aborted: aborted.clone(),
-        },
-        Body::Stream(StreamReceiver { rx, aborted }),
-    )
-}
-
-impl BodySender {
-    /// Sends a chunk, waiting (blocking the thread) while the client is slow; false once the
-    /// client is gone. Must not be called from inside the tokio runtime.
-    pub fn send_blocking(&self, chunk: Bytes) -> bool {
-        self.tx.blocking_send(chunk).is_ok()
-    }
-
-    /// Sends a chunk, waiting for room; false once the client is gone.
-    pub async fn send(&self, chunk: Bytes) -> bool {
-        self.tx.send(chunk).await.is_ok()
-    }
-
-    /// Sends a chunk if there is room now; `Err(chunk)` when full, and false when closed.
-    pub fn try_send(&self, chunk: Bytes) -> Result<bool, Bytes> {
-        match self.tx.try_send(chunk) {
-            Ok(()) => Ok(true),
-            Err(mpsc::error::TrySendError::Closed(_)) => Ok(false),
-            Err(mpsc::error::TrySendError::Full(chunk)) => Err(chunk),
-        }
-    }
-
-    /// Aborts the response: the connection is closed without finishing the body, so the client
-    /// can tell it is incomplete. Works whether or not the queue is full; chunks sent before
-    /// may or may not reach the client.
-    pub fn abort(self, why: &str) {
-        crate::debug!("response body aborted: {why}");
-        self.aborted.store(true, Ordering::Release);
-        // Wakes a receiver waiting for data (an empty chunk is skipped); when the queue is
-        // full the receiver is not waiting, and sees the flag on its next poll.
-        let _ = self.tx.try_send(Bytes::new());
-    }
-
-    /// Whether the client went away.
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
+    let (sender, receiver) = stream_body::stream_channel();
+    (sender, Body::Stream(receiver))
 }
 
 /// The body type hyper sends.
 pub struct ResponseBody {
     kind: Kind,
-    /// Dropped with the body: tells the connection its response is no longer being sent.
+    /// Body bytes handed to hyper so far.
+    sent: u64,
+    /// Dropped with the body (hyper is done with it): the connection is no longer busy.
     _done: Option<Busy>,
+    /// Written when the body is dropped, with the bytes actually sent.
+    log: Option<Box<Entry>>,
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(entry) = self.log.take() {
+            let complete = match &self.kind {
+                Kind::Stream(s) => s.is_done(),
+                _ => hyper::body::Body::is_end_stream(&*self),
+            };
+            entry.write(self.sent, complete);
+        }
+    }
 }
 
 impl std::fmt::Debug for ResponseBody {
@@ -137,7 +91,12 @@ enum Kind {
 
 impl ResponseBody {
     fn new(kind: Kind) -> Self {
-        ResponseBody { kind, _done: None }
+        ResponseBody {
+            kind,
+            sent: 0,
+            _done: None,
+            log: None,
+        }
     }
 
     /// An empty body.
@@ -171,6 +130,11 @@ impl ResponseBody {
         self._done = Some(guard);
     }
 
+    /// Writes `entry` to the access log once the body has been sent (or dropped).
+    pub(crate) fn log_when_sent(&mut self, entry: Entry) {
+        self.log = Some(Box::new(entry));
+    }
+
     /// The exact length when known before sending.
     pub fn exact_len(&self) -> Option<u64> {
         match &self.kind {
@@ -187,26 +151,23 @@ impl hyper::body::Body for ResponseBody {
     type Error = io::Error;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match &mut self.kind {
+        let this = self.get_mut();
+        match &mut this.kind {
             Kind::Empty => Poll::Ready(None),
-            Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Stream(stream) => loop {
-                if stream.aborted.load(Ordering::Acquire) {
-                    return Poll::Ready(Some(Err(io::Error::other("response aborted"))));
+            Kind::Full(b) => {
+                let frame = b.take();
+                this.sent += frame.as_ref().map_or(0, |b| b.len() as u64);
+                Poll::Ready(frame.map(|b| Ok(Frame::data(b))))
+            }
+            Kind::Stream(stream) => match stream.poll_chunk(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.sent += chunk.len() as u64;
+                    Poll::Ready(Some(Ok(Frame::data(chunk))))
                 }
-                match stream.rx.poll_recv(cx) {
-                    Poll::Ready(Some(chunk)) if chunk.is_empty() => continue,
-                    Poll::Ready(Some(chunk)) => return Poll::Ready(Some(Ok(Frame::data(chunk)))),
-                    // Every sender is gone: the end, unless the last one aborted.
-                    Poll::Ready(None) if stream.aborted.load(Ordering::Acquire) => {
-                        return Poll::Ready(Some(Err(io::Error::other("response aborted"))));
-                    }
-                    Poll::Ready(None) => return Poll::Ready(None),
-                    Poll::Pending => return Poll::Pending,
-                }
+                other => other.map(|c| c.map(|r| r.map(Frame::data))),
             },
             Kind::File { file, remaining } => {
                 if *remaining == 0 {
@@ -228,6 +189,7 @@ impl hyper::body::Body for ResponseBody {
                             ))));
                         }
                         *remaining -= n as u64;
+                        this.sent += n as u64;
                         buf.truncate(n);
                         Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
                     }
@@ -266,9 +228,11 @@ impl Response {
     /// Converts to a hyper response, validating the app's headers on this (IO) thread.
     ///
     /// Header names are lower-cased; invalid names or values are dropped with an error log
-    /// (never sent: no header injection). For bodies of known length the real length wins
-    /// over an app-supplied `Content-Length`, except for HEAD where the app's value describes
-    /// the body a GET would get.
+    /// (never sent: no header injection). The server owns the framing: an app's
+    /// `Transfer-Encoding` is dropped; for bodies of known length the real length is sent
+    /// whatever the app said; a streamed body keeps a valid app `Content-Length` (and is held
+    /// to it) and is chunked otherwise. HEAD keeps a valid app value: it describes the body a
+    /// GET would get. Every header the server replaces is logged.
     pub(crate) fn into_hyper(self, head_request: bool) -> hyper::Response<ResponseBody> {
         let status = match StatusCode::from_u16(self.status) {
             Ok(s) if !s.is_informational() => s,
@@ -278,14 +242,13 @@ impl Response {
             }
         };
         let bodiless = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-        let body = if bodiless || head_request {
+        let mut body = if bodiless || head_request {
             ResponseBody::empty()
         } else {
             ResponseBody::from_body(self.body)
         };
-        let known_len = if head_request { None } else { body.exact_len() };
 
-        let mut res = hyper::Response::new(body);
+        let mut res = hyper::Response::new(ResponseBody::empty());
         *res.status_mut() = status;
         if status.canonical_reason().is_none() {
             res.extensions_mut()
@@ -293,6 +256,7 @@ impl Response {
         }
         let headers = res.headers_mut();
         headers.reserve(self.headers.len() + 2);
+        let mut declared = Declared::None;
         for (name, value) in self.headers {
             let Ok(name) = HeaderName::from_bytes(&name) else {
                 crate::error!(
@@ -301,7 +265,15 @@ impl Response {
                 );
                 continue;
             };
-            if known_len.is_some() && name == header::CONTENT_LENGTH {
+            if name == header::CONTENT_LENGTH {
+                declared.add(&value);
+                continue;
+            }
+            if name == header::TRANSFER_ENCODING {
+                warn_once(
+                    &TE_WARNED,
+                    "the app set Transfer-Encoding: dropped, the server frames responses",
+                );
                 continue;
             }
             for line in value.split(|&b| b == b'\n') {
@@ -316,12 +288,92 @@ impl Response {
                 }
             }
         }
-        if let Some(n) = known_len {
-            if !bodiless {
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        let length = if bodiless {
+            // 204 never has one; a 304 may repeat the length of what it validates.
+            match declared {
+                Declared::Valid(n) if status == StatusCode::NOT_MODIFIED => Some(n),
+                _ => None,
             }
+        } else if head_request {
+            match declared {
+                Declared::Valid(n) => Some(n),
+                Declared::Invalid => {
+                    warn_once(&CL_WARNED, "invalid Content-Length from the app dropped");
+                    None
+                }
+                Declared::None => None,
+            }
+        } else if let Some(real) = body.exact_len() {
+            match declared {
+                Declared::Valid(n) if n == real => {}
+                Declared::None => {}
+                _ => warn_once(
+                    &CL_WARNED,
+                    "the app's Content-Length did not match its body: replaced",
+                ),
+            }
+            Some(real)
+        } else {
+            match (declared, &mut body.kind) {
+                (Declared::Valid(n), Kind::Stream(stream)) => {
+                    stream.declare_length(n);
+                    Some(n)
+                }
+                (Declared::Invalid, _) => {
+                    warn_once(
+                        &CL_WARNED,
+                        "invalid Content-Length from the app dropped: the body is chunked",
+                    );
+                    None
+                }
+                _ => None,
+            }
+        };
+        if let Some(n) = length {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
         }
+        *res.body_mut() = body;
         res
+    }
+}
+
+/// What the app's `Content-Length` header(s) said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Declared {
+    None,
+    /// One length (repeated identical values count as one, RFC 9110 §8.6).
+    Valid(u64),
+    /// Not a number, or several different numbers.
+    Invalid,
+}
+
+impl Declared {
+    fn add(&mut self, value: &[u8]) {
+        for part in value.split(|&b| b == b',' || b == b'\n') {
+            let part = part.trim_ascii();
+            let parsed = (!part.is_empty() && part.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(part).ok()?.parse::<u64>().ok())
+                .flatten();
+            *self = match (*self, parsed) {
+                (_, None) | (Declared::Invalid, _) => Declared::Invalid,
+                (Declared::None, Some(n)) => Declared::Valid(n),
+                (Declared::Valid(m), Some(n)) if m == n => Declared::Valid(n),
+                (Declared::Valid(_), Some(_)) => Declared::Invalid,
+            };
+        }
+    }
+}
+
+static TE_WARNED: AtomicBool = AtomicBool::new(false);
+static CL_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Logs `message` at warning level the first time, at debug level after that (an app that
+/// does it on every response must not flood the log).
+fn warn_once(flag: &AtomicBool, message: &str) {
+    if flag.swap(true, Ordering::Relaxed) {
+        crate::debug!("{message}");
+    } else {
+        crate::warning!("{message} (further occurrences are logged at debug level)");
     }
 }
 

@@ -1,4 +1,4 @@
-//! Per-listener HTTP settings and their defaults (the C gem's defaults).
+//! Per-listener HTTP settings and their defaults (the C gem's, where it had one).
 
 use std::time::Duration;
 
@@ -11,8 +11,26 @@ pub struct HttpSettings {
     /// At most 100 header lines are accepted (hyper's stack-allocated parser limit; setting
     /// a different count costs a heap-initialised table per request).
     pub max_head: usize,
-    /// Keep-alive idle timeout, also the limit for receiving a request head. Default 40 s.
+    /// Longest single header line (name, `: `, value) in bytes: 431 beyond; a longer request
+    /// line gets 414. Default 8 KiB, the C gem's `HTTP_MAX_HEADER_LENGTH`.
+    pub max_line: usize,
+    /// Keep-alive idle timeout: a connection with no request in flight is closed after this.
+    /// Default 40 s.
     pub timeout: Duration,
+    /// Deadline for receiving a request head once its first byte arrived (Slowloris guard);
+    /// the connection is closed past it. Default 20 s.
+    pub head_timeout: Duration,
+    /// Base deadline for receiving a request body; each byte received extends it by
+    /// 1 / `min_upload_rate` s, so an upload slower than that rate ends with 408. Also the
+    /// longest pause between two pieces of a body. Default 30 s.
+    pub body_timeout: Duration,
+    /// Slowest sustained upload accepted, in bytes per second (see `body_timeout`). Default
+    /// 4 KiB/s.
+    pub min_upload_rate: u64,
+    /// Most connections this listener serves at once; past it a new connection gets a 503
+    /// and is closed. Default: no limit here (the binding sets the open-files limit minus a
+    /// margin).
+    pub max_clients: usize,
     /// Writes one access-log line per request to stderr.
     pub log: bool,
     /// Requests arrive over TLS (sets `rack.url_scheme` to https).
@@ -26,7 +44,12 @@ impl Default for HttpSettings {
         HttpSettings {
             max_body: 50 * 1024 * 1024,
             max_head: 32 * 1024,
+            max_line: 8 * 1024,
             timeout: Duration::from_secs(40),
+            head_timeout: Duration::from_secs(20),
+            body_timeout: Duration::from_secs(30),
+            min_upload_rate: 4 * 1024,
+            max_clients: usize::MAX,
             log: false,
             tls: false,
             shutdown_grace: Duration::from_secs(8),

@@ -2,6 +2,8 @@
 
 use std::future::Future;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::listener::Listener;
@@ -10,13 +12,22 @@ use super::stream::{Peer, Stream};
 
 /// Accepts connections and spawns `serve(stream, peer)` for each until `shutdown` fires.
 ///
-/// Accept errors (e.g. out of file descriptors) are logged and retried with backoff; one bad
-/// connection never stops the loop.
-pub async fn accept_loop<F, Fut>(listener: Listener, shutdown: Shutdown, serve: F)
-where
+/// At most `max_clients` connections are served at once: past that, `refuse(stream)` is
+/// spawned instead (it answers "busy" and closes). Accept errors (e.g. out of file
+/// descriptors) are logged and retried with backoff; one bad connection never stops the loop.
+pub async fn accept_loop<F, Fut, R, RFut>(
+    listener: Listener,
+    shutdown: Shutdown,
+    max_clients: usize,
+    serve: F,
+    refuse: R,
+) where
     F: Fn(Stream, Peer) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
+    R: Fn(Stream) -> RFut,
+    RFut: Future<Output = ()> + Send + 'static,
 {
+    let live = Arc::new(AtomicUsize::new(0));
     let mut backoff = Duration::from_millis(1);
     loop {
         let accepted = tokio::select! {
@@ -27,11 +38,19 @@ where
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(1);
+                if live.load(Ordering::Acquire) >= max_clients {
+                    crate::warning!("at capacity ({max_clients} connections): refusing one");
+                    tokio::spawn(refuse(stream));
+                    continue;
+                }
+                live.fetch_add(1, Ordering::AcqRel);
+                let counted = Counted(live.clone());
                 let guard = shutdown.track();
                 let fut = serve(stream, peer);
                 tokio::spawn(async move {
                     fut.await;
                     drop(guard);
+                    drop(counted);
                 });
             }
             Err(e) if is_transient(&e) => continue,
@@ -41,6 +60,15 @@ where
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
+    }
+}
+
+/// One live connection of a listener, counted until dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

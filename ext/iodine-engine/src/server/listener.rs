@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -32,8 +32,37 @@ pub enum Address {
 pub enum BoundListener {
     /// A TCP listener.
     Tcp(std::net::TcpListener),
-    /// A Unix listener and its path (removed again on drop of the async listener).
-    Unix(std::os::unix::net::UnixListener, PathBuf),
+    /// A Unix listener and the socket file it created (removed again when the async
+    /// listener drops).
+    Unix(std::os::unix::net::UnixListener, SocketFile),
+}
+
+/// A socket file this process created: its path and identity (device, inode), so that only
+/// this very file is ever removed, never one another server made at the same path since.
+#[derive(Clone, Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+impl SocketFile {
+    fn created(path: &Path) -> io::Result<Self> {
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(SocketFile {
+            path: path.to_path_buf(),
+            id: (meta.dev(), meta.ino()),
+        })
+    }
+
+    /// Removes the file if it is still the one this process created.
+    fn remove(&self) {
+        let ours = std::fs::symlink_metadata(&self.path)
+            .map(|m| (m.dev(), m.ino()) == self.id)
+            .unwrap_or(false);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl BoundListener {
@@ -52,7 +81,7 @@ impl BoundListener {
                 Ok(addr) => format!("{addr}"),
                 Err(_) => "tcp".to_string(),
             },
-            BoundListener::Unix(_, path) => path.display().to_string(),
+            BoundListener::Unix(_, file) => file.path.display().to_string(),
         }
     }
 
@@ -70,8 +99,8 @@ impl BoundListener {
 pub enum Listener {
     /// A TCP listener.
     Tcp(TcpListener),
-    /// A Unix listener and its socket path.
-    Unix(UnixListener, PathBuf),
+    /// A Unix listener and its socket file.
+    Unix(UnixListener, SocketFile),
 }
 
 impl Listener {
@@ -102,8 +131,8 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
-            let _ = std::fs::remove_file(path);
+        if let Listener::Unix(_, file) = self {
+            file.remove();
         }
     }
 }
@@ -160,10 +189,23 @@ fn bind_tcp_addr(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 fn bind_unix(path: &Path) -> io::Result<BoundListener> {
-    // A socket file left by a previous run would make bind fail; anything else is kept.
+    // A socket file left by a previous run would make bind fail: it is replaced, unless a
+    // server still answers on it (then the address is in use, as for a TCP port). Anything
+    // that is not a socket is kept (bind fails).
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_socket() {
-            std::fs::remove_file(path)?;
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("{} is in use by a running server", path.display()),
+                    ))
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path)?
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
@@ -171,7 +213,7 @@ fn bind_unix(path: &Path) -> io::Result<BoundListener> {
     socket.bind(&SockAddr::unix(path)?)?;
     socket.listen(BACKLOG)?;
     let listener: std::os::unix::net::UnixListener = socket.into();
-    Ok(BoundListener::Unix(listener, path.to_path_buf()))
+    Ok(BoundListener::Unix(listener, SocketFile::created(path)?))
 }
 
 #[cfg(test)]
@@ -221,5 +263,30 @@ mod tests {
         drop(first); // std listener: the file stays behind
         assert!(path.exists());
         bind(&Address::Unix(path.clone())).expect("rebind over stale socket");
+    }
+
+    #[tokio::test]
+    async fn a_live_servers_socket_is_in_use_and_never_removed_by_another() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.sock");
+        let live = bind(&Address::Unix(path.clone()))
+            .expect("bind")
+            .into_async()
+            .expect("async");
+        let again = bind(&Address::Unix(path.clone())).expect_err("in use");
+        assert_eq!(again.kind(), io::ErrorKind::AddrInUse);
+        // A stale listener object (here: one whose file was replaced) removes nothing.
+        let first = bind(&Address::Unix(dir.path().join("t.sock"))).expect("bind");
+        let first = first.into_async().expect("async");
+        std::fs::remove_file(dir.path().join("t.sock")).expect("rm");
+        let second = bind(&Address::Unix(dir.path().join("t.sock"))).expect("rebind");
+        drop(first);
+        assert!(
+            dir.path().join("t.sock").exists(),
+            "the newer socket survives"
+        );
+        drop(second);
+        drop(live);
+        assert!(!path.exists(), "a listener removes its own file");
     }
 }

@@ -48,7 +48,11 @@ impl From<Error> for Invalid {
 
 /// Converts the app's return value; the body is closed on every error path (unless a jump is
 /// on its way: then no Ruby may run before it reached Ruby).
-pub fn convert(ruby: &Ruby, result: Value, head_request: bool) -> Result<(Response, Rest), Invalid> {
+pub fn convert(
+    ruby: &Ruby,
+    result: Value,
+    head_request: bool,
+) -> Result<(Response, Rest), Invalid> {
     let triple = RArray::from_value(result)
         .filter(|a| a.len() == 3)
         .ok_or_else(|| {
@@ -101,7 +105,9 @@ fn convert_parts(
     }
     let array = match RArray::from_value(body) {
         Some(a) => Some(a),
-        None if body.respond_to("to_ary", false)? => Some(body.funcall::<_, _, RArray>("to_ary", ())?),
+        None if body.respond_to("to_ary", false)? => {
+            Some(body.funcall::<_, _, RArray>("to_ary", ())?)
+        }
         None => None,
     };
     if let Some(parts) = array {
@@ -344,12 +350,10 @@ pub fn close(body: Value) -> Result<(), Error> {
     if RArray::from_value(body).is_some() || RString::from_value(body).is_some() {
         return Ok(());
     }
-    let closed = body
-        .respond_to("close", false)
-        .and_then(|has| match has {
-            true => body.funcall::<_, _, Value>("close", ()).map(|_| ()),
-            false => Ok(()),
-        });
+    let closed = body.respond_to("close", false).and_then(|has| match has {
+        true => body.funcall::<_, _, Value>("close", ()).map(|_| ()),
+        false => Ok(()),
+    });
     match closed {
         Ok(()) => Ok(()),
         Err(e) => errors::contain(&Ruby::get_with(body), e),

@@ -37,7 +37,10 @@ impl Stream {
         let len = bytes.len();
         let sender = rb_self.sender.lock().clone();
         let Some(sender) = sender else {
-            return Err(errors::exception(ruby.exception_io_error(), "closed stream"));
+            return Err(errors::exception(
+                ruby.exception_io_error(),
+                "closed stream",
+            ));
         };
         if len == 0 {
             return Ok(0);

@@ -10,7 +10,8 @@ use crate::{bridge, server};
 
 /// `Iodine::Base.listen_http(app, options)`: binds now, serves at start. Options (all
 /// normalised by lib/iodine): `:address` (String/nil), `:port` (Integer), `:unix` (path or
-/// nil), `:max_body` (bytes), `:max_head` (bytes), `:timeout` (seconds), `:log`.
+/// nil), `:max_body` (bytes), `:max_head` (bytes), `:timeout`, `:head_timeout`,
+/// `:body_timeout` (seconds), `:min_upload_rate` (bytes/s), `:max_clients`, `:log`.
 fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
     let unix: Option<String> = opts.lookup(ruby.to_symbol("unix"))?;
     let address = match unix {
@@ -34,6 +35,20 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
             .lookup::<_, Option<u64>>(ruby.to_symbol("timeout"))?
             .map(Duration::from_secs)
             .unwrap_or(defaults.timeout),
+        head_timeout: opts
+            .lookup::<_, Option<f64>>(ruby.to_symbol("head_timeout"))?
+            .map(Duration::from_secs_f64)
+            .unwrap_or(defaults.head_timeout),
+        body_timeout: opts
+            .lookup::<_, Option<f64>>(ruby.to_symbol("body_timeout"))?
+            .map(Duration::from_secs_f64)
+            .unwrap_or(defaults.body_timeout),
+        min_upload_rate: opts
+            .lookup::<_, Option<u64>>(ruby.to_symbol("min_upload_rate"))?
+            .unwrap_or(defaults.min_upload_rate),
+        max_clients: opts
+            .lookup::<_, Option<usize>>(ruby.to_symbol("max_clients"))?
+            .unwrap_or(defaults.max_clients),
         log: opts
             .lookup::<_, Option<bool>>(ruby.to_symbol("log"))?
             .unwrap_or(false),

@@ -12,7 +12,9 @@ fn verbosity() -> i64 {
 
 fn set_verbosity(ruby: &Ruby, level: magnus::Value) -> Result<RModule, Error> {
     let level = magnus::Integer::from_value(level)
-        .ok_or_else(|| crate::errors::exception(ruby.exception_type_error(), "verbosity must be an Integer"))?
+        .ok_or_else(|| {
+            crate::errors::exception(ruby.exception_type_error(), "verbosity must be an Integer")
+        })?
         .to_i64()?;
     iodine_engine::log::set_level(level.clamp(0, 99) as u8);
     ruby.define_module("Iodine")
