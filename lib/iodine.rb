@@ -81,6 +81,11 @@ module Iodine
 
   # Internal helpers (not public API).
   module Base
+    # How many Ruby worker threads are alive (0 when the server is not running); for
+    # diagnostics and the specs.
+    def self.workers_alive
+      Runner.pool&.count(&:alive?) || 0
+    end
   end
 end
 

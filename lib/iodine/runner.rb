@@ -52,10 +52,16 @@ module Iodine
                     "1 Worker X #{@threads} Threads, pid #{Process.pid}")
         described.each { |where| Base.log(4, "Listening on #{where}") }
         pool = Array.new(@threads) { |i| worker_thread(i) }
+        Runner.pool = pool
         # A Ruby-level wait (not a native one): Ruby wakes it for signals, so the INT/TERM
-        # traps run here, in the main thread.
-        wake_r.wait_readable until Base.stop_requested?
+        # traps run here, in the main thread. A worker thread that ends also wakes it.
+        until Base.stop_requested?
+          wake_r.wait_readable
+          wake_r.read_nonblock(4096, exception: false)
+          heal(pool) unless Base.stop_requested?
+        end
       ensure
+        Runner.pool = nil
         shutdown(pool)
         previous.each { |sig, handler| trap(sig, handler || "DEFAULT") }
         Runner.waker = nil
@@ -65,6 +71,9 @@ module Iodine
       class << self
         # The pipe end that wakes the main thread (nil when not running).
         attr_accessor :waker
+
+        # The Ruby worker threads of the running server (nil when not running).
+        attr_accessor :pool
 
         # Wakes the main thread after a stop request (safe inside a trap).
         def wake
@@ -92,11 +101,33 @@ module Iodine
           begin
             nil while Base.worker_loop
           rescue Exception => e # rubocop:disable Lint/RescueException
-            # Anything reaching here escaped the per-request handling: log it and keep serving.
+            # Anything reaching here escaped the per-request handling (a Thread#raise from
+            # elsewhere): log it and keep serving.
             Base.log(2, "worker thread error: #{e.class}: #{e.message}")
-            retry if Iodine.running?
+            retry if Iodine.running? && !Base.stop_requested?
+          ensure
+            # However it ends (Thread#kill included), the main thread looks at the pool.
+            Runner.wake
           end
         end
+      end
+
+      # Replaces worker threads that died (an app that killed its thread, a stray jump), so
+      # the pool stays at its size; each death is logged with what is known of its cause.
+      def heal(pool)
+        pool.each_with_index do |thread, index|
+          next if thread.alive?
+
+          Base.log(2, "worker thread #{thread.name} died (#{death_cause(thread)}); starting a new one")
+          pool[index] = worker_thread(index)
+        end
+      end
+
+      def death_cause(thread)
+        thread.join(0)
+        "killed or ended by a jump"
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        "#{e.class}: #{e.message}"
       end
 
       def shutdown(pool)
