@@ -15,7 +15,7 @@ use super::body::{self, BodyError, Pace};
 use super::errors::error_response;
 use super::handler::{Handler, Reply};
 use super::hijack::{Hijack, HijackableIo};
-use super::idle::{Busy, Idle};
+use super::idle::{Busy, Expired, Idle};
 use super::request::{version_str, Request};
 use super::response::ResponseBody;
 use super::settings::HttpSettings;
@@ -153,9 +153,13 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
                 crate::debug!("connection ended: {e}");
             }
         }
-        _ = idle.expired(site.settings.timeout, site.settings.head_timeout) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(site.settings.shutdown_grace, conn).await;
+        why = idle.expired(site.settings.timeout, site.settings.head_timeout) => {
+            // A slow head or a client that stopped reading is dropped at once; an idle
+            // connection is closed the polite way.
+            if why == Expired::Idle {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(site.settings.shutdown_grace, conn).await;
+            }
         }
         _ = shutdown.triggered() => {
             // Idle connections close now; a busy one finishes its response first.

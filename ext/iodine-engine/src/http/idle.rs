@@ -1,14 +1,31 @@
-//! The keep-alive idle timeout, also the slow-head (Slowloris) guard: a connection with no
-//! request in flight for `timeout` since its last request ended (or since it opened) is closed.
-//! A request is in flight from its head until its response body has been sent, so a long
-//! stream is never cut as idle.
+//! A connection's timers in one: the keep-alive idle timeout, the request-head deadline
+//! (Slowloris), and the stalled-reader guard.
+//!
+//! - **Idle**: no request in flight for `timeout` since the last one ended (or since the
+//!   connection opened). A request is in flight from its head until its response body has
+//!   been sent, so a long stream is never cut as idle.
+//! - **Slow head**: bytes of a request head began to arrive more than `head_timeout` ago and
+//!   the head is still not complete.
+//! - **Stalled reader**: a streamed response has data ready but the client has not taken any
+//!   for `timeout` (it stopped reading). Waiting for the app to produce data never counts.
 //!
 //! One timer per connection that re-arms only when it fires, instead of one timer per request
 //! (hyper's `header_read_timeout` allocates a timer for every request head).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Why a connection expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expired {
+    /// Idle between requests: close gracefully.
+    Idle,
+    /// Too slow to send a request head: close now.
+    SlowHead,
+    /// Stopped reading a streamed response: close now.
+    StalledReader,
+}
 
 /// Request activity of one connection.
 #[derive(Debug)]
@@ -20,6 +37,12 @@ pub(crate) struct Idle {
     /// (0: none since the last request began).
     head_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// A streamed body is being sent.
+    streaming: AtomicBool,
+    /// The streamed body has nothing to send: the app, not the client, is the slow one.
+    waiting_for_app: AtomicBool,
+    /// Milliseconds after `opened` when the client last took body data.
+    body_ms: AtomicU64,
 }
 
 impl Idle {
@@ -29,7 +52,14 @@ impl Idle {
             last_ms: AtomicU64::new(0),
             head_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            streaming: AtomicBool::new(false),
+            waiting_for_app: AtomicBool::new(false),
+            body_ms: AtomicU64::new(0),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
     }
 
     /// A request head arrived.
@@ -42,43 +72,64 @@ impl Idle {
     pub(crate) fn note_read(&self) {
         if self.in_flight.load(Ordering::Acquire) == 0 && self.head_ms.load(Ordering::Relaxed) == 0
         {
-            let now = self.opened.elapsed().as_millis() as u64;
-            self.head_ms.store(now + 1, Ordering::Release);
+            self.head_ms.store(self.now_ms() + 1, Ordering::Release);
+        }
+    }
+
+    /// The client took a piece of a streamed body (`waiting` false), or the body had nothing
+    /// to give (`waiting` true: the app is producing).
+    pub(crate) fn note_stream(&self, waiting: bool) {
+        self.streaming.store(true, Ordering::Relaxed);
+        self.waiting_for_app.store(waiting, Ordering::Relaxed);
+        if !waiting {
+            self.body_ms.store(self.now_ms(), Ordering::Relaxed);
         }
     }
 
     /// Its response was produced.
     pub(crate) fn end(&self) {
-        self.last_ms
-            .store(self.opened.elapsed().as_millis() as u64, Ordering::Release);
+        self.streaming.store(false, Ordering::Relaxed);
+        self.last_ms.store(self.now_ms(), Ordering::Release);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Resolves once the connection has been idle for `timeout`, or a request head has been
-    /// arriving for longer than `head_timeout`. The timer wakes at least every `head_timeout`
-    /// (a head may begin at any time) and otherwise only when a deadline may have passed.
-    pub(crate) async fn expired(&self, timeout: Duration, head_timeout: Duration) {
-        let mut deadline = self.opened + timeout.min(head_timeout);
+    /// Resolves once the connection expired (see the module doc). The timer wakes at least
+    /// every `min(timeout, head_timeout)` (a head or a stall may begin at any time) and
+    /// otherwise only when a deadline may have passed.
+    pub(crate) async fn expired(&self, timeout: Duration, head_timeout: Duration) -> Expired {
+        let tick = timeout.min(head_timeout);
+        let mut deadline = self.opened + tick;
         loop {
             tokio::time::sleep_until(deadline.into()).await;
             let now = Instant::now();
+            let at = |ms: u64| self.opened + Duration::from_millis(ms);
             if self.in_flight.load(Ordering::Acquire) > 0 {
-                deadline = now + timeout.min(head_timeout);
+                let stalled = self.streaming.load(Ordering::Relaxed)
+                    && !self.waiting_for_app.load(Ordering::Relaxed)
+                    && at(self.body_ms.load(Ordering::Relaxed)) + timeout <= now;
+                if stalled {
+                    crate::debug!("closing a connection whose client stopped reading");
+                    return Expired::StalledReader;
+                }
+                deadline = now + tick;
                 continue;
             }
             let head = self.head_ms.load(Ordering::Acquire);
-            let idle_until = if head > 0 {
-                self.opened + Duration::from_millis(head - 1) + head_timeout
+            let (until, why) = if head > 0 {
+                (at(head - 1) + head_timeout, Expired::SlowHead)
             } else {
-                self.opened + Duration::from_millis(self.last_ms.load(Ordering::Acquire)) + timeout
+                (
+                    at(self.last_ms.load(Ordering::Acquire)) + timeout,
+                    Expired::Idle,
+                )
             };
-            if idle_until <= now {
-                if head > 0 {
+            if until <= now {
+                if why == Expired::SlowHead {
                     crate::debug!("closing a connection whose request head took too long");
                 }
-                return;
+                return why;
             }
-            deadline = idle_until.min(now + head_timeout);
+            deadline = until.min(now + tick);
         }
     }
 }
@@ -92,6 +143,11 @@ impl Busy {
     pub(crate) fn new(idle: Arc<Idle>) -> Self {
         idle.begin();
         Busy(idle)
+    }
+
+    /// See [`Idle::note_stream`].
+    pub(crate) fn note_stream(&self, waiting: bool) {
+        self.0.note_stream(waiting);
     }
 }
 

@@ -55,7 +55,7 @@ pub struct ResponseBody {
     /// Body bytes handed to hyper so far.
     sent: u64,
     /// Dropped with the body (hyper is done with it): the connection is no longer busy.
-    _done: Option<Busy>,
+    busy: Option<Busy>,
     /// Written when the body is dropped, with the bytes actually sent.
     log: Option<Box<Entry>>,
 }
@@ -94,7 +94,7 @@ impl ResponseBody {
         ResponseBody {
             kind,
             sent: 0,
-            _done: None,
+            busy: None,
             log: None,
         }
     }
@@ -127,7 +127,7 @@ impl ResponseBody {
 
     /// Keeps `guard` until hyper has taken the whole body (or dropped it).
     pub(crate) fn hold_until_sent(&mut self, guard: Busy) {
-        self._done = Some(guard);
+        self.busy = Some(guard);
     }
 
     /// Writes `entry` to the access log once the body has been sent (or dropped).
@@ -162,13 +162,19 @@ impl hyper::body::Body for ResponseBody {
                 this.sent += frame.as_ref().map_or(0, |b| b.len() as u64);
                 Poll::Ready(frame.map(|b| Ok(Frame::data(b))))
             }
-            Kind::Stream(stream) => match stream.poll_chunk(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    this.sent += chunk.len() as u64;
-                    Poll::Ready(Some(Ok(Frame::data(chunk))))
+            Kind::Stream(stream) => {
+                let polled = stream.poll_chunk(cx);
+                if let Some(busy) = &this.busy {
+                    busy.note_stream(polled.is_pending());
                 }
-                other => other.map(|c| c.map(|r| r.map(Frame::data))),
-            },
+                match polled {
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        this.sent += chunk.len() as u64;
+                        Poll::Ready(Some(Ok(Frame::data(chunk))))
+                    }
+                    other => other.map(|c| c.map(|r| r.map(Frame::data))),
+                }
+            }
             Kind::File { file, remaining } => {
                 if *remaining == 0 {
                     return Poll::Ready(None);

@@ -119,14 +119,15 @@ impl StreamReceiver {
                 }
                 State::Open => {}
             }
-            if self.aborted.load(Ordering::Acquire) {
-                return self.cut(cx, "response aborted");
-            }
             if self.remaining == Some(0) {
                 self.state = State::Done;
                 return Poll::Ready(None);
             }
             match self.rx.poll_recv(cx) {
+                // What was sent before an abort still goes out; then the body is cut.
+                Poll::Pending if self.aborted.load(Ordering::Acquire) => {
+                    return self.cut(cx, "response aborted");
+                }
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(chunk)) if chunk.is_empty() => continue,
                 Poll::Ready(Some(mut chunk)) => {
@@ -191,12 +192,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_abort_with_a_full_queue_still_cuts() {
+    async fn an_abort_with_a_full_queue_still_cuts_after_the_queued_data() {
         let (tx, mut rx) = stream_channel();
-        while tx.try_send(Bytes::from("x")).is_ok() {}
+        let mut queued = 0;
+        while tx.try_send(Bytes::from("x")) == Ok(true) {
+            queued += 1;
+        }
+        let keep = tx.clone(); // another sender still alive: the flag alone must cut
         tx.abort("test");
+        for _ in 0..queued {
+            assert_eq!(next(&mut rx).await.unwrap().unwrap(), "x");
+        }
         assert!(next(&mut rx).await.unwrap().is_err());
         assert!(next(&mut rx).await.is_none());
+        drop(keep);
     }
 
     #[tokio::test]

@@ -82,6 +82,7 @@ fn convert_parts(
     let status = parse_status(status)
         .ok_or_else(|| Invalid::Response(format!("invalid status {}", inspect(status))))?;
     let headers = collect_headers(headers)?;
+    let (headers, body) = unwrap_rack_chunked(headers, body)?;
     let status_has_body = status >= 200 && status != 204 && status != 304;
 
     if !status_has_body || head_request {
@@ -148,6 +149,30 @@ fn convert_parts(
         "the response body {} responds to neither each, to_path nor call",
         inspect(body)
     )))
+}
+
+/// Rack 2's `Rack::Chunked` middleware chunk-encodes the body itself and says so with
+/// `Transfer-Encoding: chunked`; the server frames responses on its own, so such a body is
+/// unwrapped to the app's body inside it (whose `close` the wrapper's would only forward to)
+/// and the header dropped. Any other app `Transfer-Encoding` is dropped by the engine.
+fn unwrap_rack_chunked(
+    mut headers: Vec<(Bytes, Bytes)>,
+    body: Value,
+) -> Result<(Vec<(Bytes, Bytes)>, Value), Error> {
+    let is_te = |n: &Bytes| n.eq_ignore_ascii_case(b"transfer-encoding");
+    if !headers.iter().any(|(n, _)| is_te(n)) {
+        return Ok((headers, body));
+    }
+    let class = gvl::class_name(body);
+    if class != "Rack::Chunked::Body" && class != "Rack::Chunked::TrailerBody" {
+        return Ok((headers, body));
+    }
+    let Some(wrapper) = magnus::RObject::from_value(body) else {
+        return Ok((headers, body));
+    };
+    let inner: Value = wrapper.ivar_get("@body")?;
+    headers.retain(|(n, _)| !is_te(n));
+    Ok((headers, inner))
 }
 
 /// For HEAD: the Content-Length a GET would get, when the body is an Array or String and the
