@@ -1,4 +1,6 @@
 //! Shared helpers: start the engine on 127.0.0.1:0 with a Rust handler, talk raw bytes to it.
+//! (Each test file uses a different part of it.)
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
