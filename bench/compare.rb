@@ -1,0 +1,100 @@
+# frozen_string_literal: true
+
+# Before/after benchmark: this checkout's iodine against another checkout's (a baseline
+# commit with its extension built), run interleaved (A B A B …) on the same machine, so the
+# noise of a shared VM hits both alike. Reports the median of the per-pair ratios.
+#
+#   ruby bench/compare.rb /path/to/baseline/checkout
+#   BENCH_PAIRS=5 BENCH_SECONDS=4 ruby bench/compare.rb /tmp/base
+#
+# Cases: hello world pinned with -t 1 (the bridge), -t 2 (the default here), and a 64 KiB
+# GET (bodies). Make a baseline with: git worktree add /tmp/base <commit> && (cd /tmp/base &&
+# rake compile).
+
+require "socket"
+require "rbconfig"
+require "etc"
+
+ROOT = File.expand_path("..", __dir__)
+BASE = ARGV[0] || abort("usage: ruby bench/compare.rb BASELINE_CHECKOUT")
+PAIRS = Integer(ENV.fetch("BENCH_PAIRS", "5"))
+SECONDS = Integer(ENV.fetch("BENCH_SECONDS", "4"))
+CONNECTIONS = Integer(ENV.fetch("BENCH_CONNECTIONS", "100"))
+SERVER_CPU = 0
+WRK_CPU = Etc.nprocessors > 1 ? 1 : 0
+APP = File.join(__dir__, "compare_app.ru")
+CASES = [
+  ["hello -t 1", %w[-t 1], "/"],
+  ["hello -t 2", %w[-t 2], "/"],
+  ["64 KiB GET -t 2", %w[-t 2], "/64k"]
+].freeze
+
+def free_port
+  s = TCPServer.new("127.0.0.1", 0)
+  s.addr[1]
+ensure
+  s&.close
+end
+
+def wait_for(port, pid)
+  100.times do
+    TCPSocket.new("127.0.0.1", port).close
+    return true
+  rescue Errno::ECONNREFUSED
+    return false if Process.waitpid(pid, Process::WNOHANG)
+
+    sleep 0.1
+  end
+  false
+end
+
+# req/s of `root`'s iodine with `flags`, wrk on `path`.
+def measure(root, flags, path)
+  port = free_port
+  cmd = [RbConfig.ruby, "-I#{File.join(root, 'lib')}", File.join(root, "exe", "iodine"), "-V", "1",
+         "-p", port.to_s, "-b", "127.0.0.1", *flags, APP]
+  pid = Process.spawn("taskset", "-c", SERVER_CPU.to_s, *cmd, out: File::NULL, err: File::NULL, pgroup: true)
+  raise "#{root} did not start" unless wait_for(port, pid)
+
+  url = "http://127.0.0.1:#{port}#{path}"
+  `taskset -c #{WRK_CPU} wrk -t1 -c#{CONNECTIONS} -d1s #{url} 2>&1`
+  out = `taskset -c #{WRK_CPU} wrk -t1 -c#{CONNECTIONS} -d#{SECONDS}s #{url} 2>&1`
+  warn out[/Non-2xx.*|Socket errors.*/] if out =~ /Non-2xx|Socket errors/
+  out[/Requests\/sec:\s+([\d.]+)/, 1].to_f
+ensure
+  if pid
+    Process.kill("TERM", -pid) rescue nil # rubocop:disable Style/RescueModifier
+    Process.wait(pid) rescue nil # rubocop:disable Style/RescueModifier
+  end
+end
+
+def median(values)
+  sorted = values.sort
+  mid = sorted.size / 2
+  sorted.size.odd? ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2.0
+end
+
+abort "bench: wrk is missing (bin/setup installs it)" unless system("which wrk > /dev/null")
+[ROOT, BASE].each do |root|
+  so = File.join(root, "lib", "iodine", "iodine.so")
+  abort "#{so} is missing: run rake compile in #{root}" unless File.exist?(so)
+end
+
+puts format("%-18s %12s %12s %10s   %s", "case", "this req/s", "base req/s", "ratio", "pair ratios")
+CASES.each do |name, flags, path|
+  ours = []
+  base = []
+  PAIRS.times do |i|
+    # Alternate which goes first, so a drift within a pair favours neither.
+    if i.even?
+      ours << measure(ROOT, flags, path)
+      base << measure(BASE, flags, path)
+    else
+      base << measure(BASE, flags, path)
+      ours << measure(ROOT, flags, path)
+    end
+  end
+  ratios = ours.zip(base).map { |a, b| b.positive? ? a / b : Float::NAN }
+  puts format("%-18s %12.0f %12.0f %9.2fx   %s", name, median(ours), median(base), median(ratios),
+              ratios.map { |r| format("%.2f", r) }.join(" "))
+end
