@@ -106,8 +106,12 @@ MEGABYTE = ("a" * 1_000_000).freeze
 app = lambda do |env|
   case env["PATH_INFO"]
   when "/workers"
-    alive = Iodine::Base.respond_to?(:workers_alive) ? Iodine::Base.workers_alive.to_s : "unknown"
-    [200, { "content-type" => "text/plain" }, [alive]]
+    alive = if Iodine::Base.respond_to?(:workers_alive)
+              Iodine::Base.workers_alive
+            else # older builds: count the pool's threads by name
+              Thread.list.count { |t| t.alive? && t.name.to_s.start_with?("iodine-worker") }
+            end
+    [200, { "content-type" => "text/plain" }, [alive.to_s]]
   when "/closes"
     kind = env["QUERY_STRING"].sub(/\Akind=/, "")
     [200, { "content-type" => "text/plain" }, [CLOSES_LOCK.synchronize { CLOSES[kind] }.to_s]]

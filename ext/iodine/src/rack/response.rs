@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use iodine_engine::http::{stream_channel, Body, BodySender, Response};
+use magnus::rb_sys::AsRawValue;
 use magnus::value::{LazyId, Opaque};
 use magnus::{prelude::*, Error, RArray, RHash, RModule, RString, Ruby, Value};
 use parking_lot::Mutex;
@@ -372,7 +373,10 @@ fn open_path(body: Value) -> Result<Option<Body>, Error> {
 /// Calls `body.close` if it has one. An exception is logged (never raised to the client); a
 /// jump is returned, to be handed to Ruby before anything else runs.
 pub fn close(body: Value) -> Result<(), Error> {
-    if RArray::from_value(body).is_some() || RString::from_value(body).is_some() {
+    // Plain Arrays and Strings have no `close`; their subclasses may.
+    let ruby = Ruby::get_with(body);
+    let class = body.class().as_raw();
+    if class == ruby.class_array().as_raw() || class == ruby.class_string().as_raw() {
         return Ok(());
     }
     let closed = body.respond_to("close", false).and_then(|has| match has {
@@ -381,7 +385,7 @@ pub fn close(body: Value) -> Result<(), Error> {
     });
     match closed {
         Ok(()) => Ok(()),
-        Err(e) => errors::contain(&Ruby::get_with(body), e),
+        Err(e) => errors::contain(&ruby, e),
     }
 }
 

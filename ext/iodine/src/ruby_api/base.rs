@@ -75,9 +75,13 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
 /// `Iodine::Base.start_server(io_threads, ruby_threads)`: builds the runtime, starts the
 /// listeners and opens the bridge; returns the listeners' descriptions.
 fn start_server(ruby: &Ruby, io_threads: usize, ruby_threads: usize) -> Result<RArray, Error> {
-    let described = server::start(io_threads)
-        .map_err(|e| crate::errors::exception(ruby.exception_runtime_error(), e.to_string()))?;
+    // The bridge opens first: connections the kernel queued since `listen` are accepted as
+    // soon as the runtime starts, and their requests must find it open.
     bridge::open(ruby_threads);
+    let described = server::start(io_threads).map_err(|e| {
+        bridge::close();
+        crate::errors::exception(ruby.exception_runtime_error(), e.to_string())
+    })?;
     Ok(ruby.ary_from_vec(described))
 }
 
