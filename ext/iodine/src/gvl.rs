@@ -164,3 +164,26 @@ pub fn class_name(v: magnus::Value) -> String {
     // copied into an owned String before any other Ruby call could change or free it.
     unsafe { v.class().name().into_owned() }
 }
+
+/// Replaces the contents of `buf` with `bytes`, reusing its memory (`rack.input.read(n, buf)`
+/// is called in a loop with one buffer: a fresh String per call would be garbage).
+pub fn fill_str(buf: magnus::RString, bytes: &[u8]) -> Result<(), magnus::Error> {
+    use magnus::prelude::*;
+    use magnus::rb_sys::AsRawValue;
+    if buf.is_frozen() {
+        let ruby = magnus::Ruby::get_with(buf);
+        return Err(crate::errors::exception(
+            ruby.exception_frozen_error(),
+            "can't modify frozen String",
+        ));
+    }
+    // SAFETY: the GVL is held (we have an RString from Ruby on this thread). `buf` is a live,
+    // unfrozen String (checked above, so rb_str_modify can't raise); truncating it keeps its
+    // capacity for the copy that follows.
+    unsafe {
+        rb_sys::rb_str_modify(buf.as_raw());
+        rb_sys::rb_str_set_len(buf.as_raw(), 0);
+    }
+    buf.cat(bytes);
+    Ok(())
+}

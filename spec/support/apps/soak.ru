@@ -5,17 +5,26 @@
 # seconds between them (defaults 16, 4096, 0.002), /workers Iodine::Base.workers_alive.
 SIXTY_FOUR_K = ("0123456789abcdef" * 4096).freeze
 
-# Streams `count` chunks of `size` bytes ("a".."z" by chunk), pausing between them.
+# Streams `count` chunks of `size` bytes ("a".."z" by chunk), pausing between them. The chunks
+# are made once per size, so the app itself makes next to no garbage and the server's own
+# memory use is what the soak sees.
 class SoakStream
+  CHUNKS = {}
+  LOCK = Mutex.new
+
+  def self.chunks(size)
+    LOCK.synchronize { CHUNKS[size] ||= ("a".."z").map { |c| (c * size).freeze }.freeze }
+  end
+
   def initialize(count, size, pause)
     @count = count
-    @size = size
+    @chunks = SoakStream.chunks(size)
     @pause = pause
   end
 
   def each
     @count.times do |i|
-      yield((("a".ord + (i % 26)).chr * @size))
+      yield @chunks[i % 26]
       sleep @pause if @pause.positive?
     end
   end

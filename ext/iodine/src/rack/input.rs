@@ -66,13 +66,13 @@ impl RackIO {
         };
         match (data, buffer) {
             (None, Some(buf)) => {
-                buf.replace(ruby.str_new(""))?;
+                crate::gvl::fill_str(buf, b"")?;
                 Ok(None)
             }
             (None, None) => Ok(None),
             (Some(d), Some(buf)) => {
-                buf.replace(ruby.str_from_slice(&d))?;
-                buf.funcall::<_, _, Value>("force_encoding", ("BINARY",))?;
+                crate::gvl::fill_str(buf, &d)?;
+                buf.enc_associate(ruby.ascii8bit_encindex())?;
                 Ok(Some(buf))
             }
             (Some(d), None) => Ok(Some(ruby.str_from_slice(&d))),
