@@ -38,8 +38,14 @@ static HELD: Mutex<Held> = Mutex::new(Held {
 /// Whether answers are batched (one worker) or sent at once.
 static BATCHING: AtomicBool = AtomicBool::new(false);
 
-/// Wakes the flusher when a batch begins.
+/// Wakes the flusher when a batch begins while it is parked.
 static BATCH_BEGAN: Notify = Notify::const_new();
+
+/// Whether the flusher is parked (waiting for `BATCH_BEGAN`) rather than ticking.
+static PARKED: AtomicBool = AtomicBool::new(true);
+
+/// Ticks without a held batch before the flusher parks again.
+const QUIET_TICKS: u32 = 200;
 
 /// Turns batching on (a lone worker) or off.
 pub fn batch_replies(on: bool) {
@@ -66,7 +72,7 @@ pub fn reply(reply: Reply, response: Response) {
     };
     if full {
         flush_replies();
-    } else if began {
+    } else if began && PARKED.load(Ordering::SeqCst) {
         BATCH_BEGAN.notify_one();
     }
 }
@@ -95,17 +101,28 @@ pub fn flush_stale_replies() {
 }
 
 /// Runs on the IO runtime: sends a batch the worker still holds [`MAX_HOLD`] after it began
-/// (the worker is then busy in a long app call). Sleeps while nothing is held.
+/// (the worker is then busy in a long app call). While batches keep coming it ticks (about
+/// every millisecond: no wake-up per batch under load); after [`QUIET_TICKS`] ticks without
+/// one it parks until the next batch begins.
 pub async fn flusher() {
     loop {
-        BATCH_BEGAN.notified().await;
-        loop {
+        PARKED.store(true, Ordering::SeqCst);
+        // A batch that began before `PARKED` was seen set sent no wake-up: look first.
+        if HELD.lock().since.is_none() {
+            BATCH_BEGAN.notified().await;
+        }
+        PARKED.store(false, Ordering::SeqCst);
+        let mut quiet = 0;
+        while quiet < QUIET_TICKS {
             tokio::time::sleep(MAX_HOLD).await;
             let since = HELD.lock().since;
             match since {
-                None => break,
-                Some(t) if t.elapsed() >= MAX_HOLD => flush_replies(),
-                Some(_) => {}
+                None => quiet += 1,
+                Some(t) if t.elapsed() >= MAX_HOLD => {
+                    flush_replies();
+                    quiet = 0;
+                }
+                Some(_) => quiet = 0,
             }
         }
     }
