@@ -166,22 +166,8 @@ RSpec.describe "a client leaving never costs a worker" do
           sleep 0.2
           sockets.each_with_index { |s, i| leave(s, i.even? ? :rst : :clean) }
 
-          codes = Queue.new
-          failures = Queue.new
-          clients = Array.new(10) do
-            Thread.new do
-              Net::HTTP.start("127.0.0.1", @server.port, open_timeout: 5, read_timeout: 10) do |http|
-                100.times { codes << http.request(Net::HTTP::Get.new("/")).code }
-              end
-            rescue StandardError => e
-              failures << "#{e.class}: #{e.message}"
-            end
-          end
-          deadline = Time.now + 20
-          clients.each { |t| t.join([deadline - Time.now, 0].max) }
-          clients.each(&:kill)
-          answered = Array.new(codes.size) { codes.pop }
-          expect(Array.new(failures.size) { failures.pop }).to eq([])
+          answered, failed = concurrent_gets(@server.port, clients: 10, requests: 100, seconds: 20)
+          expect(failed).to eq([])
           expect(answered.size).to eq(1000)
           expect(answered.uniq).to eq(["200"])
           expect(workers_within(threads)).to eq(threads.to_s)

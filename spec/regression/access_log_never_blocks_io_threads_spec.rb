@@ -49,19 +49,7 @@ RSpec.describe "the access log never blocks the IO threads" do
 
   # Reads what the server wrote to the pipe for `seconds` (bounded), keeping all of it.
   def drain_log(seconds)
-    stop_at = Time.now + seconds
-    loop do
-      left = stop_at - Time.now
-      break if left <= 0
-      break unless IO.select([@log_reader], nil, nil, left)
-
-      @read_so_far << @log_reader.read_nonblock(1 << 20)
-    rescue IO::WaitReadable
-      next
-    rescue EOFError
-      break
-    end
-    @read_so_far
+    @read_so_far << read_for(@log_reader, seconds, chunk: 1 << 20).first
   end
 
   # Drains until `block` is true of the log so far, or `seconds` pass.
@@ -74,22 +62,7 @@ RSpec.describe "the access log never blocks the IO threads" do
   access_line = %r{\A127\.0\.0\.1 - - \[[^\]]+\] "GET / HTTP/1\.1" 200 2b \d+ms\n\z}
 
   it "answers 3,000 keep-alive requests within 20 s while nobody reads its stderr pipe, then logs them all" do
-    codes = Queue.new
-    failures = Queue.new
-    clients = Array.new(10) do
-      Thread.new do
-        Net::HTTP.start("127.0.0.1", @port, open_timeout: 5, read_timeout: 10) do |http|
-          300.times { codes << http.request(Net::HTTP::Get.new("/")).code }
-        end
-      rescue StandardError => e
-        failures << "#{e.class}: #{e.message}"
-      end
-    end
-    deadline = Time.now + 20
-    clients.each { |t| t.join([deadline - Time.now, 0].max) }
-    clients.each(&:kill)
-    answered = Array.new(codes.size) { codes.pop }
-    failed = Array.new(failures.size) { failures.pop }
+    answered, failed = concurrent_gets(@port, clients: 10, requests: 300, seconds: 20)
 
     expect(failed).to eq([])
     expect(answered.size).to eq(3000)
@@ -104,13 +77,7 @@ RSpec.describe "the access log never blocks the IO threads" do
   it "logs a streamed response cut by the client leaving with the bytes actually sent, not as complete" do
     socket = TCPSocket.new("127.0.0.1", @port)
     socket.write("GET /trickle HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    got = +""
-    stop_at = Time.now + 0.3
-    while (left = stop_at - Time.now).positive?
-      next unless IO.select([socket], nil, nil, left)
-
-      got << (socket.read_nonblock(65_536, exception: false).then { |r| r.is_a?(String) ? r : "" })
-    end
+    got, = read_for(socket, 0.3)
     expect(got).to start_with("HTTP/1.1 200")
     socket.setsockopt(Socket::SOL_SOCKET, Socket::SO_LINGER, [1, 0].pack("ii"))
     socket.close

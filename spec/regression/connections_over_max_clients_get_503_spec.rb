@@ -10,23 +10,6 @@ RSpec.describe "connections over -maxcl get a 503 and are closed" do
 
   let(:port) { @server.port }
 
-  # Reads until the server closes (or `timeout`); returns [bytes, closed_by_server].
-  def read_to_close(socket, timeout)
-    out = +""
-    stop_at = Time.now + timeout
-    loop do
-      left = stop_at - Time.now
-      return [out, false] if left <= 0
-      next unless IO.select([socket], nil, nil, left)
-
-      out << socket.read_nonblock(65_536)
-    rescue IO::WaitReadable
-      next
-    rescue EOFError, Errno::ECONNRESET
-      return [out, true]
-    end
-  end
-
   # A GET / on a fresh connection: [status, body] or the error's class name.
   def quick_get
     res = Net::HTTP.start("127.0.0.1", port, open_timeout: 2, read_timeout: 2) { |h| h.request(Net::HTTP::Get.new("/")) }
@@ -43,7 +26,7 @@ RSpec.describe "connections over -maxcl get a 503 and are closed" do
     expect(refused.size).to eq(0), "#{refused.size} of the first 5 connections were answered at once"
     sixth = TCPSocket.new("127.0.0.1", port)
     sixth.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    reply, closed = read_to_close(sixth, 3)
+    reply, closed = read_for(sixth, 3)
     sixth.close
     expect(reply).to start_with("HTTP/1.1 503")
     expect(closed).to be(true), "the 503 connection was left open"

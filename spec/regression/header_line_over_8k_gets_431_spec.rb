@@ -25,7 +25,6 @@ RSpec.describe "a header line over 8 KiB gets 431" do
   end
 
   it "keeps serving afterwards" do
-    expect(@server.exited?).to be false
-    expect(http_get(port, "/").body).to eq("ok")
+    expect_serving(@server)
   end
 end

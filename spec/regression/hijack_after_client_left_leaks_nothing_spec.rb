@@ -8,10 +8,6 @@ RSpec.describe "rack.hijack called after the client left fails cleanly and leaks
 
   let(:port) { @server.port }
 
-  def open_fds
-    Dir.children("/proc/#{@server.pid}/fd").size
-  end
-
   # The app's tally; a poll answered with anything else got a hijacked response.
   def hijack_counts
     body = http_get(port, "/hijacks").body
@@ -31,7 +27,7 @@ RSpec.describe "rack.hijack called after the client left fails cleanly and leaks
 
   it "gives an IOError (or the dead socket) for 50 gone clients and keeps the descriptor count flat" do
     expect(http_get(port, "/").body).to eq("ok")
-    before_fds = open_fds
+    before_fds = open_fds(@server.pid)
     gone_ports = []
     leaked = []
     5.times do |batch|
@@ -63,8 +59,7 @@ RSpec.describe "rack.hijack called after the client left fails cleanly and leaks
     hijacked = @server.log.scan(/hijacked-peer-port=(\d+)/).flatten.map(&:to_i)
     expect(hijacked - gone_ports).to be_empty
     sleep 0.2
-    expect(open_fds).to be <= before_fds + 3
-    expect(@server.exited?).to be false
-    expect(http_get(port, "/").body).to eq("ok")
+    expect(open_fds(@server.pid)).to be <= before_fds + 3
+    expect_serving(@server)
   end
 end

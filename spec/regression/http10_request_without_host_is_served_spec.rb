@@ -17,7 +17,6 @@ RSpec.describe "an HTTP/1.0 request without Host is served" do
   end
 
   it "keeps serving afterwards" do
-    expect(@server.exited?).to be false
-    expect(http_get(port, "/").body).to eq("ok")
+    expect_serving(@server)
   end
 end

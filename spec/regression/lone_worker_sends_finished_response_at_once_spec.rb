@@ -16,22 +16,7 @@ RSpec.describe "with one worker thread, a finished response is sent without wait
       socket = TCPSocket.new("127.0.0.1", server_port)
       sent_at = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       socket.write("GET #{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-      out = +""
-      ended = false
-      deadline = sent_at + timeout
-      until ended
-        left = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)
-        break if left <= 0
-        next unless IO.select([socket], nil, nil, left)
-
-        begin
-          out << socket.read_nonblock(65_536)
-        rescue IO::WaitReadable
-          next
-        rescue EOFError, Errno::ECONNRESET
-          ended = true
-        end
-      end
+      out, ended = read_for(socket, sent_at + timeout - Process.clock_gettime(Process::CLOCK_MONOTONIC))
       socket.close
       ended ? [Process.clock_gettime(Process::CLOCK_MONOTONIC) - sent_at, out.split("\r\n\r\n", 2).last] : [:timeout, out]
     end
@@ -49,7 +34,6 @@ RSpec.describe "with one worker thread, a finished response is sent without wait
     expect(fast_elapsed).to be < 1.2
     expect(busy.value.last).to eq("busy true")
     expect(slow.value.last).to eq("slow")
-    expect(@server.exited?).to be false
-    expect(http_get(port, "/").body).to eq("fast")
+    expect_serving(@server, "fast")
   end
 end

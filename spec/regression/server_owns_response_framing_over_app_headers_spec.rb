@@ -16,19 +16,7 @@ RSpec.describe "the server owns response framing, whatever framing headers the a
   def raw_get(path, deadline: 3)
     socket = TCPSocket.new("127.0.0.1", port)
     socket.write("GET #{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-    out = +""
-    stop_at = Time.now + deadline
-    loop do
-      left = stop_at - Time.now
-      return [out, false] if left <= 0
-      next unless IO.select([socket], nil, nil, left)
-
-      out << socket.read_nonblock(65_536)
-    rescue IO::WaitReadable
-      next
-    rescue EOFError, Errno::ECONNRESET
-      return [out, true]
-    end
+    read_for(socket, deadline)
   ensure
     socket&.close
   end
@@ -135,7 +123,6 @@ RSpec.describe "the server owns response framing, whatever framing headers the a
   end
 
   it "keeps serving afterwards" do
-    expect(@server.exited?).to be false
-    expect(http_get(port, "/").body).to eq("ok")
+    expect_serving(@server)
   end
 end

@@ -33,8 +33,7 @@ RSpec.describe "request bodies spilled to temp files release them when the reque
     expect(answers.uniq).to eq(["200000"])
     sleep 0.2
     expect(open_deleted_files).to be < 5
-    expect(@server.exited?).to be false
-    expect(http_get(port, "/").body).to eq("ok")
+    expect_serving(@server)
   end
 
   it "holds no temp files after 100 unread 200 KB bodies" do
@@ -42,7 +41,6 @@ RSpec.describe "request bodies spilled to temp files release them when the reque
     expect(answers.uniq).to eq(["ignored"])
     sleep 0.2
     expect(open_deleted_files).to be < 5
-    expect(@server.exited?).to be false
-    expect(http_get(port, "/").body).to eq("ok")
+    expect_serving(@server)
   end
 end

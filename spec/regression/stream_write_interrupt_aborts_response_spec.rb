@@ -15,24 +15,7 @@ RSpec.describe "a body write cut by an interrupt (Timeout) aborts the response i
     socket = TCPSocket.new("127.0.0.1", port)
     socket.write("GET #{path} HTTP/1.1\r\nHost: x\r\n\r\n")
     sleep stall
-    out = +""
-    ended = false
-    stop_at = Time.now + deadline
-    until out.end_with?("\r\n0\r\n\r\n")
-      left = stop_at - Time.now
-      break if left <= 0
-      next unless IO.select([socket], nil, nil, left)
-
-      begin
-        out << socket.read_nonblock(1 << 20)
-      rescue IO::WaitReadable
-        next
-      rescue EOFError, Errno::ECONNRESET
-        ended = true
-        break
-      end
-    end
-    [out, ended]
+    read_for(socket, deadline, chunk: 1 << 20) { |so_far| so_far.end_with?("\r\n0\r\n\r\n") }
   ensure
     socket&.close
   end

@@ -12,28 +12,13 @@ RSpec.describe "a response that keeps streaming is not cut at the keep-alive tim
   it "delivers all 34 ticks (one every 0.3 s, ~10.2 s) and the terminating chunk" do
     socket = TCPSocket.new("127.0.0.1", port)
     socket.write("GET /ticks?34,0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
-    out = +""
-    deadline = Time.now + 15
-    until out.end_with?("\r\n0\r\n\r\n")
-      left = deadline - Time.now
-      break if left <= 0
-      next unless IO.select([socket], nil, nil, left)
-
-      begin
-        out << socket.read_nonblock(65_536)
-      rescue IO::WaitReadable
-        next
-      rescue EOFError, Errno::ECONNRESET
-        break
-      end
-    end
+    out, = read_for(socket, 15) { |so_far| so_far.end_with?("\r\n0\r\n\r\n") }
     socket.close
 
     expect(out).to start_with("HTTP/1.1 200")
     expect(out).to match(/^transfer-encoding: chunked\r$/i)
     expect(out.scan(/tick (\d+)/).flatten.map(&:to_i)).to eq((0...34).to_a)
     expect(out).to end_with("\r\n0\r\n\r\n")
-    expect(@server.exited?).to be false
-    expect(http_get(port, "/").body).to eq("ok")
+    expect_serving(@server)
   end
 end

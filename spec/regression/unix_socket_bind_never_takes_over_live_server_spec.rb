@@ -43,20 +43,7 @@ RSpec.describe "a Unix socket bind never takes over a live server's socket" do
   def get_over_socket(timeout = 3)
     socket = UNIXSocket.new(@path)
     socket.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    out = +""
-    stop_at = Time.now + timeout
-    loop do
-      left = stop_at - Time.now
-      break if left <= 0
-      next unless IO.select([socket], nil, nil, left)
-
-      out << socket.read_nonblock(65_536)
-    rescue IO::WaitReadable
-      next
-    rescue EOFError, Errno::ECONNRESET
-      break
-    end
-    out
+    read_for(socket, timeout).first
   ensure
     socket&.close
   end

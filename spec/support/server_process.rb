@@ -114,4 +114,53 @@ module ServerHelpers
   def app_path(name)
     File.join(ServerProcess::APPS, name)
   end
+
+  # Reads `io` until EOF/reset, `seconds` or a true block (given the bytes so far); returns [bytes, closed_by_peer].
+  def read_for(io, seconds, chunk: 65_536)
+    out = +""
+    stop_at = Process.clock_gettime(Process::CLOCK_MONOTONIC) + seconds
+    loop do
+      return [out, false] if block_given? && yield(out)
+
+      left = stop_at - Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      return [out, false] if left <= 0
+      next unless IO.select([io], nil, nil, left)
+
+      out << io.read_nonblock(chunk)
+    rescue IO::WaitReadable
+      next
+    rescue EOFError, Errno::ECONNRESET
+      return [out, true]
+    end
+  end
+
+  # How many descriptors process `pid` has open.
+  def open_fds(pid)
+    Dir.children("/proc/#{pid}/fd").size
+  end
+
+  # Expects `server` still running and answering GET / with `body`.
+  def expect_serving(server, body = "ok")
+    expect(server.exited?).to be false
+    expect(http_get(server.port, "/").body).to eq(body)
+  end
+
+  # `clients` threads send `requests` keep-alive GET / each, joined within `seconds`; returns [codes, failures].
+  def concurrent_gets(port, clients:, requests:, seconds: 20)
+    codes = Queue.new
+    failures = Queue.new
+    threads = Array.new(clients) do
+      Thread.new do
+        Net::HTTP.start("127.0.0.1", port, open_timeout: 5, read_timeout: 10) do |http|
+          requests.times { codes << http.request(Net::HTTP::Get.new("/")).code }
+        end
+      rescue StandardError => e
+        failures << "#{e.class}: #{e.message}"
+      end
+    end
+    deadline = Time.now + seconds
+    threads.each { |t| t.join([deadline - Time.now, 0].max) }
+    threads.each(&:kill)
+    [Array.new(codes.size) { codes.pop }, Array.new(failures.size) { failures.pop }]
+  end
 end
