@@ -14,6 +14,7 @@
 require "socket"
 require "rbconfig"
 require "etc"
+require_relative "support"
 
 ROOT = File.expand_path("..", __dir__)
 BASE = ARGV[0] || abort("usage: ruby bench/compare.rb BASELINE_CHECKOUT")
@@ -28,25 +29,6 @@ CASES = [
   ["hello -t 2", %w[-t 2], "/"],
   ["64 KiB GET -t 2", %w[-t 2], "/64k"]
 ].freeze
-
-def free_port
-  s = TCPServer.new("127.0.0.1", 0)
-  s.addr[1]
-ensure
-  s&.close
-end
-
-def wait_for(port, pid)
-  100.times do
-    TCPSocket.new("127.0.0.1", port).close
-    return true
-  rescue Errno::ECONNREFUSED
-    return false if Process.waitpid(pid, Process::WNOHANG)
-
-    sleep 0.1
-  end
-  false
-end
 
 # req/s of `root`'s iodine with `flags`, wrk on `path`.
 def measure(root, flags, path)

@@ -11,6 +11,7 @@
 require "socket"
 require "rbconfig"
 require "etc"
+require_relative "support"
 
 ROOT = File.expand_path("..", __dir__)
 SECONDS = Integer(ENV.fetch("BENCH_SECONDS", "5"))
@@ -18,25 +19,6 @@ CONNECTIONS = Integer(ENV.fetch("BENCH_CONNECTIONS", "100"))
 APP = File.join(ROOT, "examples", "hello.ru")
 SERVER_CPU = 0
 WRK_CPU = Etc.nprocessors > 1 ? 1 : 0
-
-def free_port
-  s = TCPServer.new("127.0.0.1", 0)
-  s.addr[1]
-ensure
-  s&.close
-end
-
-def wait_for(port, pid)
-  60.times do
-    TCPSocket.new("127.0.0.1", port).close
-    return true
-  rescue Errno::ECONNREFUSED
-    return false if Process.waitpid(pid, Process::WNOHANG)
-
-    sleep 0.1
-  end
-  false
-end
 
 # Starts `cmd` pinned to SERVER_CPU, runs wrk, stops the server; returns [req/s, p99 ms].
 def measure(name, cmd, port)
