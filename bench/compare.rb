@@ -5,7 +5,7 @@
 # noise of a shared VM hits both alike. Reports the median of the per-pair ratios.
 #
 #   ruby bench/compare.rb /path/to/baseline/checkout
-#   BENCH_PAIRS=5 BENCH_SECONDS=4 ruby bench/compare.rb /tmp/base
+#   BENCH_PAIRS=5 BENCH_SECONDS=4 BENCH_CASES=hello ruby bench/compare.rb /tmp/base
 #
 # Cases: hello world pinned with -t 1 (the bridge), -t 2 (the default here), and a 64 KiB
 # GET (bodies). Make a baseline with: git worktree add /tmp/base <commit> && (cd /tmp/base &&
@@ -63,7 +63,10 @@ abort "bench: wrk is missing (bin/setup installs it)" unless system("which wrk >
 end
 
 puts format("%-18s %12s %12s %10s   %s", "case", "this req/s", "base req/s", "ratio", "pair ratios")
+only = ENV["BENCH_CASES"] # e.g. "64 KiB": run only the cases whose name contains it
 CASES.each do |name, flags, path|
+  next if only && !name.include?(only)
+
   ours = []
   base = []
   PAIRS.times do |i|
