@@ -71,6 +71,58 @@ module Iodine
       @mode = :idle
     end
 
+    # Runs the block on a worker thread as soon as possible (after `start` when not running
+    # yet). Returns the block.
+    def run(&block)
+      raise LocalJumpError, "no block given" unless block
+
+      Base.schedule(block, 0, nil, nil)
+    end
+    alias defer run
+
+    # Runs the block once, `milliseconds` from now (from `start` when not running yet);
+    # nil or 0 is `run`. Returns the block.
+    def run_after(milliseconds, &block)
+      raise LocalJumpError, "no block given" unless block
+      return run(&block) if milliseconds.nil? || milliseconds == 0 # rubocop:disable Style/NumericPredicate
+      raise TypeError, "milliseconds must be a number" unless milliseconds.is_a?(Integer)
+
+      Base.schedule(block, [milliseconds, 0].max, nil, nil)
+    end
+
+    # Runs the block every `milliseconds`, `repetitions` times (nil or 0: until shutdown).
+    # Returns the block.
+    def run_every(milliseconds, repetitions = nil, &block)
+      raise LocalJumpError, "no block given" unless block
+      raise TypeError, "milliseconds must be a number" unless milliseconds.is_a?(Integer)
+      raise TypeError, "repetitions must be a number" unless repetitions.nil? || repetitions.is_a?(Integer)
+
+      period = [milliseconds, 1].max
+      repetitions = nil if repetitions&.<=(0)
+      Base.schedule(block, period, period, repetitions)
+    end
+
+    # Runs the block once, the next time the server has nothing to do. Returns the block.
+    def on_idle(&block)
+      raise LocalJumpError, "no block given" unless block
+
+      Base.on_idle(block)
+    end
+
+    # Lifecycle events `on_state` accepts (section 11 of the API).
+    STATES = %i[pre_start before_fork after_fork enter_child enter_master on_start on_parent_crush
+                on_child_crush start_shutdown on_finish].freeze
+
+    # Registers the block for a lifecycle event; every block runs each time the event fires.
+    def on_state(event, &block)
+      raise TypeError, "event must be a Symbol" unless event.is_a?(Symbol)
+      raise TypeError, "unknown event in Iodine.on_state" unless STATES.include?(event)
+      raise LocalJumpError, "no block given" unless block
+
+      (Base.state_callbacks[event] ||= []) << block
+      block
+    end
+
     # Asks the server to stop gracefully (finishes in-flight requests).
     def stop
       Base.request_stop
@@ -85,6 +137,20 @@ module Iodine
     # diagnostics and the specs.
     def self.workers_alive
       Runner.pool&.count(&:alive?) || 0
+    end
+
+    # Blocks registered with Iodine.on_state, by event.
+    def self.state_callbacks
+      @state_callbacks ||= {}
+    end
+
+    # Runs the blocks of `event` in order; one that raises is logged and the rest still run.
+    def self.fire_state(event)
+      (state_callbacks[event] || []).each do |callback|
+        callback.call
+      rescue StandardError => e
+        log(2, "Iodine.on_state(#{event.inspect}) block raised #{e.class}: #{e.message}")
+      end
     end
   end
 end

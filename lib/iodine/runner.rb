@@ -46,6 +46,7 @@ module Iodine
         wake_r, wake_w = IO.pipe
         Runner.waker = wake_w
         %w[INT TERM].each { |sig| previous[sig] = trap(sig) { Iodine.stop } }
+        Base.fire_state(:pre_start)
         described = Base.start_server(Base.cores, @threads)
         yield :single
         Base.log(4, "Starting up Iodine #{Iodine::VERSION} (Rust) on Ruby #{RUBY_VERSION}: " \
@@ -53,6 +54,7 @@ module Iodine
         described.each { |where| Base.log(4, "Listening on #{where}") }
         pool = Array.new(@threads) { |i| worker_thread(i) }
         Runner.pool = pool
+        Base.fire_state(:on_start)
         # A Ruby-level wait (not a native one): Ruby wakes it for signals, so the INT/TERM
         # traps run here, in the main thread. A worker thread that ends also wakes it.
         until Base.stop_requested?
@@ -61,8 +63,8 @@ module Iodine
           heal(pool) unless Base.stop_requested?
         end
       ensure
-        Runner.pool = nil
         shutdown(pool)
+        Runner.pool = nil
         previous.each { |sig, handler| trap(sig, handler || "DEFAULT") }
         Runner.waker = nil
         [wake_r, wake_w].each { |io| io&.close }
@@ -134,10 +136,12 @@ module Iodine
         return unless Iodine.running?
 
         Base.log(4, "Shutting down (finishing in-flight requests)")
+        Base.fire_state(:start_shutdown)
         Base.drain(SHUTDOWN_GRACE)
         Base.close_bridge
         pool.each { |t| t.join(SHUTDOWN_GRACE) || t.kill }
         Base.finish
+        Base.fire_state(:on_finish)
         Base.log(4, "Shutdown Complete")
       end
     end

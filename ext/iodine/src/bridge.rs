@@ -23,15 +23,26 @@ use crate::gvl;
 use crate::rack::{self, RackJob};
 
 /// Work for a Ruby thread.
+// Rack requests are the hot path and boxing them would cost an allocation each; the small
+// variants are rare, so the size difference is the cheaper side.
+#[allow(clippy::large_enum_variant)]
 pub enum Task {
     /// A Rack request.
     Rack(RackJob),
+    /// A kept Ruby block (`Iodine.run`, a timer, `on_idle`); `once` forgets it after the call.
+    Block {
+        /// The block's id in [`crate::blocks`].
+        id: u64,
+        /// Whether this is its last run.
+        once: bool,
+    },
 }
 
 impl Task {
     fn run(self, ruby: &Ruby) -> Result<(), Error> {
         match self {
             Task::Rack(job) => job.run(ruby),
+            Task::Block { id, once } => crate::blocks::call(ruby, id, once),
         }
     }
 }
@@ -60,6 +71,33 @@ static BRIDGE: Bridge = Bridge {
     workers: AtomicUsize::new(1),
 };
 
+/// `Iodine.on_idle` blocks waiting for the IO threads to go idle.
+static IDLE: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+static IDLE_WAITING: AtomicBool = AtomicBool::new(false);
+
+/// Runs block `id` once, the next time the server goes idle (`Iodine.on_idle`).
+pub fn on_idle(id: u64) {
+    IDLE.lock().push(id);
+    IDLE_WAITING.store(true, Ordering::Release);
+}
+
+/// Queues the `on_idle` blocks if there is nothing else to do; true if it queued any.
+fn queue_idle_blocks() -> bool {
+    if !IDLE_WAITING.load(Ordering::Acquire) || !BRIDGE.queue.is_empty() {
+        return false;
+    }
+    let ids = {
+        let mut idle = IDLE.lock();
+        IDLE_WAITING.store(false, Ordering::Release);
+        std::mem::take(&mut *idle)
+    };
+    let queued = !ids.is_empty();
+    for id in ids {
+        push(Task::Block { id, once: true });
+    }
+    queued
+}
+
 /// How often a sleeping worker looks at the queue on its own.
 const RECHECK: Duration = Duration::from_millis(50);
 
@@ -85,8 +123,14 @@ pub fn push(task: Task) {
     }
 }
 
-/// Wakes a sleeping worker if tasks are waiting (an IO thread is about to go idle).
+/// Wakes a sleeping worker if tasks are waiting (an IO thread is about to go idle), after
+/// queuing the `on_idle` blocks when there is nothing else to do.
 pub fn kick() {
+    if queue_idle_blocks() {
+        let _guard = BRIDGE.lock.lock();
+        BRIDGE.wake.notify_one();
+        return;
+    }
     if BRIDGE.sleepers.load(Ordering::SeqCst) > 0 && !BRIDGE.queue.is_empty() {
         let _guard = BRIDGE.lock.lock();
         BRIDGE.wake.notify_one();
@@ -127,6 +171,9 @@ pub fn work(ruby: &Ruby) -> Result<bool, Error> {
         rack::flush_replies();
         if !BRIDGE.open.load(Ordering::SeqCst) {
             return Ok(false);
+        }
+        if queue_idle_blocks() {
+            continue; // the pool ran out of work: that is idle
         }
         let seen = BRIDGE.interrupts.load(Ordering::SeqCst);
         // Interrupts (signals, Thread#raise/kill) are delivered inside `without_gvl`; a

@@ -3,11 +3,13 @@
 //! Layout:
 //! - [`gvl`]: every GVL crossing (the only hand-written `unsafe`).
 //! - [`bridge`]: the task queue from IO threads to `Iodine.threads` Ruby worker threads.
+//! - [`blocks`]: Ruby blocks Rust schedules (timers, `Iodine.run`), kept by id in a marked Hash.
 //! - [`rack`]: env building, `rack.input`, and turning Rack responses into engine responses.
 //! - [`server`]: listeners, the runtime and the stop flag of this process.
 //! - [`errors`]: logging app exceptions without letting them reach Rust frames.
 //! - [`ruby_api`]: the Ruby-visible methods, one file per Ruby module.
 
+mod blocks;
 mod bridge;
 mod errors;
 mod gvl;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use iodine_engine::http::{serve, Handler, HttpSettings};
 use iodine_engine::server::{BoundListener, Shutdown};
+use iodine_engine::timers::{self, Schedule};
 use parking_lot::Mutex;
 use tokio::runtime::{Handle, Runtime};
 
@@ -29,15 +30,37 @@ struct Running {
 #[derive(Default)]
 struct State {
     pending: Vec<PendingHttp>,
+    /// Timers (and `Iodine.run` blocks) made before `start`: id of the kept block, schedule.
+    timers: Vec<(u64, Schedule)>,
     running: Option<Running>,
     stop_requested: bool,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     pending: Vec::new(),
+    timers: Vec::new(),
     running: None,
     stop_requested: false,
 });
+
+/// Runs the kept block `id` on `schedule`: from `start` on, or now when already running.
+pub fn add_timer(id: u64, schedule: Schedule) {
+    let mut state = STATE.lock();
+    match &state.running {
+        Some(running) => spawn_timer(running, id, schedule),
+        None => state.timers.push((id, schedule)),
+    }
+}
+
+/// Each time the timer fires, a worker runs the block (and forgets it after its last run).
+fn spawn_timer(running: &Running, id: u64, schedule: Schedule) {
+    let shutdown = running.shutdown.clone();
+    running
+        .runtime
+        .spawn(timers::run(schedule, shutdown, move |last| {
+            crate::bridge::push(crate::bridge::Task::Block { id, once: last })
+        }));
+}
 
 /// Adds an HTTP listener: served at `start`, or right away when already running.
 pub fn add_http(
@@ -79,6 +102,9 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
     for p in state.pending.drain(..) {
         described.push(p.bound.describe());
         spawn_http(&running, p.bound, p.settings, p.handler)?;
+    }
+    for (id, schedule) in state.timers.drain(..) {
+        spawn_timer(&running, id, schedule);
     }
     state.stop_requested = false;
     state.running = Some(running);

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use iodine_engine::http::HttpSettings;
 use iodine_engine::server::{bind, Address};
+use iodine_engine::timers::Schedule;
 use magnus::{function, prelude::*, Error, RArray, RHash, RModule, Ruby, Value};
 
 use crate::{bridge, server};
@@ -108,7 +109,41 @@ fn close_bridge() {
 
 fn finish(ruby: &Ruby) -> Result<(), Error> {
     bridge::discard_pending();
-    server::finish(ruby)
+    server::finish(ruby)?;
+    // No timer fires any more: let their blocks go.
+    crate::blocks::forget_all(ruby);
+    Ok(())
+}
+
+/// `Iodine::Base.schedule(block, first_ms, every_ms, repetitions)`: runs `block` on a worker
+/// after `first_ms`, then every `every_ms` (nil: once) `repetitions` times (nil: forever).
+/// Before `start` the timer waits for it.
+fn schedule(
+    ruby: &Ruby,
+    block: Value,
+    first_ms: u64,
+    every_ms: Option<u64>,
+    repetitions: Option<u64>,
+) -> Result<Value, Error> {
+    let id = crate::blocks::keep(ruby, block)?;
+    let schedule = Schedule {
+        first: Duration::from_millis(first_ms),
+        every: every_ms.map(Duration::from_millis),
+        repetitions,
+    };
+    if first_ms == 0 && every_ms.is_none() && server::is_running() {
+        bridge::push(bridge::Task::Block { id, once: true }); // `Iodine.run`: no timer needed
+    } else {
+        server::add_timer(id, schedule);
+    }
+    Ok(block)
+}
+
+/// `Iodine::Base.on_idle(block)`: runs `block` once, the next time the server is idle.
+fn on_idle(ruby: &Ruby, block: Value) -> Result<Value, Error> {
+    let id = crate::blocks::keep(ruby, block)?;
+    bridge::on_idle(id);
+    Ok(block)
 }
 
 fn cores() -> usize {
@@ -139,6 +174,8 @@ pub fn init(_ruby: &Ruby, base: RModule) -> Result<(), Error> {
     base.define_module_function("close_bridge", function!(close_bridge, 0))?;
     base.define_module_function("finish", function!(finish, 0))?;
     base.define_module_function("cores", function!(cores, 0))?;
+    base.define_module_function("schedule", function!(schedule, 4))?;
+    base.define_module_function("on_idle", function!(on_idle, 1))?;
     base.define_module_function("log", function!(log_message, 2))?;
     Ok(())
 }

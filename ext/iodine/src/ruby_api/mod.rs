@@ -13,6 +13,7 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     iodine::init(ruby, iodine)?;
     base::init(ruby, base)?;
     crate::errors::init(ruby, base)?;
+    crate::blocks::init(ruby);
     mustache::init(ruby, iodine)?;
     crate::rack::init(ruby, base)
 }

@@ -1,0 +1,59 @@
+//! Ruby blocks that Rust schedules (`Iodine.run`, timers, `on_idle`). They live in a Hash
+//! (id → Proc) that the GC marks; Rust holds only the id, so a block is freed as soon as it
+//! is forgotten and nothing bare sits in a Rust collection.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use magnus::value::Opaque;
+use magnus::{prelude::*, Error, RHash, Ruby, Value};
+
+use crate::errors;
+
+static STORE: OnceLock<Opaque<RHash>> = OnceLock::new();
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+fn store(ruby: &Ruby) -> RHash {
+    // Set by `init`, which runs when the extension loads, before any block can be kept.
+    ruby.get_inner(*STORE.get().expect("iodine: block store used before init"))
+}
+
+/// Keeps `block` alive until [`forget`]; returns its id.
+pub fn keep(ruby: &Ruby, block: Value) -> Result<u64, Error> {
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    store(ruby).aset(id, block)?;
+    Ok(id)
+}
+
+/// Lets the block go (it is freed by the next GC once nothing else holds it).
+pub fn forget(ruby: &Ruby, id: u64) {
+    let _ = store(ruby).delete::<_, Value>(id);
+}
+
+/// Lets every kept block go (the server stopped: no timer will fire again).
+pub fn forget_all(ruby: &Ruby) {
+    let _ = store(ruby).funcall::<_, _, Value>("clear", ());
+}
+
+/// Calls the block `id` (forgetting it first when `once`). An exception is logged; a jump
+/// (`Thread#kill`, `throw`) is returned for the worker to hand to Ruby.
+pub fn call(ruby: &Ruby, id: u64, once: bool) -> Result<(), Error> {
+    let block: Option<Value> = store(ruby).get(id);
+    if once {
+        forget(ruby, id);
+    }
+    let Some(block) = block else {
+        return Ok(()); // forgotten meanwhile (the server stopped)
+    };
+    match block.funcall::<_, _, Value>("call", ()) {
+        Ok(_) => Ok(()),
+        Err(e) => errors::contain(ruby, e),
+    }
+}
+
+/// Creates the store.
+pub fn init(ruby: &Ruby) {
+    let hash = ruby.hash_new();
+    ruby.gc_register_mark_object(hash);
+    let _ = STORE.set(Opaque::from(hash));
+}
