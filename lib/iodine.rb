@@ -160,6 +160,7 @@ require_relative "iodine/listen"
 require_relative "iodine/runner"
 require_relative "iodine/cli"
 require_relative "iodine/mustache"
+require_relative "iodine/pubsub"
 require_relative "rack/handler/iodine"
 
 Iodine::Base::CLI.parse(ARGV) if defined?(IODINE_PARSE_CLI) && IODINE_PARSE_CLI

@@ -9,6 +9,7 @@
 //! - [`http`]: the HTTP/1.1 service on hyper: owned requests in, owned responses out, limits,
 //!   error responses and the request log.
 //! - [`mustache`]: Mustache templates: parser, compiled template, renderer over a `Context`.
+//! - [`pubsub`]: the process's pub/sub broker (exact channels and glob patterns).
 //! - [`timers`]: one-shot and repeating timers that end at shutdown.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -16,5 +17,6 @@
 pub mod http;
 pub mod log;
 pub mod mustache;
+pub mod pubsub;
 pub mod server;
 pub mod timers;

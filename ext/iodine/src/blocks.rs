@@ -51,6 +51,24 @@ pub fn call(ruby: &Ruby, id: u64, once: bool) -> Result<(), Error> {
     }
 }
 
+/// Calls the callable `id` with `(channel, message)` as binary Strings (a pub/sub message).
+/// A subscription cancelled meanwhile gets nothing.
+pub fn call_with_message(
+    ruby: &Ruby,
+    id: u64,
+    channel: &[u8],
+    message: &[u8],
+) -> Result<(), Error> {
+    let Some(callable) = store(ruby).get(id) else {
+        return Ok(());
+    };
+    let args = (ruby.str_from_slice(channel), ruby.str_from_slice(message));
+    match callable.funcall::<_, _, Value>("call", args) {
+        Ok(_) => Ok(()),
+        Err(e) => errors::contain(ruby, e),
+    }
+}
+
 /// Creates the store.
 pub fn init(ruby: &Ruby) {
     let hash = ruby.hash_new();

@@ -36,6 +36,15 @@ pub enum Task {
         /// Whether this is its last run.
         once: bool,
     },
+    /// A pub/sub message for a kept callable: `callable.call(channel, message)`.
+    Message {
+        /// The callable's id in [`crate::blocks`].
+        block: u64,
+        /// The channel it was published to.
+        channel: bytes::Bytes,
+        /// The message.
+        message: bytes::Bytes,
+    },
 }
 
 impl Task {
@@ -43,6 +52,11 @@ impl Task {
         match self {
             Task::Rack(job) => job.run(ruby),
             Task::Block { id, once } => crate::blocks::call(ruby, id, once),
+            Task::Message {
+                block,
+                channel,
+                message,
+            } => crate::blocks::call_with_message(ruby, block, &channel, &message),
         }
     }
 }

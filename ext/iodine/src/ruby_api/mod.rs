@@ -3,6 +3,7 @@
 mod base;
 mod iodine;
 mod mustache;
+mod pubsub;
 
 use magnus::{prelude::*, Error, Ruby};
 
@@ -15,5 +16,6 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     crate::errors::init(ruby, base)?;
     crate::blocks::init(ruby);
     mustache::init(ruby, iodine)?;
+    pubsub::init(ruby, base)?;
     crate::rack::init(ruby, base)
 }

@@ -1,0 +1,179 @@
+//! The broker: subscriptions by exact channel and by pattern, and fan-out.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use super::glob;
+
+/// Receives the messages of one subscription.
+pub trait Subscriber: Send + Sync + 'static {
+    /// A message published to `channel` (the published name, also for pattern matches).
+    fn deliver(&self, channel: &Bytes, message: &Bytes);
+}
+
+/// Names one subscription (for [`Broker::unsubscribe`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SubscriptionId(u64);
+
+struct Entry {
+    id: SubscriptionId,
+    subscriber: Arc<dyn Subscriber>,
+}
+
+#[derive(Default)]
+struct Subscriptions {
+    exact: HashMap<Bytes, Vec<Entry>>,
+    patterns: Vec<(Bytes, Entry)>,
+    /// Where each subscription is: its channel, and whether it is a pattern.
+    index: HashMap<SubscriptionId, (Bytes, bool)>,
+}
+
+/// Channels and patterns → subscribers.
+#[derive(Default)]
+pub struct Broker {
+    subscriptions: RwLock<Subscriptions>,
+    next: AtomicU64,
+}
+
+/// The process's broker.
+pub fn broker() -> &'static Broker {
+    static BROKER: OnceLock<Broker> = OnceLock::new();
+    BROKER.get_or_init(Broker::default)
+}
+
+impl Broker {
+    /// Subscribes to `channel` (a glob pattern when `pattern`).
+    pub fn subscribe(
+        &self,
+        channel: Bytes,
+        pattern: bool,
+        subscriber: Arc<dyn Subscriber>,
+    ) -> SubscriptionId {
+        let id = SubscriptionId(self.next.fetch_add(1, Ordering::Relaxed));
+        let entry = Entry { id, subscriber };
+        let mut subs = self.subscriptions.write();
+        subs.index.insert(id, (channel.clone(), pattern));
+        if pattern {
+            subs.patterns.push((channel, entry));
+        } else {
+            subs.exact.entry(channel).or_default().push(entry);
+        }
+        id
+    }
+
+    /// Ends a subscription; false if it was already gone.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        let mut subs = self.subscriptions.write();
+        let Some((channel, pattern)) = subs.index.remove(&id) else {
+            return false;
+        };
+        if pattern {
+            subs.patterns.retain(|(_, e)| e.id != id);
+        } else if let Some(list) = subs.exact.get_mut(&channel) {
+            list.retain(|e| e.id != id);
+            if list.is_empty() {
+                subs.exact.remove(&channel);
+            }
+        }
+        true
+    }
+
+    /// Delivers `message` to every subscription of `channel`; returns how many got it.
+    pub fn publish(&self, channel: &Bytes, message: &Bytes) -> usize {
+        // Collected first: a subscriber may subscribe or publish from `deliver`.
+        let targets: Vec<Arc<dyn Subscriber>> = {
+            let subs = self.subscriptions.read();
+            let exact = subs.exact.get(channel).into_iter().flatten();
+            let patterns = subs
+                .patterns
+                .iter()
+                .filter(|(p, _)| glob::matches(p, channel))
+                .map(|(_, e)| e);
+            exact
+                .chain(patterns)
+                .map(|e| e.subscriber.clone())
+                .collect()
+        };
+        for target in &targets {
+            target.deliver(channel, message);
+        }
+        targets.len()
+    }
+
+    /// Subscriptions alive (exact and patterns).
+    pub fn len(&self) -> usize {
+        self.subscriptions.read().index.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parking_lot::Mutex;
+
+    #[derive(Default)]
+    struct Inbox(Mutex<Vec<(String, String)>>);
+
+    impl Subscriber for Inbox {
+        fn deliver(&self, channel: &Bytes, message: &Bytes) {
+            let s = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+            self.0.lock().push((s(channel), s(message)));
+        }
+    }
+
+    #[test]
+    fn exact_and_pattern_subscriptions_both_get_a_message_once() {
+        let broker = Broker::default();
+        let a = Arc::new(Inbox::default());
+        let b = Arc::new(Inbox::default());
+        broker.subscribe(Bytes::from("chat"), false, a.clone());
+        broker.subscribe(Bytes::from("ch*"), true, b.clone());
+        assert_eq!(broker.publish(&Bytes::from("chat"), &Bytes::from("hi")), 2);
+        assert_eq!(broker.publish(&Bytes::from("other"), &Bytes::from("x")), 0);
+        assert_eq!(*a.0.lock(), vec![("chat".into(), "hi".into())]);
+        assert_eq!(*b.0.lock(), vec![("chat".into(), "hi".into())]);
+    }
+
+    #[test]
+    fn unsubscribe_stops_delivery_and_reports_what_it_did() {
+        let broker = Broker::default();
+        let a = Arc::new(Inbox::default());
+        let id = broker.subscribe(Bytes::from("c"), false, a.clone());
+        let p = broker.subscribe(Bytes::from("*"), true, a.clone());
+        assert!(broker.unsubscribe(id) && broker.unsubscribe(p));
+        assert!(!broker.unsubscribe(id));
+        assert_eq!(broker.publish(&Bytes::from("c"), &Bytes::from("m")), 0);
+        assert!(broker.is_empty());
+    }
+
+    #[test]
+    fn a_subscriber_may_publish_from_deliver() {
+        struct Echo(&'static Broker);
+        impl Subscriber for Echo {
+            fn deliver(&self, _: &Bytes, message: &Bytes) {
+                if message.as_ref() == b"ping" {
+                    self.0.publish(&Bytes::from("pong"), &Bytes::from("pong"));
+                }
+            }
+        }
+        let broker: &'static Broker = Box::leak(Box::default());
+        let inbox = Arc::new(Inbox::default());
+        broker.subscribe(
+            Bytes::from("ping"),
+            false,
+            Arc::new(Echo(broker, inbox.clone())),
+        );
+        broker.subscribe(Bytes::from("pong"), false, inbox.clone());
+        broker.publish(&Bytes::from("ping"), &Bytes::from("ping"));
+        assert_eq!(inbox.0.lock().len(), 1);
+    }
+}
