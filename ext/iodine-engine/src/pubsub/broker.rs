@@ -167,11 +167,7 @@ mod tests {
         }
         let broker: &'static Broker = Box::leak(Box::default());
         let inbox = Arc::new(Inbox::default());
-        broker.subscribe(
-            Bytes::from("ping"),
-            false,
-            Arc::new(Echo(broker, inbox.clone())),
-        );
+        broker.subscribe(Bytes::from("ping"), false, Arc::new(Echo(broker)));
         broker.subscribe(Bytes::from("pong"), false, inbox.clone());
         broker.publish(&Bytes::from("ping"), &Bytes::from("ping"));
         assert_eq!(inbox.0.lock().len(), 1);
