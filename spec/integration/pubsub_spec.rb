@@ -89,6 +89,23 @@ RSpec.describe "pub/sub in one process" do
     )
   end
 
+  it "logs a subscriber that raises, still delivers to the others, and heals a worker a subscriber killed" do
+    got = run_script(<<~RUBY)
+      Iodine.subscribe("x") { |_, m| raise "subscriber boom" if m == "1"; LOG << "x:" + m }
+      Iodine.subscribe("x*", match: :redis) { |_, m| LOG << "p:" + m }
+      Iodine.subscribe("k") { |_, _| Thread.current.kill }
+      Iodine.run do
+        Iodine.publish("x", "1")
+        Iodine.publish("k", "die")
+        Iodine.run_after(100) do
+          Iodine.publish("x", "2")
+          Iodine.run_after(100) { LOG << "workers:" + Iodine::Base.workers_alive.to_s; Iodine.stop }
+        end
+      end
+    RUBY
+    expect(got).to contain_exactly("p:1", "x:2", "p:2", "workers:2")
+  end
+
   it "validates its arguments" do
     got = run_script(<<~RUBY)
       [-> { Iodine.publish("a", nil) }, -> { Iodine.publish("a", 1) }, -> { Iodine.subscribe("a") },

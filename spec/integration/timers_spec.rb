@@ -70,6 +70,19 @@ RSpec.describe "timers, deferred blocks and lifecycle events" do
     expect(err).to match(/worker thread iodine-worker-\d died/)
   end
 
+  it "logs an on_state block that raises and runs the next ones" do
+    result, err, status = run_script(<<~RUBY)
+      order = Queue.new
+      Iodine.on_state(:on_start) { raise "state boom" }
+      Iodine.on_state(:on_start) { order << "second"; Iodine.stop }
+      Iodine.start
+      puts JSON.generate([order.size])
+    RUBY
+    expect(status.success?).to be(true), err
+    expect(result).to eq([1])
+    expect(err).to include("state boom")
+  end
+
   it "validates its arguments like the C gem" do
     result, err, status = run_script(<<~RUBY)
       errors = []
