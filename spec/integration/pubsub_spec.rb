@@ -106,6 +106,17 @@ RSpec.describe "pub/sub in one process" do
     expect(got).to contain_exactly("p:1", "x:2", "p:2", "workers:2")
   end
 
+  it "keeps global subscriptions across a second start in the same process, and drops stopped timers" do
+    got = run_script(<<~RUBY)
+      Iodine.subscribe("s") { |_, m| LOG << m }
+      Iodine.run_every(10) { } # stopped by the first shutdown, never again
+      Iodine.run { Iodine.publish("s", "first"); Iodine.run_after(100) { Iodine.stop } }
+      Iodine.start
+      Iodine.run { Iodine.publish("s", "second"); Iodine.run_after(100) { Iodine.stop } }
+    RUBY
+    expect(got).to eq(%w[first second])
+  end
+
   it "validates its arguments" do
     got = run_script(<<~RUBY)
       [-> { Iodine.publish("a", nil) }, -> { Iodine.publish("a", 1) }, -> { Iodine.subscribe("a") },

@@ -30,11 +30,6 @@ pub fn forget(ruby: &Ruby, id: u64) {
     let _ = store(ruby).delete::<_, Value>(id);
 }
 
-/// Lets every kept block go (the server stopped: no timer will fire again).
-pub fn forget_all(ruby: &Ruby) {
-    let _ = store(ruby).funcall::<_, _, Value>("clear", ());
-}
-
 /// Calls the block `id` (forgetting it first when `once`). An exception is logged; a jump
 /// (`Thread#kill`, `throw`) is returned for the worker to hand to Ruby.
 pub fn call(ruby: &Ruby, id: u64, once: bool) -> Result<(), Error> {

@@ -52,14 +52,27 @@ pub fn add_timer(id: u64, schedule: Schedule) {
     }
 }
 
+/// Blocks of timers that may still fire (forgotten at `finish` if shutdown cut them short).
+static ACTIVE_TIMERS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
 /// Each time the timer fires, a worker runs the block (and forgets it after its last run).
 fn spawn_timer(running: &Running, id: u64, schedule: Schedule) {
     let shutdown = running.shutdown.clone();
+    ACTIVE_TIMERS.lock().push(id);
     running
         .runtime
         .spawn(timers::run(schedule, shutdown, move |last| {
+            if last {
+                ACTIVE_TIMERS.lock().retain(|t| *t != id);
+            }
             crate::bridge::push(crate::bridge::Task::Block { id, once: last })
         }));
+}
+
+/// The blocks of timers that shutdown stopped before their last run (for the caller to
+/// forget: nothing will run them).
+pub fn stopped_timers() -> Vec<u64> {
+    std::mem::take(&mut *ACTIVE_TIMERS.lock())
 }
 
 /// Adds an HTTP listener: served at `start`, or right away when already running.

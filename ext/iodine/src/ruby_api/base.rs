@@ -110,8 +110,10 @@ fn close_bridge() {
 fn finish(ruby: &Ruby) -> Result<(), Error> {
     bridge::discard_pending();
     server::finish(ruby)?;
-    // No timer fires any more: let their blocks go.
-    crate::blocks::forget_all(ruby);
+    // No timer fires any more: let their blocks go (subscriptions keep theirs).
+    for id in server::stopped_timers() {
+        crate::blocks::forget(ruby, id);
+    }
     Ok(())
 }
 
