@@ -220,3 +220,37 @@ fn a_client_that_stops_reading_a_stream_is_cut_and_the_producer_released() {
     assert!(sent < 10_000, "the whole body went into buffers: {sent}");
     drop(s);
 }
+
+#[test]
+fn a_client_that_stops_reading_a_file_is_cut() {
+    use std::io::Seek;
+    let settings = HttpSettings {
+        timeout: Duration::from_millis(300),
+        ..HttpSettings::default()
+    };
+    let mut file = tempfile::tempfile().expect("tempfile");
+    file.write_all(&vec![b'f'; 16 * 1024 * 1024])
+        .expect("write");
+    file.rewind().expect("rewind");
+    let file = Arc::new(std::sync::Mutex::new(Some(file)));
+    let handler: Arc<dyn Handler> = Arc::new(move |_r: Request, reply: Reply| {
+        let f = file.lock().expect("lock").take().expect("one request");
+        reply.send(Response {
+            status: 200,
+            headers: vec![],
+            body: iodine_engine::http::Body::File(f, 16 * 1024 * 1024),
+        });
+    });
+    let srv = TestServer::start(settings, handler);
+    let mut s = srv.connect();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(1500)); // read nothing: the server must give up
+    let (got, closed) = read_until_closed(&mut s, Duration::from_secs(3));
+    assert!(closed, "still open after the stall");
+    assert!(
+        got.len() < 16 * 1024 * 1024,
+        "the whole file arrived: {}",
+        got.len()
+    );
+}

@@ -6,8 +6,9 @@
 //!   been sent, so a long stream is never cut as idle.
 //! - **Slow head**: bytes of a request head began to arrive more than `head_timeout` ago and
 //!   the head is still not complete.
-//! - **Stalled reader**: a streamed response has data ready but the client has not taken any
-//!   for `timeout` (it stopped reading). Waiting for the app to produce data never counts.
+//! - **Stalled reader**: a streamed or file response has data ready but the client has not
+//!   taken any for `timeout` (it stopped reading). Waiting for the app to produce data never
+//!   counts.
 //!
 //! One timer per connection that re-arms only when it fires, instead of one timer per request
 //! (hyper's `header_read_timeout` allocates a timer for every request head).

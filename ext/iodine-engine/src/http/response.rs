@@ -182,7 +182,13 @@ impl hyper::body::Body for ResponseBody {
                 let want = (*remaining).min(FILE_CHUNK as u64) as usize;
                 let mut buf = BytesMut::zeroed(want);
                 let mut read_buf = ReadBuf::new(&mut buf);
-                match Pin::new(file).poll_read(cx, &mut read_buf) {
+                let polled = Pin::new(file).poll_read(cx, &mut read_buf);
+                // A file always has data for a client that reads (a pending disk read is not
+                // the client's doing): the stalled-reader rule applies as to streams.
+                if let Some(busy) = &this.busy {
+                    busy.note_stream(polled.is_pending());
+                }
+                match polled {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
                     Poll::Ready(Ok(())) => {
