@@ -7,9 +7,9 @@
 #   ruby bench/compare.rb /path/to/baseline/checkout
 #   BENCH_PAIRS=5 BENCH_SECONDS=4 BENCH_CASES=hello ruby bench/compare.rb /tmp/base
 #
-# Cases: hello world pinned with -t 1 (the bridge), -t 2 (the default here), and a 64 KiB
-# GET (bodies). Make a baseline with: git worktree add /tmp/base <commit> && (cd /tmp/base &&
-# rake compile).
+# Cases: hello world pinned with -t 1 (the bridge), -t 2 (the default here), a 64 KiB GET
+# (bodies) and a 1 MiB POST read through rack.input (uploads). Make a baseline with:
+# git worktree add /tmp/base <commit> && (cd /tmp/base && rake compile).
 
 require "socket"
 require "rbconfig"
@@ -27,7 +27,8 @@ APP = File.join(__dir__, "compare_app.ru")
 CASES = [
   ["hello -t 1", %w[-t 1], "/"],
   ["hello -t 2", %w[-t 2], "/"],
-  ["64 KiB GET -t 2", %w[-t 2], "/64k"]
+  ["64 KiB GET -t 2", %w[-t 2], "/64k"],
+  ["1 MiB POST -t 2", %w[-t 2], "/upload"]
 ].freeze
 
 # req/s of `root`'s iodine with `flags`, wrk on `path`.
@@ -39,8 +40,10 @@ def measure(root, flags, path)
   raise "#{root} did not start" unless wait_for(port, pid)
 
   url = "http://127.0.0.1:#{port}#{path}"
-  `taskset -c #{WRK_CPU} wrk -t1 -c#{CONNECTIONS} -d1s #{url} 2>&1`
-  out = `taskset -c #{WRK_CPU} wrk -t1 -c#{CONNECTIONS} -d#{SECONDS}s #{url} 2>&1`
+  # Uploads: a 1 MiB POST body from a wrk script, fewer connections (each holds a body).
+  extra = path == "/upload" ? "-c10 -s #{File.join(__dir__, 'post_1m.lua')}" : "-c#{CONNECTIONS}"
+  `taskset -c #{WRK_CPU} wrk -t1 #{extra} -d1s #{url} 2>&1`
+  out = `taskset -c #{WRK_CPU} wrk -t1 #{extra} -d#{SECONDS}s #{url} 2>&1`
   warn out[/Non-2xx.*|Socket errors.*/] if out =~ /Non-2xx|Socket errors/
   out[/Requests\/sec:\s+([\d.]+)/, 1].to_f
 ensure
