@@ -10,6 +10,7 @@
 //!   error responses and the request log.
 //! - [`mustache`]: Mustache templates: parser, compiled template, renderer over a `Context`.
 //! - [`pubsub`]: the process's pub/sub broker (exact channels and glob patterns).
+//! - [`sse`]: the Server-Sent Events wire format (events, the ping comment, the head).
 //! - [`timers`]: one-shot and repeating timers that end at shutdown.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,4 +20,5 @@ pub mod log;
 pub mod mustache;
 pub mod pubsub;
 pub mod server;
+pub mod sse;
 pub mod timers;
