@@ -8,6 +8,7 @@
 //! - [`server`]: listeners (TCP, Unix), the accept loop, connection tracking and shutdown.
 //! - [`http`]: the HTTP/1.1 service on hyper: owned requests in, owned responses out, limits,
 //!   error responses and the request log.
+//! - [`mailbox`]: a connection's events, run one at a time and in order.
 //! - [`mustache`]: Mustache templates: parser, compiled template, renderer over a `Context`.
 //! - [`pubsub`]: the process's pub/sub broker (exact channels and glob patterns).
 //! - [`sse`]: the Server-Sent Events wire format (events, the ping comment, the head).
@@ -17,6 +18,7 @@
 
 pub mod http;
 pub mod log;
+pub mod mailbox;
 pub mod mustache;
 pub mod pubsub;
 pub mod server;
