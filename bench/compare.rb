@@ -36,20 +36,14 @@ def measure(root, flags, path)
   port = free_port
   cmd = [RbConfig.ruby, "-I#{File.join(root, 'lib')}", File.join(root, "exe", "iodine"), "-V", "1",
          "-p", port.to_s, "-b", "127.0.0.1", *flags, APP]
-  pid = Process.spawn("taskset", "-c", SERVER_CPU.to_s, *cmd, out: File::NULL, err: File::NULL, pgroup: true)
-  raise "#{root} did not start" unless wait_for(port, pid)
-
-  url = "http://127.0.0.1:#{port}#{path}"
-  # Uploads: a 1 MiB POST body from a wrk script, fewer connections (each holds a body).
-  extra = path == "/upload" ? "-c10 -s #{File.join(__dir__, 'post_1m.lua')}" : "-c#{CONNECTIONS}"
-  `taskset -c #{WRK_CPU} wrk -t1 #{extra} -d1s #{url} 2>&1`
-  out = `taskset -c #{WRK_CPU} wrk -t1 #{extra} -d#{SECONDS}s #{url} 2>&1`
-  warn out[/Non-2xx.*|Socket errors.*/] if out =~ /Non-2xx|Socket errors/
-  out[/Requests\/sec:\s+([\d.]+)/, 1].to_f
-ensure
-  if pid
-    Process.kill("TERM", -pid) rescue nil # rubocop:disable Style/RescueModifier
-    Process.wait(pid) rescue nil # rubocop:disable Style/RescueModifier
+  with_pinned_server(cmd, port, cpu: SERVER_CPU, name: root) do
+    url = "http://127.0.0.1:#{port}#{path}"
+    # Uploads: a 1 MiB POST body from a wrk script, fewer connections (each holds a body).
+    extra = path == "/upload" ? "-c10 -s #{File.join(__dir__, 'post_1m.lua')}" : "-c#{CONNECTIONS}"
+    `taskset -c #{WRK_CPU} wrk -t1 #{extra} -d1s #{url} 2>&1`
+    out = `taskset -c #{WRK_CPU} wrk -t1 #{extra} -d#{SECONDS}s #{url} 2>&1`
+    warn out[/Non-2xx.*|Socket errors.*/] if out =~ /Non-2xx|Socket errors/
+    out[/Requests\/sec:\s+([\d.]+)/, 1].to_f
   end
 end
 

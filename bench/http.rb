@@ -22,23 +22,16 @@ WRK_CPU = Etc.nprocessors > 1 ? 1 : 0
 
 # Starts `cmd` pinned to SERVER_CPU, runs wrk, stops the server; returns [req/s, p99 ms].
 def measure(name, cmd, port)
-  env = { "RACK_ENV" => "production" }
-  pid = Process.spawn(env, "taskset", "-c", SERVER_CPU.to_s, *cmd, out: File::NULL, err: File::NULL, pgroup: true)
-  raise "#{name} did not start" unless wait_for(port, pid)
-
-  # Warm up, then measure.
-  `taskset -c #{WRK_CPU} wrk -t1 -c#{CONNECTIONS} -d1s http://127.0.0.1:#{port}/ 2>&1`
-  rss_before = rss_mb(pid)
-  out = `taskset -c #{WRK_CPU} wrk -t1 -c#{CONNECTIONS} -d#{SECONDS}s --latency http://127.0.0.1:#{port}/ 2>&1`
-  rps = out[/Requests\/sec:\s+([\d.]+)/, 1].to_f
-  p99 = latency_ms(out[/^\s+99%\s+(\S+)/, 1])
-  errors = out[/Non-2xx or 3xx responses: (\d+)/, 1] || out[/Socket errors: .*/]
-  warn "#{name}: #{errors}" if errors
-  [rps, p99, rss_before, rss_mb(pid)]
-ensure
-  if pid
-    Process.kill("TERM", -pid) rescue nil # rubocop:disable Style/RescueModifier
-    Process.wait(pid) rescue nil # rubocop:disable Style/RescueModifier
+  with_pinned_server(cmd, port, cpu: SERVER_CPU, env: { "RACK_ENV" => "production" }, name: name) do |pid|
+    # Warm up, then measure.
+    `taskset -c #{WRK_CPU} wrk -t1 -c#{CONNECTIONS} -d1s http://127.0.0.1:#{port}/ 2>&1`
+    rss_before = rss_mb(pid)
+    out = `taskset -c #{WRK_CPU} wrk -t1 -c#{CONNECTIONS} -d#{SECONDS}s --latency http://127.0.0.1:#{port}/ 2>&1`
+    rps = out[/Requests\/sec:\s+([\d.]+)/, 1].to_f
+    p99 = latency_ms(out[/^\s+99%\s+(\S+)/, 1])
+    errors = out[/Non-2xx or 3xx responses: (\d+)/, 1] || out[/Socket errors: .*/]
+    warn "#{name}: #{errors}" if errors
+    [rps, p99, rss_before, rss_mb(pid)]
   end
 end
 

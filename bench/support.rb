@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# What the benchmark scripts share: free ports and waiting for a server to listen.
+# What the benchmark scripts share: free ports, and a server pinned to a core for one run.
 
 require "socket"
 
@@ -23,4 +23,18 @@ def wait_for(port, pid)
     sleep 0.1
   end
   false
+end
+
+# Starts `cmd` (which listens on `port`) pinned to `cpu`, yields its pid once it accepts, and
+# stops it (and its process group) afterwards.
+def with_pinned_server(cmd, port, cpu:, env: {}, name: cmd.first)
+  pid = Process.spawn(env, "taskset", "-c", cpu.to_s, *cmd, out: File::NULL, err: File::NULL, pgroup: true)
+  raise "#{name} did not start" unless wait_for(port, pid)
+
+  yield pid
+ensure
+  if pid
+    Process.kill("TERM", -pid) rescue nil # rubocop:disable Style/RescueModifier
+    Process.wait(pid) rescue nil # rubocop:disable Style/RescueModifier
+  end
 end

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use magnus::value::Opaque;
-use magnus::{prelude::*, Error, RHash, Ruby, Value};
+use magnus::{prelude::*, ArgList, Error, RHash, Ruby, Value};
 
 use crate::errors;
 
@@ -37,13 +37,8 @@ pub fn call(ruby: &Ruby, id: u64, once: bool) -> Result<(), Error> {
     if once {
         forget(ruby, id);
     }
-    let Some(block) = block else {
-        return Ok(()); // forgotten meanwhile (the server stopped)
-    };
-    match block.funcall::<_, _, Value>("call", ()) {
-        Ok(_) => Ok(()),
-        Err(e) => errors::contain(ruby, e),
-    }
+    // None: forgotten meanwhile (the server stopped).
+    block.map_or(Ok(()), |block| invoke(ruby, block, ()))
 }
 
 /// Calls the callable `id` with `(channel, message)` as binary Strings (a pub/sub message).
@@ -58,10 +53,15 @@ pub fn call_with_message(
         return Ok(());
     };
     let args = (ruby.str_from_slice(channel), ruby.str_from_slice(message));
-    match callable.funcall::<_, _, Value>("call", args) {
-        Ok(_) => Ok(()),
-        Err(e) => errors::contain(ruby, e),
-    }
+    invoke(ruby, callable, args)
+}
+
+/// `callable.call(*args)`, with exceptions logged and jumps returned.
+fn invoke(ruby: &Ruby, callable: Value, args: impl ArgList) -> Result<(), Error> {
+    callable
+        .funcall::<_, _, Value>("call", args)
+        .map(|_| ())
+        .or_else(|e| errors::contain(ruby, e))
 }
 
 /// Creates the store.

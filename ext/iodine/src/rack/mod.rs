@@ -119,39 +119,34 @@ fn respond(
             return errors::contain(ruby, e);
         }
     };
-    match rest {
+    let (body, sender, callable) = match rest {
         response::Rest::Done => {
             replies::reply(reply, res);
+            return Ok(());
+        }
+        response::Rest::Stream(body, sender) => (body, sender, false),
+        response::Rest::Call(body, sender) => (body, sender, true),
+    };
+    // Earlier answers go out first; this one must leave before its body streams.
+    replies::flush_replies();
+    if !reply.send(res) {
+        drop(sender);
+        return response::close(body); // the client left: nothing to stream
+    }
+    if !callable {
+        return response::stream(ruby, body, sender).or_else(|e| errors::contain(ruby, e));
+    }
+    let stream = ruby.obj_wrap(stream::Stream::new(sender));
+    match response::call(ruby, body, stream.as_value()) {
+        Ok(()) => Ok(()),
+        // A write raised because the client left, and the app let it through.
+        Err(e) if stream.client_left() && e.is_kind_of(ruby.exception_io_error()) => {
+            iodine_engine::debug!("the client left while its response streamed");
             Ok(())
         }
-        response::Rest::Call(body, sender) => {
-            // Earlier answers go out first; this one must leave before its body streams.
-            replies::flush_replies();
-            if !reply.send(res) {
-                drop(sender);
-                return response::close(body); // the client left: nothing to stream
-            }
-            let stream = ruby.obj_wrap(stream::Stream::new(sender));
-            match response::call(ruby, body, stream.as_value()) {
-                Ok(()) => Ok(()),
-                // A write raised because the client left, and the app let it through.
-                Err(e) if stream.client_left() && e.is_kind_of(ruby.exception_io_error()) => {
-                    iodine_engine::debug!("the client left while its response streamed");
-                    Ok(())
-                }
-                Err(e) => {
-                    stream.abort("the streaming body raised");
-                    errors::contain(ruby, e)
-                }
-            }
-        }
-        response::Rest::Stream(body, sender) => {
-            replies::flush_replies();
-            if !reply.send(res) {
-                drop(sender);
-                return response::close(body);
-            }
-            response::stream(ruby, body, sender).or_else(|e| errors::contain(ruby, e))
+        Err(e) => {
+            stream.abort("the streaming body raised");
+            errors::contain(ruby, e)
         }
     }
 }

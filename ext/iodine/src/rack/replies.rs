@@ -94,6 +94,10 @@ pub fn flush_replies() {
 
 /// Sends the held answers if the oldest has waited [`MAX_HOLD`] (before a task that may block).
 pub fn flush_stale_replies() {
+    // Called before every task: without batching nothing is held, and no lock is taken.
+    if !BATCHING.load(Ordering::Acquire) {
+        return;
+    }
     let stale = HELD.lock().since.is_some_and(|t| t.elapsed() >= MAX_HOLD);
     if stale {
         flush_replies();

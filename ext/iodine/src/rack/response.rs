@@ -219,21 +219,10 @@ pub fn stream(ruby: &Ruby, body: Value, sender: BodySender) -> Result<(), Error>
         if chunk.is_empty() {
             return Ok(());
         }
-        let Some(sender) = in_block.lock().clone() else {
-            return Err(errors::client_gone(ruby));
-        };
-        match send(ruby, &sender, chunk.to_bytes()) {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                in_block.lock().take();
-                Err(errors::client_gone(ruby))
-            }
-            Err(interrupt) => {
-                if let Some(sender) = in_block.lock().take() {
-                    sender.abort("interrupted while sending the body");
-                }
-                Err(interrupt)
-            }
+        match send_from(ruby, &in_block, chunk.to_bytes())? {
+            Outcome::Sent => Ok(()),
+            // Client gone, or an earlier interrupt aborted the response: end the iteration.
+            Outcome::ClientGone | Outcome::Closed => Err(errors::client_gone(ruby)),
         }
     });
     let result =
@@ -257,10 +246,47 @@ pub fn call(ruby: &Ruby, body: Value, stream: Value) -> Result<(), Error> {
         .map(|_| ())
 }
 
+/// What became of a chunk sent with [`send_from`].
+pub enum Outcome {
+    /// Handed to the connection.
+    Sent,
+    /// The client is gone (the slot is now empty).
+    ClientGone,
+    /// The slot was empty: the stream was closed or aborted before.
+    Closed,
+}
+
+/// Sends `chunk` through the sender in `slot` (shared by a streamed body and whoever writes to
+/// it). The slot is emptied once the client is gone, and on an interrupt, which also aborts
+/// the response (a cut body never looks complete) and comes back as `Err` for Ruby.
+pub fn send_from(
+    ruby: &Ruby,
+    slot: &Mutex<Option<BodySender>>,
+    chunk: Bytes,
+) -> Result<Outcome, Error> {
+    let Some(sender) = slot.lock().clone() else {
+        return Ok(Outcome::Closed);
+    };
+    match send(ruby, &sender, chunk) {
+        Ok(true) => Ok(Outcome::Sent),
+        Ok(false) => {
+            slot.lock().take();
+            Ok(Outcome::ClientGone)
+        }
+        Err(interrupt) => {
+            drop(sender);
+            if let Some(sender) = slot.lock().take() {
+                sender.abort("interrupted while sending the body");
+            }
+            Err(interrupt)
+        }
+    }
+}
+
 /// Sends a chunk, releasing the GVL while the client is slow. `Ok(false)` once the client is
 /// gone; `Err` when a Ruby interrupt (`Thread#raise`/`kill`, `Timeout`) arrived meanwhile:
 /// the chunk may or may not have been sent, and the error must go back to Ruby as it is.
-pub fn send(ruby: &Ruby, sender: &BodySender, chunk: Bytes) -> Result<bool, Error> {
+fn send(ruby: &Ruby, sender: &BodySender, chunk: Bytes) -> Result<bool, Error> {
     let chunk = match sender.try_send(chunk) {
         Ok(open) => return Ok(open),
         Err(chunk) => chunk,

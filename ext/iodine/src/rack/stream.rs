@@ -9,6 +9,7 @@ use iodine_engine::http::BodySender;
 use magnus::{method, prelude::*, Error, RModule, Ruby, Value};
 use parking_lot::Mutex;
 
+use super::response::{send_from, to_bytes, Outcome};
 use crate::errors;
 
 /// The stream handed to a streaming body.
@@ -33,32 +34,23 @@ impl Stream {
     /// waits for a slow client (`Timeout`, `Thread#raise`, `Thread#kill`) is delivered as Ruby
     /// would, and aborts the response: the client sees it cut, never complete.
     fn write(ruby: &Ruby, rb_self: &Self, data: Value) -> Result<usize, Error> {
-        let bytes = super::response::to_bytes(data)?;
+        let bytes = to_bytes(data)?;
         let len = bytes.len();
-        let sender = rb_self.sender.lock().clone();
-        let Some(sender) = sender else {
-            return Err(errors::exception(
-                ruby.exception_io_error(),
-                "closed stream",
-            ));
-        };
-        if len == 0 {
+        if len == 0 && rb_self.sender.lock().is_some() {
             return Ok(0);
         }
-        match super::response::send(ruby, &sender, bytes) {
-            Ok(true) => Ok(len),
-            Ok(false) => {
+        match send_from(ruby, &rb_self.sender, bytes)? {
+            Outcome::Sent => Ok(len),
+            Outcome::Closed => Err(errors::exception(
+                ruby.exception_io_error(),
+                "closed stream",
+            )),
+            Outcome::ClientGone => {
                 rb_self.client_left.store(true, Ordering::Release);
-                rb_self.sender.lock().take();
                 Err(errors::exception(
                     ruby.exception_io_error(),
                     "the client closed the connection",
                 ))
-            }
-            Err(interrupt) => {
-                drop(sender);
-                rb_self.abort("interrupted while writing");
-                Err(interrupt)
             }
         }
     }
