@@ -39,6 +39,25 @@ fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (String, bool) {
     (String::from_utf8_lossy(&out).into_owned(), false)
 }
 
+/// Writes `byte` every 100 ms, at most `rounds` times, until the server answers or closes;
+/// returns what it sent and whether it closed (a write that fails counts as closed).
+fn drip(s: &mut TcpStream, byte: &[u8], rounds: usize) -> (String, bool) {
+    let mut answer = String::new();
+    for _ in 0..rounds {
+        std::thread::sleep(Duration::from_millis(100));
+        if s.write_all(byte).is_err() {
+            answer.push_str(&read_until_closed(s, Duration::from_millis(100)).0);
+            return (answer, true);
+        }
+        let (r, closed) = read_until_closed(s, Duration::from_millis(1));
+        answer.push_str(&r);
+        if closed || answer.contains("HTTP/1.1") {
+            return (answer, closed);
+        }
+    }
+    (answer, false)
+}
+
 #[test]
 fn http_1_0_without_host_is_served() {
     let srv = TestServer::start(HttpSettings::default(), ok());
@@ -77,19 +96,7 @@ fn a_slow_request_head_is_cut_at_its_deadline() {
     let started = Instant::now();
     s.write_all(b"GET / HTTP/1.1\r\n").expect("write");
     // One header byte every 100 ms would go on forever.
-    let mut closed = false;
-    for _ in 0..30 {
-        std::thread::sleep(Duration::from_millis(100));
-        if s.write_all(b"X").is_err() {
-            closed = true;
-            break;
-        }
-        let (_, c) = read_until_closed(&mut s, Duration::from_millis(1));
-        if c {
-            closed = true;
-            break;
-        }
-    }
+    let (_, closed) = drip(&mut s, b"X", 30);
     assert!(closed, "the slow head was not cut");
     assert!(
         started.elapsed() < Duration::from_millis(2500),
@@ -130,16 +137,7 @@ fn a_body_slower_than_the_minimum_rate_gets_408() {
         .expect("write");
     s.write_all(&[b'a'; 500]).expect("write");
     // 500 bytes buy 0.5 s at 1000 B/s: 1 s in all. A byte every 100 ms never pauses long.
-    let mut answer = String::new();
-    for _ in 0..40 {
-        std::thread::sleep(Duration::from_millis(100));
-        let _ = s.write_all(b"a");
-        let (r, closed) = read_until_closed(&mut s, Duration::from_millis(1));
-        answer.push_str(&r);
-        if closed || answer.contains("HTTP/1.1") {
-            break;
-        }
-    }
+    let (answer, _) = drip(&mut s, b"a", 40);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     assert!(
         started.elapsed() < Duration::from_millis(2500),
