@@ -8,15 +8,18 @@
 //! - [`server`]: listeners (TCP, Unix), the accept loop, connection tracking and shutdown.
 //! - [`http`]: the HTTP/1.1 service on hyper: owned requests in, owned responses out, limits,
 //!   error responses and the request log.
+//! - [`link`]: a long-lived connection as the app sees it: bounded outgoing queue, events.
 //! - [`mailbox`]: a connection's events, run one at a time and in order.
 //! - [`mustache`]: Mustache templates: parser, compiled template, renderer over a `Context`.
 //! - [`pubsub`]: the process's pub/sub broker (exact channels and glob patterns).
-//! - [`sse`]: the Server-Sent Events wire format (events, the ping comment, the head).
+//! - [`sse`]: Server-Sent Events: the wire format, the ping comment, the stream session.
 //! - [`timers`]: one-shot and repeating timers that end at shutdown.
+//! - [`websocket`]: WebSocket on tokio-tungstenite: handshake, close policy, limits, pings.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod http;
+pub mod link;
 pub mod log;
 pub mod mailbox;
 pub mod mustache;
@@ -24,3 +27,4 @@ pub mod pubsub;
 pub mod server;
 pub mod sse;
 pub mod timers;
+pub mod websocket;

@@ -2,6 +2,7 @@
 //! receives its body, hands it to the [`Handler`] and sends the answer back.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,9 +18,12 @@ use super::handler::{Handler, Reply};
 use super::hijack::{Hijack, HijackableIo};
 use super::idle::{Busy, Expired, Idle};
 use super::request::{version_str, Request};
-use super::response::ResponseBody;
+use super::response::{Body, Response, ResponseBody};
 use super::settings::HttpSettings;
+use super::takeover::{self, Resumed, Slot, Takeover};
+use crate::link::{Protocol, Upgrade};
 use crate::server::{accept_loop, Listener, Peer, Shutdown, Stream};
+use crate::{sse, websocket};
 
 /// What every connection of one listener shares.
 struct Site {
@@ -115,11 +119,17 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
     let idle = Arc::new(Idle::new());
     let svc_idle = idle.clone();
     let (io, hijack) = HijackableIo::new(stream, idle.clone());
+    let slot: Slot = Arc::default();
+    let svc_slot = slot.clone();
+    let taken = hijack.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let site = svc_site.clone();
         let busy = Busy::new(svc_idle.clone());
         let hijack = hijack.clone();
-        async move {
+        let slot = svc_slot.clone();
+        // Boxed so the connection is Unpin: it can then be finished without shutting the
+        // socket down, and the socket taken back after an upgrade.
+        Box::pin(async move {
             let started = Instant::now();
             let logged = site.settings.log.then(|| {
                 (
@@ -128,9 +138,9 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
                     version_str(req.version()),
                 )
             });
-            let mut res = respond(req, peer, &site, &hijack).await;
+            let mut res = respond(req, peer, &site, &hijack, &slot).await;
             res.body_mut().hold_until_sent(busy);
-            // Hijacked requests are not logged (the app answered on its own socket).
+            // Hijacked and upgraded requests are not logged (the app answered on its own).
             if let (Some((method, path, version)), false) = (logged, hijack.is_taken()) {
                 let status = res.status().as_u16();
                 res.body_mut().log_when_sent(Entry {
@@ -143,12 +153,24 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
                 });
             }
             Ok::<_, Infallible>(res)
-        }
+        })
     });
-    let conn = site.builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    let mut conn = site.builder.serve_connection(TokioIo::new(io), service);
+    // Once the socket is taken (hijack or upgrade), hyper must finish without shutting it
+    // down: it belongs to the app or to the session that follows.
+    macro_rules! run {
+        () => {
+            std::future::poll_fn(|cx| {
+                if taken.is_taken() {
+                    conn.poll_without_shutdown(cx)
+                } else {
+                    Pin::new(&mut conn).poll(cx)
+                }
+            })
+        };
+    }
     tokio::select! {
-        res = conn.as_mut() => {
+        res = run!() => {
             if let Err(e) = res {
                 crate::debug!("connection ended: {e}");
             }
@@ -157,18 +179,29 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
             // A slow head or a client that stopped reading is dropped at once; an idle
             // connection is closed the polite way.
             if why == Expired::Idle {
-                conn.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(site.settings.shutdown_grace, conn).await;
+                Pin::new(&mut conn).graceful_shutdown();
+                let _ = tokio::time::timeout(site.settings.shutdown_grace, run!()).await;
             }
         }
         _ = shutdown.triggered() => {
             // Idle connections close now; a busy one finishes its response first.
-            conn.as_mut().graceful_shutdown();
-            if tokio::time::timeout(site.settings.shutdown_grace, conn).await.is_err() {
+            Pin::new(&mut conn).graceful_shutdown();
+            if tokio::time::timeout(site.settings.shutdown_grace, run!()).await.is_err() {
                 crate::warning!("closing a connection that outlived the shutdown grace period");
             }
         }
     }
+    let Some(takeover) = slot.lock().take() else {
+        return;
+    };
+    // The session tracks itself from here, before this connection's guard goes.
+    let guard = shutdown.track();
+    let parts = conn.into_parts();
+    let Some(stream) = parts.io.into_inner().into_stream() else {
+        return; // dropping the takeover tells the app the connection closed
+    };
+    let io = Resumed::new(stream, parts.read_buf);
+    tokio::spawn(async move { takeover::run(io, takeover, &site.settings, shutdown, guard).await });
 }
 
 /// Checks, receives and dispatches one request.
@@ -177,12 +210,17 @@ async fn respond(
     peer: Peer,
     site: &Site,
     hijack: &Hijack,
+    slot: &Slot,
 ) -> hyper::Response<ResponseBody> {
     let (parts, incoming) = req.into_parts();
     let head_request = parts.method == Method::HEAD;
     if let Err(rejected) = check(&parts, &site.settings) {
         return rejected;
     }
+    // Settled now, while the headers are at hand: the app may accept an upgrade.
+    let websocket = (parts.headers.contains_key(header::UPGRADE)
+        && websocket::is_upgrade_request(&parts.headers))
+    .then(|| websocket::accept_key(&parts.headers));
     let pace = Pace {
         base: site.settings.body_timeout,
         min_rate: site.settings.min_upload_rate,
@@ -219,10 +257,44 @@ async fn respond(
         return error_response(StatusCode::OK, true);
     }
     match answer {
-        Ok(r) => r.into_hyper(head_request),
+        Ok(mut r) => {
+            if let Body::Upgrade(upgrade) = std::mem::take(&mut r.body) {
+                return take_over(r, upgrade, websocket, hijack, slot);
+            }
+            r.into_hyper(head_request)
+        }
         // The handler dropped the reply: it failed or is shutting down.
         Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, true),
     }
+}
+
+/// Starts an upgrade the app accepted: parks the takeover for the connection to run once
+/// hyper lets go of the socket. A WebSocket upgrade with a bad handshake gets a 400 (and the
+/// app's `on_close`, when the dropped upgrade is dropped).
+fn take_over(
+    r: Response,
+    upgrade: Upgrade,
+    websocket: Option<Result<String, websocket::HandshakeError>>,
+    hijack: &Hijack,
+    slot: &Slot,
+) -> hyper::Response<ResponseBody> {
+    let head = match upgrade.link().protocol() {
+        Protocol::WebSocket => match websocket {
+            Some(Ok(accept)) => websocket::response_head(&accept, &r.headers),
+            Some(Err(why)) => {
+                crate::debug!("refused a WebSocket handshake: {why:?}");
+                return error_response(StatusCode::BAD_REQUEST, true);
+            }
+            None => {
+                crate::debug!("a WebSocket handler for a request that is no WebSocket upgrade");
+                return error_response(StatusCode::BAD_REQUEST, true);
+            }
+        },
+        Protocol::Sse => sse::response_head(&r.headers),
+    };
+    *slot.lock() = Some(Takeover { head, upgrade });
+    hijack.mark_taken();
+    error_response(StatusCode::OK, true)
 }
 
 /// Rejects requests no app should see: RFC 9112 §3.2 Host rules (required from HTTP/1.1

@@ -68,7 +68,8 @@ impl Hijack {
 /// The connection's IO as hyper sees it: the real stream until hijacked, then a sink.
 #[derive(Debug)]
 pub(crate) struct HijackableIo {
-    inner: Stream,
+    /// None once handed on ([`HijackableIo::into_stream`]).
+    inner: Option<Stream>,
     shared: Arc<Shared>,
     /// Told when bytes arrive (the request-head deadline starts with the first byte).
     idle: Arc<Idle>,
@@ -85,7 +86,7 @@ impl HijackableIo {
         let hijack = Hijack(shared.clone());
         (
             HijackableIo {
-                inner,
+                inner: Some(inner),
                 shared,
                 idle,
             },
@@ -95,6 +96,20 @@ impl HijackableIo {
 
     fn taken(&self) -> bool {
         self.shared.taken.load(Ordering::Acquire)
+    }
+
+    fn stream(&mut self) -> io::Result<&mut Stream> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| io::ErrorKind::NotConnected.into())
+    }
+
+    /// The socket itself, for the session that follows an upgrade (None if the app took it
+    /// with `rack.hijack` meanwhile: it is the app's). Claims see the connection as closed.
+    pub(crate) fn into_stream(mut self) -> Option<Stream> {
+        let mut open = self.shared.open.lock();
+        *open = false;
+        self.inner.take()
     }
 }
 
@@ -117,7 +132,7 @@ impl AsyncRead for HijackableIo {
             return Poll::Ready(Ok(())); // end of input: the app reads the socket now
         }
         let before = buf.filled().len();
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let polled = Pin::new(this.stream()?).poll_read(cx, buf);
         if buf.filled().len() > before {
             this.idle.note_read();
         }
@@ -135,7 +150,7 @@ impl AsyncWrite for HijackableIo {
         if this.taken() {
             return Poll::Ready(Ok(buf.len()));
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        Pin::new(this.stream()?).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -147,11 +162,11 @@ impl AsyncWrite for HijackableIo {
         if this.taken() {
             return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        Pin::new(this.stream()?).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner.as_ref().is_some_and(|s| s.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -159,7 +174,7 @@ impl AsyncWrite for HijackableIo {
         if this.taken() {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.inner).poll_flush(cx)
+        Pin::new(this.stream()?).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -167,6 +182,6 @@ impl AsyncWrite for HijackableIo {
         if this.taken() {
             return Poll::Ready(Ok(())); // never shut down the socket the app now owns
         }
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        Pin::new(this.stream()?).poll_shutdown(cx)
     }
 }

@@ -41,6 +41,10 @@ pub enum Body {
     File(File, u64),
     /// Chunks sent as they are produced (chunked encoding unless the app set a length).
     Stream(StreamReceiver),
+    /// No HTTP body: the connection leaves HTTP for the protocol the app accepted
+    /// (WebSocket or SSE). The server writes the head itself; the status and the app's
+    /// headers go with it.
+    Upgrade(crate::link::Upgrade),
 }
 
 /// A streaming body and the sender that feeds it.
@@ -122,6 +126,9 @@ impl ResponseBody {
                 remaining: len,
             }),
             Body::Stream(rx) => Self::new(Kind::Stream(rx)),
+            // The connection handles upgrades before a response is built; one that gets
+            // here (a HEAD request, a bodiless status) has nothing to send.
+            Body::Upgrade(_) => Self::empty(),
         }
     }
 

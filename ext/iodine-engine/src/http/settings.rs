@@ -37,6 +37,8 @@ pub struct HttpSettings {
     pub tls: bool,
     /// How long shutdown lets a busy connection finish before closing it. Default 8 s.
     pub shutdown_grace: Duration,
+    /// WebSocket and SSE connections upgraded from this listener.
+    pub websocket: crate::websocket::WsSettings,
 }
 
 impl Default for HttpSettings {
@@ -53,6 +55,7 @@ impl Default for HttpSettings {
             log: false,
             tls: false,
             shutdown_grace: Duration::from_secs(8),
+            websocket: crate::websocket::WsSettings::default(),
         }
     }
 }

@@ -1,8 +1,45 @@
-//! Server-Sent Events (EventSource) on the wire: encoding events, the keep-alive comment and
-//! the response head. The connection machinery that writes them comes with the connection
-//! layer; this module only knows the format (WHATWG HTML "server-sent events").
+//! Server-Sent Events (EventSource): encoding events, the keep-alive comment, the response
+//! head (WHATWG HTML "server-sent events"), and the [`session`](run) that writes a
+//! [`Link`](crate::link::Link)'s events to the client.
+
+mod session;
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+pub use session::run;
+
+/// Whether a request asks for an event stream: its `Accept` *contains* `text/event-stream`
+/// (the C gem wanted it to be the whole value; browsers may send a list).
+pub fn is_sse_request(headers: &http::HeaderMap) -> bool {
+    headers.get_all(http::header::ACCEPT).iter().any(|v| {
+        v.as_bytes()
+            .windows(17)
+            .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"))
+    })
+}
+
+/// The 200 head of an event stream: the SSE headers (the app's `content-type` wins over
+/// ours), then the app's own. No length: the stream ends when the connection closes.
+pub fn response_head(app_headers: &[(Bytes, Bytes)]) -> BytesMut {
+    let mut head = BytesMut::with_capacity(192);
+    head.put_slice(b"HTTP/1.1 200 OK\r\n");
+    let app_sets = |name: &str| {
+        app_headers
+            .iter()
+            .any(|(n, _)| n.as_ref().eq_ignore_ascii_case(name.as_bytes()))
+    };
+    for (name, value) in RESPONSE_HEADERS {
+        if !app_sets(name) {
+            head.put_slice(name.as_bytes());
+            head.put_slice(b": ");
+            head.put_slice(value.as_bytes());
+            head.put_slice(b"\r\n");
+        }
+    }
+    crate::http::put_app_headers(&mut head, app_headers, &["connection"]);
+    head.put_slice(b"\r\n");
+    head
+}
 
 /// The comment written to an idle stream every `ping` seconds, so proxies keep it open.
 pub const PING: &[u8] = b": ping\n\n";

@@ -1,0 +1,333 @@
+//! A long-lived connection as the application sees it (WebSocket, SSE, later raw sockets):
+//! the [`Link`] it writes to, and the [`Events`] it is told about.
+//!
+//! The application never touches the socket. `write` only queues (it never blocks a Ruby
+//! thread) and wakes the connection's session task, which writes everything queued in one
+//! batch and one flush. The queue is bounded ([`OUTGOING_LIMIT`] bytes): a client that
+//! does not read while the application keeps writing is closed as too slow, the way the C
+//! gem dropped slow clients, instead of letting its backlog grow without end.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+/// Unsent bytes one connection may hold (queued by the app, not yet written to its socket).
+pub const OUTGOING_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Bookkeeping cost counted for each queued message on top of its bytes, so a flood of
+/// empty messages is bounded too.
+const MESSAGE_OVERHEAD: usize = 64;
+
+/// The protocol a connection speaks once it left HTTP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// RFC 6455 WebSocket.
+    WebSocket,
+    /// Server-Sent Events (EventSource).
+    Sse,
+}
+
+/// One outgoing message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outgoing {
+    /// A WebSocket text frame (the bytes are UTF-8).
+    Text(Bytes),
+    /// A WebSocket binary frame.
+    Binary(Bytes),
+    /// Bytes written as they are (an encoded SSE event).
+    Raw(Bytes),
+}
+
+impl Outgoing {
+    fn cost(&self) -> usize {
+        let (Outgoing::Text(b) | Outgoing::Binary(b) | Outgoing::Raw(b)) = self;
+        b.len() + MESSAGE_OVERHEAD
+    }
+}
+
+/// Why a write was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteError {
+    /// The connection is closed or closing.
+    Closed,
+    /// The backlog passed [`OUTGOING_LIMIT`]: the connection is now being closed.
+    TooSlow,
+}
+
+/// How the application asked the connection to end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closing {
+    /// Not asked.
+    No,
+    /// After the queued writes; WebSocket: a Close frame with this code (None: no code).
+    Graceful(Option<u16>),
+    /// At once, dropping the backlog (the client is too slow).
+    Abort,
+}
+
+#[derive(Debug)]
+struct Outbox {
+    queue: VecDeque<Outgoing>,
+    /// Cost of `queue` plus what the session took and has not flushed yet.
+    bytes: usize,
+    /// Messages the session took and has not flushed yet.
+    in_flight: usize,
+    closing: Closing,
+    /// The session ended: nothing more is written.
+    closed: bool,
+}
+
+/// The application's handle on one connection.
+#[derive(Debug)]
+pub struct Link {
+    protocol: Protocol,
+    outbox: Mutex<Outbox>,
+    wake: Notify,
+    /// Ping / keep-alive interval in seconds (0: the listener's default).
+    timeout: AtomicU32,
+}
+
+impl Link {
+    /// A link for a connection about to start speaking `protocol`.
+    pub fn new(protocol: Protocol) -> Arc<Link> {
+        Arc::new(Link {
+            protocol,
+            outbox: Mutex::new(Outbox {
+                queue: VecDeque::new(),
+                bytes: 0,
+                in_flight: 0,
+                closing: Closing::No,
+                closed: false,
+            }),
+            wake: Notify::new(),
+            timeout: AtomicU32::new(0),
+        })
+    }
+
+    /// The protocol.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Queues a message; never blocks. Past [`OUTGOING_LIMIT`] the connection is aborted.
+    pub fn write(&self, message: Outgoing) -> Result<(), WriteError> {
+        {
+            let mut out = self.outbox.lock();
+            if out.closed || out.closing != Closing::No {
+                return Err(WriteError::Closed);
+            }
+            let cost = message.cost();
+            if out.bytes + cost > OUTGOING_LIMIT {
+                out.closing = Closing::Abort;
+                out.queue.clear();
+                drop(out);
+                crate::warning!(
+                    "closing a client that stopped reading ({OUTGOING_LIMIT} bytes unsent)"
+                );
+                self.wake.notify_one();
+                return Err(WriteError::TooSlow);
+            }
+            out.bytes += cost;
+            out.queue.push_back(message);
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Closes after the queued writes (WebSocket: with a Close frame carrying `code`).
+    /// Does nothing when already closing.
+    pub fn close(&self, code: Option<u16>) {
+        {
+            let mut out = self.outbox.lock();
+            if out.closed || out.closing != Closing::No {
+                return;
+            }
+            out.closing = Closing::Graceful(code);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Whether writes are still accepted.
+    pub fn is_open(&self) -> bool {
+        let out = self.outbox.lock();
+        !out.closed && out.closing == Closing::No
+    }
+
+    /// Messages queued or being written; -1 once the connection is closed.
+    pub fn pending(&self) -> i64 {
+        let out = self.outbox.lock();
+        if out.closed {
+            -1
+        } else {
+            (out.queue.len() + out.in_flight) as i64
+        }
+    }
+
+    /// The ping / keep-alive interval in seconds (0: the listener's default).
+    pub fn timeout(&self) -> u32 {
+        self.timeout.load(Ordering::Relaxed)
+    }
+
+    /// Sets the ping / keep-alive interval in seconds (0: the listener's default).
+    pub fn set_timeout(&self, seconds: u32) {
+        self.timeout.store(seconds, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    // The session's side.
+
+    /// Waits until the application wrote, closed or changed the timeout.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// Takes everything queued into `into`; returns how the app wants the connection to end.
+    pub(crate) fn take(&self, into: &mut Vec<Outgoing>) -> Closing {
+        let mut out = self.outbox.lock();
+        out.in_flight += out.queue.len();
+        into.extend(out.queue.drain(..));
+        out.closing
+    }
+
+    /// The session wrote and flushed `count` messages taken with [`Link::take`].
+    pub(crate) fn flushed(&self, taken: &[Outgoing]) {
+        let cost: usize = taken.iter().map(Outgoing::cost).sum();
+        let mut out = self.outbox.lock();
+        out.in_flight = out.in_flight.saturating_sub(taken.len());
+        out.bytes = out.bytes.saturating_sub(cost);
+    }
+
+    /// The session ended: writes are refused from now on.
+    pub(crate) fn mark_closed(&self) {
+        let mut out = self.outbox.lock();
+        out.closed = true;
+        out.queue.clear();
+        out.in_flight = 0;
+        out.bytes = 0;
+    }
+}
+
+/// What a connection's session tells the application. Called on IO threads: implementations
+/// hand the work to whoever runs application code and return at once.
+pub trait Events: Send + Sync + 'static {
+    /// The connection is open (the 101 or the SSE head was sent).
+    fn on_open(&self);
+    /// A complete message arrived (WebSocket: `text` for text frames).
+    fn on_message(&self, data: Bytes, text: bool);
+    /// Everything queued was written (also once right after `on_open`).
+    fn on_drained(&self);
+    /// The server is shutting down; the connection closes soon after.
+    fn on_shutdown(&self);
+    /// The connection closed, for any reason (also when the handshake failed: then
+    /// without `on_open`). Called exactly once.
+    fn on_close(&self);
+}
+
+/// An upgrade the application accepted: the link it writes to (its protocol says what to
+/// speak) and what it is told. Dropped without being started (the handshake failed, the
+/// client left first), it closes the link and calls `on_close`: the application always
+/// hears the end, with or without `on_open`.
+pub struct Upgrade {
+    link: Arc<Link>,
+    events: Arc<dyn Events>,
+    started: bool,
+}
+
+impl Upgrade {
+    /// An upgrade to `link`'s protocol reporting to `events`.
+    pub fn new(link: Arc<Link>, events: Arc<dyn Events>) -> Self {
+        Upgrade {
+            link,
+            events,
+            started: false,
+        }
+    }
+
+    /// The link.
+    pub fn link(&self) -> &Arc<Link> {
+        &self.link
+    }
+
+    /// Hands the link and the events to the session that now owns the connection (which
+    /// must call `on_close` when it ends).
+    pub fn start(mut self) -> (Arc<Link>, Arc<dyn Events>) {
+        self.started = true;
+        (self.link.clone(), self.events.clone())
+    }
+}
+
+impl Drop for Upgrade {
+    fn drop(&mut self) {
+        if !self.started {
+            self.link.mark_closed();
+            self.events.on_close();
+        }
+    }
+}
+
+impl std::fmt::Debug for Upgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upgrade")
+            .field("protocol", &self.link.protocol())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_queue_until_taken_and_pending_counts_unflushed_messages() {
+        let link = Link::new(Protocol::WebSocket);
+        assert!(link.write(Outgoing::Text(Bytes::from("a"))).is_ok());
+        assert!(link.write(Outgoing::Binary(Bytes::from("b"))).is_ok());
+        assert_eq!(link.pending(), 2);
+        let mut taken = Vec::new();
+        assert_eq!(link.take(&mut taken), Closing::No);
+        assert_eq!(taken.len(), 2);
+        assert_eq!(link.pending(), 2, "taken but not flushed is still pending");
+        link.flushed(&taken);
+        assert_eq!(link.pending(), 0);
+        link.mark_closed();
+        assert_eq!(link.pending(), -1);
+        assert_eq!(
+            link.write(Outgoing::Text(Bytes::new())),
+            Err(WriteError::Closed)
+        );
+    }
+
+    #[test]
+    fn close_refuses_later_writes_but_keeps_the_queue() {
+        let link = Link::new(Protocol::Sse);
+        link.write(Outgoing::Raw(Bytes::from("x"))).unwrap();
+        link.close(Some(1000));
+        assert!(!link.is_open());
+        assert_eq!(
+            link.write(Outgoing::Raw(Bytes::new())),
+            Err(WriteError::Closed)
+        );
+        let mut taken = Vec::new();
+        assert_eq!(link.take(&mut taken), Closing::Graceful(Some(1000)));
+        assert_eq!(taken, vec![Outgoing::Raw(Bytes::from("x"))]);
+    }
+
+    #[test]
+    fn a_backlog_past_the_limit_aborts_the_connection() {
+        let link = Link::new(Protocol::WebSocket);
+        let chunk = Bytes::from(vec![b'x'; 1024 * 1024]);
+        let mut accepted = 0;
+        while link.write(Outgoing::Binary(chunk.clone())).is_ok() {
+            accepted += 1;
+            assert!(accepted < 100, "the limit never hit");
+        }
+        assert_eq!(accepted, OUTGOING_LIMIT / (1024 * 1024 + MESSAGE_OVERHEAD));
+        let mut taken = Vec::new();
+        assert_eq!(link.take(&mut taken), Closing::Abort);
+        assert!(taken.is_empty(), "the backlog is dropped");
+    }
+}

@@ -1,0 +1,209 @@
+//! One WebSocket connection after the handshake: incoming messages become
+//! [`Events::on_message`], the [`Link`]'s queue is written in batches (every queued frame fed,
+//! then one flush), quiet peers are pinged and dead ones dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use super::WsSettings;
+use crate::link::{Closing, Events, Link, Outgoing};
+use crate::server::Shutdown;
+
+/// Read buffer per connection: small, because it is allocated up front for every idle
+/// connection; larger messages grow it as they arrive.
+const READ_BUFFER: usize = 2048;
+
+/// Feed this much before tungstenite writes to the socket on its own (we flush per batch).
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// How long a closing handshake may take before the socket is just dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Speaks WebSocket on `io` (the 101 already sent) until either side closes, then calls
+/// `on_close`. `on_open` and the first `on_drained` come first.
+pub async fn run<S>(
+    io: S,
+    link: Arc<Link>,
+    events: Arc<dyn Events>,
+    settings: WsSettings,
+    shutdown: Shutdown,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(Some(settings.max_msg))
+        .max_frame_size(Some(settings.max_msg));
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    events.on_open();
+    events.on_drained();
+    let hard_stop = async {
+        shutdown.triggered().await;
+        tokio::time::sleep(settings.shutdown_grace + CLOSE_WAIT).await;
+    };
+    tokio::select! {
+        _ = converse(&mut ws, &link, &*events, settings, &shutdown) => {}
+        _ = hard_stop => {}
+    }
+    link.mark_closed();
+    events.on_close();
+}
+
+/// The connection's loop; returns when it is over.
+async fn converse<S>(
+    ws: &mut WebSocketStream<S>,
+    link: &Link,
+    events: &dyn Events,
+    settings: WsSettings,
+    shutdown: &Shutdown,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut batch: Vec<Outgoing> = Vec::new();
+    // Activity is counted, not timed: re-arming a timer per message would cost more.
+    let mut activity: u64 = 0;
+    let mut seen_at_ping: u64 = 0;
+    let mut awaiting_pong = false;
+    let ping = tokio::time::sleep(interval(link, settings));
+    tokio::pin!(ping);
+    let mut shutting_down = false;
+    let grace = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            incoming = ws.next() => {
+                activity += 1;
+                match incoming {
+                    Some(Ok(Message::Text(text))) => events.on_message(Bytes::from(text), true),
+                    Some(Ok(Message::Binary(data))) => events.on_message(data, false),
+                    Some(Ok(Message::Ping(_))) => {
+                        // tungstenite queued the pong; send it now.
+                        if ws.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Pong(_))) => awaiting_pong = false,
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite queued the reply echoing the peer's code; the next read
+                        // flushes it and ends the stream.
+                        let _ = tokio::time::timeout(CLOSE_WAIT, ws.flush()).await;
+                    }
+                    Some(Ok(Message::Frame(_))) => {}
+                    Some(Err(e)) => {
+                        if let Some(code) = close_code(&e) {
+                            crate::debug!("closing a WebSocket ({code}): {e}");
+                            let frame = CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::default() };
+                            let _ = tokio::time::timeout(CLOSE_WAIT, ws.close(Some(frame))).await;
+                        }
+                        return;
+                    }
+                    None => return,
+                }
+            }
+            _ = link.woken() => {
+                let closing = link.take(&mut batch);
+                if closing == Closing::Abort {
+                    return;
+                }
+                if !batch.is_empty() {
+                    for message in batch.iter() {
+                        if ws.feed(frame(message)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if ws.flush().await.is_err() {
+                        return;
+                    }
+                    link.flushed(&batch);
+                    batch.clear();
+                    events.on_drained();
+                }
+                if let Closing::Graceful(code) = closing {
+                    let frame = code.map(|c| CloseFrame { code: CloseCode::from(c), reason: Utf8Bytes::default() });
+                    let _ = tokio::time::timeout(CLOSE_WAIT, close_politely(ws, frame)).await;
+                    return;
+                }
+                // The timeout may have changed.
+                ping.as_mut().reset(tokio::time::Instant::now() + interval(link, settings));
+            }
+            _ = &mut ping => {
+                if activity == seen_at_ping && awaiting_pong {
+                    crate::debug!("closing a WebSocket peer that stopped answering pings");
+                    return;
+                }
+                if activity == seen_at_ping {
+                    awaiting_pong = true;
+                    if ws.send(Message::Ping(Bytes::new())).await.is_err() {
+                        return;
+                    }
+                } else {
+                    awaiting_pong = false;
+                }
+                seen_at_ping = activity;
+                ping.as_mut().reset(tokio::time::Instant::now() + interval(link, settings));
+            }
+            _ = shutdown.triggered(), if !shutting_down => {
+                shutting_down = true;
+                // The application's on_shutdown runs, then it (or the grace timer) closes.
+                events.on_shutdown();
+                grace.as_mut().reset(tokio::time::Instant::now() + settings.shutdown_grace);
+            }
+            _ = &mut grace, if shutting_down => {
+                link.close(Some(1001));
+            }
+        }
+    }
+}
+
+/// Sends our Close and waits (briefly) for the peer's answer.
+async fn close_politely<S>(ws: &mut WebSocketStream<S>, frame: Option<CloseFrame>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if ws.close(frame).await.is_err() {
+        return;
+    }
+    while let Some(Ok(_)) = ws.next().await {}
+}
+
+/// The Close code for a protocol violation; None when the connection is just gone.
+fn close_code(e: &WsError) -> Option<u16> {
+    match e {
+        WsError::Utf8(_) => Some(1007),
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some(1009),
+        WsError::Capacity(_) => Some(1009),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some(1002),
+        _ => None,
+    }
+}
+
+/// A queued message as a frame. Text that is not valid UTF-8 can't be a text frame: it goes
+/// out as binary rather than break the protocol.
+fn frame(message: &Outgoing) -> Message {
+    match message {
+        Outgoing::Text(bytes) => match Utf8Bytes::try_from(bytes.clone()) {
+            Ok(text) => Message::Text(text),
+            Err(_) => Message::Binary(bytes.clone()),
+        },
+        Outgoing::Binary(bytes) | Outgoing::Raw(bytes) => Message::Binary(bytes.clone()),
+    }
+}
+
+/// The ping interval: the connection's own timeout if set, else the listener's.
+fn interval(link: &Link, settings: WsSettings) -> Duration {
+    match link.timeout() {
+        0 => settings.ping,
+        s => Duration::from_secs(s.into()),
+    }
+}

@@ -1,0 +1,261 @@
+//! WebSocket and SSE sessions on real sockets: handshake, echo, the close policy, limits,
+//! shutdown, and the event stream — with a Rust app standing in for Ruby.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use iodine_engine::http::{Body, HttpSettings, Reply, Request, Response};
+use iodine_engine::link::{Events, Link, Outgoing, Protocol, Upgrade};
+use parking_lot::Mutex;
+use support::TestServer;
+
+/// Echoes every message and records the events it saw.
+struct Echo {
+    link: Arc<Link>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Events for Echo {
+    fn on_open(&self) {
+        self.seen.lock().push("open".into());
+    }
+    fn on_message(&self, data: Bytes, text: bool) {
+        self.seen.lock().push(format!("message {}", data.len()));
+        let out = if text {
+            Outgoing::Text(data)
+        } else {
+            Outgoing::Binary(data)
+        };
+        let _ = self.link.write(out);
+    }
+    fn on_drained(&self) {}
+    fn on_shutdown(&self) {
+        self.seen.lock().push("shutdown".into());
+        let _ = self.link.write(Outgoing::Text(Bytes::from("bye")));
+        self.link.close(Some(1001));
+    }
+    fn on_close(&self) {
+        self.seen.lock().push("close".into());
+    }
+}
+
+fn server(protocol: Protocol, settings: HttpSettings) -> (TestServer, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let handler = move |_req: Request, reply: Reply| {
+        let link = Link::new(protocol);
+        if protocol == Protocol::Sse {
+            let _ = link.write(Outgoing::Raw(Bytes::from("data: hello\r\n\r\n")));
+        }
+        let events = Arc::new(Echo {
+            link: link.clone(),
+            seen: log.clone(),
+        });
+        let headers = vec![(Bytes::from("set-cookie"), Bytes::from("a=b"))];
+        reply.send(Response {
+            status: 200,
+            headers,
+            body: Body::Upgrade(Upgrade::new(link, events)),
+        });
+    };
+    (TestServer::start(settings, Arc::new(handler)), seen)
+}
+
+const HANDSHAKE: &str =
+    "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+fn open(server: &TestServer) -> (TcpStream, String) {
+    let mut s = server.connect();
+    s.write_all(HANDSHAKE.as_bytes()).unwrap();
+    let head = support::read_response(&mut s);
+    (s, head)
+}
+
+/// A client frame: FIN set, masked unless `unmasked`.
+fn frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut out = vec![0x80 | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n < 65536 => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let key = [1u8, 2, 3, 4];
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// Reads one server frame: (opcode, payload).
+fn read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).ok()?;
+    assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).ok()?;
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).ok()?;
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).ok()?;
+    Some((h[0] & 0x0f, payload))
+}
+
+fn close_code(payload: &[u8]) -> Option<u16> {
+    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]))
+}
+
+fn wait_for(seen: &Mutex<Vec<String>>, what: &str) -> Vec<String> {
+    for _ in 0..200 {
+        if seen.lock().iter().any(|e| e == what) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    seen.lock().clone()
+}
+
+#[test]
+fn handshake_echo_ping_and_a_close_that_echoes_the_code() {
+    let (server, seen) = server(Protocol::WebSocket, HttpSettings::default());
+    let (mut s, head) = open(&server);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{head}"
+    );
+    assert!(head.contains("set-cookie: a=b"), "{head}");
+    s.write_all(&frame(0x1, b"hello", true)).unwrap();
+    assert_eq!(read_frame(&mut s), Some((0x1, b"hello".to_vec())));
+    // A fragmented binary message comes back whole.
+    let mut first = frame(0x2, b"ab", true);
+    first[0] &= 0x7f; // not FIN
+    s.write_all(&first).unwrap();
+    s.write_all(&frame(0x0, b"cd", true)).unwrap();
+    assert_eq!(read_frame(&mut s), Some((0x2, b"abcd".to_vec())));
+    s.write_all(&frame(0x9, b"pp", true)).unwrap();
+    assert_eq!(read_frame(&mut s), Some((0xA, b"pp".to_vec())));
+    s.write_all(&frame(0x8, &4000u16.to_be_bytes(), true))
+        .unwrap();
+    let (op, payload) = read_frame(&mut s).expect("close reply");
+    assert_eq!((op, close_code(&payload)), (0x8, Some(4000)));
+    let events = wait_for(&seen, "close");
+    assert_eq!(events, ["open", "message 5", "message 4", "close"]);
+}
+
+#[test]
+fn protocol_violations_close_with_their_codes() {
+    let mut settings = HttpSettings::default();
+    settings.websocket.max_msg = 1024;
+    let (server, _seen) = server(Protocol::WebSocket, settings);
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (frame(0x1, b"unmasked", false), 1002),
+        (
+            {
+                let mut f = frame(0x1, b"rsv", true);
+                f[0] |= 0x40;
+                f
+            },
+            1002,
+        ),
+        (frame(0x1, &[0xff, 0xfe], true), 1007),
+        (frame(0x2, &[0u8; 2000], true), 1009),
+    ];
+    for (bytes, code) in cases {
+        let (mut s, _) = open(&server);
+        s.write_all(&bytes).unwrap();
+        let (op, payload) = read_frame(&mut s).expect("a close frame");
+        assert_eq!((op, close_code(&payload)), (0x8, Some(code)));
+    }
+    // Fragments that add up past the limit, too.
+    let (mut s, _) = open(&server);
+    let mut first = frame(0x2, &[0u8; 800], true);
+    first[0] &= 0x7f;
+    s.write_all(&first).unwrap();
+    s.write_all(&frame(0x0, &[0u8; 800], true)).unwrap();
+    let (op, payload) = read_frame(&mut s).expect("a close frame");
+    assert_eq!((op, close_code(&payload)), (0x8, Some(1009)));
+}
+
+#[test]
+fn a_bad_handshake_gets_400_and_on_close_without_on_open() {
+    let (server, seen) = server(Protocol::WebSocket, HttpSettings::default());
+    let bad = HANDSHAKE.replace("Version: 13", "Version: 8");
+    let reply = server.roundtrip_close(bad.as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert_eq!(wait_for(&seen, "close"), ["close"]);
+}
+
+#[test]
+fn a_vanished_client_is_closed_and_reported() {
+    let (server, seen) = server(Protocol::WebSocket, HttpSettings::default());
+    let (s, _) = open(&server);
+    drop(s);
+    assert_eq!(wait_for(&seen, "close"), ["open", "close"]);
+}
+
+#[test]
+fn shutdown_runs_on_shutdown_then_closes_with_1001() {
+    let (server, seen) = server(Protocol::WebSocket, HttpSettings::default());
+    let (mut s, _) = open(&server);
+    wait_for(&seen, "open");
+    server.shutdown.trigger();
+    assert_eq!(read_frame(&mut s), Some((0x1, b"bye".to_vec())));
+    let (op, payload) = read_frame(&mut s).expect("close");
+    assert_eq!((op, close_code(&payload)), (0x8, Some(1001)));
+    s.write_all(&frame(0x8, &1001u16.to_be_bytes(), true))
+        .unwrap();
+    assert_eq!(wait_for(&seen, "close"), ["open", "shutdown", "close"]);
+}
+
+#[test]
+fn an_event_stream_sends_its_head_events_and_pings() {
+    let mut settings = HttpSettings::default();
+    settings.websocket.ping = Duration::from_millis(200);
+    let (server, seen) = server(Protocol::Sse, settings);
+    let mut s = server.connect();
+    s.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains(": ping") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("content-type: text/event-stream\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("set-cookie: a=b\r\n"), "{text}");
+    assert!(!text.contains("content-length"), "{text}");
+    assert!(text.contains("\r\n\r\ndata: hello\r\n\r\n"), "{text}");
+    drop(s);
+    assert_eq!(wait_for(&seen, "close"), ["open", "close"]);
+}
