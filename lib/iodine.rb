@@ -102,6 +102,12 @@ module Iodine
       Base.schedule(block, period, period, repetitions)
     end
 
+    # Stops the timer that runs `block` (as returned by run_after / run_every); true if it
+    # was scheduled, false otherwise.
+    def cancel_timer(block)
+      Base.cancel_timer(block)
+    end
+
     # Runs the block once, the next time the server has nothing to do. Returns the block.
     def on_idle(&block)
       raise LocalJumpError, "no block given" unless block
@@ -121,6 +127,31 @@ module Iodine
 
       (Base.state_callbacks[event] ||= []) << block
       block
+    end
+
+    # Deprecated: on_state(:before_fork).
+    def before_fork(*_args, &block)
+      Base.deprecated_state(:before_fork, "Iodine.before_fork", &block)
+    end
+
+    # Deprecated: on_state(:after_fork).
+    def after_fork(*_args, &block)
+      Base.deprecated_state(:after_fork, "Iodine.after_fork", &block)
+    end
+
+    # Deprecated: on_state(:enter_child).
+    def after_fork_in_worker(*_args, &block)
+      Base.deprecated_state(:enter_child, "Iodine.after_fork_in_worker", &block)
+    end
+
+    # Deprecated: on_state(:enter_master).
+    def after_fork_in_master(*_args, &block)
+      Base.deprecated_state(:enter_master, "Iodine.after_fork_in_master", &block)
+    end
+
+    # Deprecated: on_state(:on_finish).
+    def on_shutdown(*_args, &block)
+      Base.deprecated_state(:on_finish, "Iodine.on_shutdown", &block)
     end
 
     # Asks the server to stop gracefully (finishes in-flight requests).
@@ -144,6 +175,12 @@ module Iodine
       @state_callbacks ||= {}
     end
 
+    # Registers a block through a deprecated name, with a warning.
+    def self.deprecated_state(event, name, &block)
+      warn "#{name} is deprecated, use Iodine.on_state(#{event.inspect})"
+      Iodine.on_state(event, &block)
+    end
+
     # Runs the blocks of `event` in order; one that raises is logged and the rest still run.
     def self.fire_state(event)
       (state_callbacks[event] || []).each do |callback|
@@ -161,6 +198,7 @@ require_relative "iodine/runner"
 require_relative "iodine/cli"
 require_relative "iodine/mustache"
 require_relative "iodine/pubsub"
+require_relative "iodine/connection"
 require_relative "rack/handler/iodine"
 
 Iodine::Base::CLI.parse(ARGV) if defined?(IODINE_PARSE_CLI) && IODINE_PARSE_CLI

@@ -84,7 +84,9 @@ module Iodine
           head_timeout: positive(opts[:head_timeout], 20),
           body_timeout: positive(opts[:body_timeout], 30),
           min_upload_rate: min_rate(opts[:min_upload_rate]) * 1024,
-          max_clients: max_clients(opts[:max_clients])
+          max_clients: max_clients(opts[:max_clients]),
+          max_msg: positive(opts[:max_msg], 256) * 1024,
+          ping: timeout(opts[:ping])
         }
         Base.listen_http(handler, native)
       end

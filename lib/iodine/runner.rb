@@ -47,6 +47,9 @@ module Iodine
         Runner.waker = wake_w
         %w[INT TERM].each { |sig| previous[sig] = trap(sig) { Iodine.stop } }
         Base.fire_state(:pre_start)
+        # One process is its own only worker: the fork events fire as the C gem fired them
+        # in single-process mode (the ActiveRecord/Sequel hooks included), without a fork.
+        %i[before_fork after_fork enter_master].each { |event| Base.fire_state(event) }
         described = Base.start_server(Base.cores, @threads)
         yield :single
         Base.log(4, "Starting up Iodine #{Iodine::VERSION} (Rust) on Ruby #{RUBY_VERSION}: " \

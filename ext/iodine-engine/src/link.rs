@@ -87,6 +87,8 @@ pub struct Link {
     protocol: Protocol,
     outbox: Mutex<Outbox>,
     wake: Notify,
+    /// Told when the connection must end at once (a session stuck writing listens to it).
+    abort: Notify,
     /// Ping / keep-alive interval in seconds (0: the listener's default).
     timeout: AtomicU32,
 }
@@ -104,6 +106,7 @@ impl Link {
                 closed: false,
             }),
             wake: Notify::new(),
+            abort: Notify::new(),
             timeout: AtomicU32::new(0),
         })
     }
@@ -129,6 +132,7 @@ impl Link {
                     "closing a client that stopped reading ({OUTGOING_LIMIT} bytes unsent)"
                 );
                 self.wake.notify_one();
+                self.abort.notify_one();
                 return Err(WriteError::TooSlow);
             }
             out.bytes += cost;
@@ -183,6 +187,18 @@ impl Link {
     /// Waits until the application wrote, closed or changed the timeout.
     pub(crate) async fn woken(&self) {
         self.wake.notified().await
+    }
+
+    /// Resolves once the connection must end at once (its backlog overflowed), even while
+    /// the session is blocked writing to a client that does not read.
+    pub(crate) async fn aborted(&self) {
+        loop {
+            let notified = self.abort.notified();
+            if self.outbox.lock().closing == Closing::Abort {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Takes everything queued into `into`; returns how the app wants the connection to end.

@@ -259,3 +259,54 @@ fn an_event_stream_sends_its_head_events_and_pings() {
     drop(s);
     assert_eq!(wait_for(&seen, "close"), ["open", "close"]);
 }
+
+/// Writes 1 MiB messages on any message until the link refuses.
+struct Firehose {
+    link: Arc<Link>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Events for Firehose {
+    fn on_open(&self) {}
+    fn on_message(&self, _: Bytes, _: bool) {
+        // From another thread, as an app's worker would, while the session writes.
+        let (link, seen) = (self.link.clone(), self.seen.clone());
+        std::thread::spawn(move || {
+            let chunk = Bytes::from(vec![b'f'; 1 << 20]);
+            let mut n = 0;
+            while n < 64 && link.write(Outgoing::Binary(chunk.clone())).is_ok() {
+                n += 1;
+            }
+            seen.lock().push(format!("accepted {n}"));
+        });
+    }
+    fn on_drained(&self) {}
+    fn on_shutdown(&self) {}
+    fn on_close(&self) {
+        self.seen.lock().push("close".into());
+    }
+}
+
+#[test]
+fn a_client_that_reads_nothing_is_closed_once_its_backlog_overflows() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let handler = move |_req: Request, reply: Reply| {
+        let link = Link::new(Protocol::WebSocket);
+        let events = Arc::new(Firehose {
+            link: link.clone(),
+            seen: log.clone(),
+        });
+        reply.send(Response {
+            status: 200,
+            headers: vec![],
+            body: Body::Upgrade(Upgrade::new(link, events)),
+        });
+    };
+    let server = TestServer::start(HttpSettings::default(), Arc::new(handler));
+    let (mut s, _) = open(&server);
+    s.write_all(&frame(0x1, b"go", true)).unwrap();
+    let events = wait_for(&seen, "close");
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events[0].starts_with("accepted "), "{events:?}");
+}

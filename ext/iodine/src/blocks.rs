@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use magnus::rb_sys::AsRawValue;
 use magnus::value::Opaque;
 use magnus::{prelude::*, ArgList, Error, RHash, Ruby, Value};
 
@@ -23,6 +24,24 @@ pub fn keep(ruby: &Ruby, block: Value) -> Result<u64, Error> {
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     store(ruby).aset(id, block)?;
     Ok(id)
+}
+
+/// The value kept as `id` (None once forgotten).
+pub fn get(ruby: &Ruby, id: u64) -> Option<Value> {
+    store(ruby).get(id)
+}
+
+/// The id `block` (this very object) is kept under, if it is.
+pub fn find(ruby: &Ruby, block: Value) -> Result<Option<u64>, Error> {
+    let mut found = None;
+    store(ruby).foreach(|id: u64, kept: Value| {
+        if kept.as_raw() == block.as_raw() {
+            found = Some(id);
+            return Ok(magnus::r_hash::ForEach::Stop);
+        }
+        Ok(magnus::r_hash::ForEach::Continue)
+    })?;
+    Ok(found)
 }
 
 /// Lets the block go (it is freed by the next GC once nothing else holds it).
@@ -56,8 +75,49 @@ pub fn call_with_message(
     invoke(ruby, callable, args)
 }
 
+/// The job that runs block `id` (forgetting it after when `once`).
+pub fn run_block(id: u64, once: bool) -> crate::bridge::Task {
+    Box::new(BlockJob { id, once })
+}
+
+/// The job that calls callable `block` with a pub/sub message.
+pub fn run_message(
+    block: u64,
+    channel: bytes::Bytes,
+    message: bytes::Bytes,
+) -> crate::bridge::Task {
+    Box::new(MessageJob {
+        block,
+        channel,
+        message,
+    })
+}
+
+struct BlockJob {
+    id: u64,
+    once: bool,
+}
+
+impl crate::bridge::Job for BlockJob {
+    fn run(self: Box<Self>, ruby: &Ruby) -> Result<(), Error> {
+        call(ruby, self.id, self.once)
+    }
+}
+
+struct MessageJob {
+    block: u64,
+    channel: bytes::Bytes,
+    message: bytes::Bytes,
+}
+
+impl crate::bridge::Job for MessageJob {
+    fn run(self: Box<Self>, ruby: &Ruby) -> Result<(), Error> {
+        call_with_message(ruby, self.block, &self.channel, &self.message)
+    }
+}
+
 /// `callable.call(*args)`, with exceptions logged and jumps returned.
-fn invoke(ruby: &Ruby, callable: Value, args: impl ArgList) -> Result<(), Error> {
+pub fn invoke(ruby: &Ruby, callable: Value, args: impl ArgList) -> Result<(), Error> {
     callable
         .funcall::<_, _, Value>("call", args)
         .map(|_| ())

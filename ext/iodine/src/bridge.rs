@@ -20,45 +20,35 @@ use magnus::{Error, Ruby};
 use parking_lot::{Condvar, Mutex};
 
 use crate::gvl;
-use crate::rack::{self, RackJob};
 
-/// Work for a Ruby thread.
-// Rack requests are the hot path and boxing them would cost an allocation each; the small
-// variants are rare, so the size difference is the cheaper side.
-#[allow(clippy::large_enum_variant)]
-pub enum Task {
-    /// A Rack request.
-    Rack(RackJob),
-    /// A kept Ruby block (`Iodine.run`, a timer, `on_idle`); `once` forgets it after the call.
-    Block {
-        /// The block's id in [`crate::blocks`].
-        id: u64,
-        /// Whether this is its last run.
-        once: bool,
-    },
-    /// A pub/sub message for a kept callable: `callable.call(channel, message)`.
-    Message {
-        /// The callable's id in [`crate::blocks`].
-        block: u64,
-        /// The channel it was published to.
-        channel: bytes::Bytes,
-        /// The message.
-        message: bytes::Bytes,
-    },
+/// Work for a Ruby thread, provided by whoever needs Ruby to run (Rack, connections,
+/// timers, pub/sub): the bridge knows nothing else about it.
+pub trait Job: Send + 'static {
+    /// Runs with the GVL held. Only a jump (`Thread#kill`, an uncaught `throw`) may come back
+    /// as an error: exceptions are the job's to log.
+    fn run(self: Box<Self>, ruby: &Ruby) -> Result<(), Error>;
 }
 
-impl Task {
-    fn run(self, ruby: &Ruby) -> Result<(), Error> {
-        match self {
-            Task::Rack(job) => job.run(ruby),
-            Task::Block { id, once } => crate::blocks::call(ruby, id, once),
-            Task::Message {
-                block,
-                channel,
-                message,
-            } => crate::blocks::call_with_message(ruby, block, &channel, &message),
-        }
-    }
+/// A queued job.
+pub type Task = Box<dyn Job>;
+
+/// Hooks around the jobs of a batch (Rack uses them to send its answers in batches).
+#[derive(Clone, Copy)]
+pub struct Hooks {
+    /// Before each job.
+    pub before_job: fn(),
+    /// When the queue ran empty (before sleeping).
+    pub queue_empty: fn(),
+}
+
+static HOOKS: parking_lot::RwLock<Hooks> = parking_lot::RwLock::new(Hooks {
+    before_job: || {},
+    queue_empty: || {},
+});
+
+/// Sets the hooks (once, at load).
+pub fn set_hooks(hooks: Hooks) {
+    *HOOKS.write() = hooks;
 }
 
 struct Bridge {
@@ -107,7 +97,7 @@ fn queue_idle_blocks() -> bool {
     };
     let queued = !ids.is_empty();
     for id in ids {
-        push(Task::Block { id, once: true });
+        push(crate::blocks::run_block(id, true));
     }
     queued
 }
@@ -155,7 +145,6 @@ pub fn kick() {
 pub fn open(workers: usize) {
     discard_pending(); // anything a previous run left behind belongs to dead connections
     BRIDGE.workers.store(workers.max(1), Ordering::SeqCst);
-    rack::batch_replies(workers <= 1);
     BRIDGE.open.store(true, Ordering::SeqCst);
 }
 
@@ -176,13 +165,13 @@ pub fn discard_pending() {
 /// Returns `false` once the bridge is closed and the queue drained. An `Err` is a jump an app
 /// or an interrupt started (`Thread#kill`, an uncaught `throw`), for Ruby to carry on.
 pub fn work(ruby: &Ruby) -> Result<bool, Error> {
+    let hooks = *HOOKS.read();
     loop {
         while let Some(task) = BRIDGE.queue.pop() {
-            // Answers held back for a batch must not wait behind a task that may block.
-            rack::flush_stale_replies();
+            (hooks.before_job)();
             task.run(ruby)?;
         }
-        rack::flush_replies();
+        (hooks.queue_empty)();
         if !BRIDGE.open.load(Ordering::SeqCst) {
             return Ok(false);
         }

@@ -4,6 +4,8 @@
 //! - [`gvl`]: every GVL crossing (the only hand-written `unsafe`).
 //! - [`bridge`]: the task queue from IO threads to `Iodine.threads` Ruby worker threads.
 //! - [`blocks`]: Ruby blocks Rust schedules (timers, `Iodine.run`), kept by id in a marked Hash.
+//! - [`connection`]: WebSocket/SSE handlers' callbacks, in order per connection, and their
+//!   pub/sub.
 //! - [`rack`]: env building, `rack.input`, and turning Rack responses into engine responses.
 //! - [`server`]: listeners, the runtime and the stop flag of this process.
 //! - [`errors`]: logging app exceptions without letting them reach Rust frames.
@@ -11,6 +13,7 @@
 
 mod blocks;
 mod bridge;
+mod connection;
 mod errors;
 mod gvl;
 mod rack;

@@ -10,6 +10,7 @@ use iodine_engine::server::{BoundListener, Shutdown};
 use iodine_engine::timers::{self, Schedule};
 use parking_lot::Mutex;
 use tokio::runtime::{Handle, Runtime};
+use tokio::task::AbortHandle;
 
 use magnus::{Error, Ruby};
 
@@ -52,27 +53,52 @@ pub fn add_timer(id: u64, schedule: Schedule) {
     }
 }
 
-/// Blocks of timers that may still fire (forgotten at `finish` if shutdown cut them short).
-static ACTIVE_TIMERS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+/// Timers that may still fire, by block id (forgotten at `finish` if shutdown cut them
+/// short), with the handle that stops them.
+static ACTIVE_TIMERS: Mutex<Vec<(u64, AbortHandle)>> = Mutex::new(Vec::new());
 
 /// Each time the timer fires, a worker runs the block (and forgets it after its last run).
 fn spawn_timer(running: &Running, id: u64, schedule: Schedule) {
     let shutdown = running.shutdown.clone();
-    ACTIVE_TIMERS.lock().push(id);
-    running
+    let task = running
         .runtime
         .spawn(timers::run(schedule, shutdown, move |last| {
             if last {
-                ACTIVE_TIMERS.lock().retain(|t| *t != id);
+                ACTIVE_TIMERS.lock().retain(|(t, _)| *t != id);
             }
-            crate::bridge::push(crate::bridge::Task::Block { id, once: last })
+            crate::bridge::push(crate::blocks::run_block(id, last))
         }));
+    if !task.is_finished() {
+        ACTIVE_TIMERS.lock().push((id, task.abort_handle()));
+    }
+}
+
+/// Stops the timer of block `id` (`Iodine.cancel_timer`); false if none was scheduled.
+pub fn cancel_timer(id: u64) -> bool {
+    let mut state = STATE.lock();
+    let before = state.timers.len();
+    state.timers.retain(|(t, _)| *t != id);
+    if state.timers.len() != before {
+        return true;
+    }
+    drop(state);
+    let mut active = ACTIVE_TIMERS.lock();
+    match active.iter().position(|(t, _)| *t == id) {
+        Some(i) => {
+            active.swap_remove(i).1.abort();
+            true
+        }
+        None => false,
+    }
 }
 
 /// The blocks of timers that shutdown stopped before their last run (for the caller to
 /// forget: nothing will run them).
 pub fn stopped_timers() -> Vec<u64> {
     std::mem::take(&mut *ACTIVE_TIMERS.lock())
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// Adds an HTTP listener: served at `start`, or right away when already running.

@@ -258,8 +258,10 @@ async fn respond(
     }
     match answer {
         Ok(mut r) => {
-            if let Body::Upgrade(upgrade) = std::mem::take(&mut r.body) {
-                return take_over(r, upgrade, websocket, hijack, slot);
+            if matches!(r.body, Body::Upgrade(_)) {
+                if let Body::Upgrade(upgrade) = std::mem::take(&mut r.body) {
+                    return take_over(r, upgrade, websocket, hijack, slot);
+                }
             }
             r.into_hyper(head_request)
         }

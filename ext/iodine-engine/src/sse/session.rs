@@ -34,6 +34,7 @@ pub async fn run<S>(
     tokio::select! {
         _ = stream(io, &link, &*events, ping, grace, &shutdown) => {}
         _ = hard_stop => {}
+        _ = link.aborted() => {}
     }
     link.mark_closed();
     events.on_close();

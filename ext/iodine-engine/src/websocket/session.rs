@@ -25,6 +25,9 @@ const READ_BUFFER: usize = 2048;
 /// Feed this much before tungstenite writes to the socket on its own (we flush per batch).
 const WRITE_BUFFER: usize = 64 * 1024;
 
+/// Unanswered pings (one per quiet interval) after which a peer is taken for dead.
+const DEAD_AFTER: u32 = 2;
+
 /// How long a closing handshake may take before the socket is just dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -54,6 +57,7 @@ pub async fn run<S>(
     tokio::select! {
         _ = converse(&mut ws, &link, &*events, settings, &shutdown) => {}
         _ = hard_stop => {}
+        _ = link.aborted() => {}
     }
     link.mark_closed();
     events.on_close();
@@ -73,7 +77,8 @@ async fn converse<S>(
     // Activity is counted, not timed: re-arming a timer per message would cost more.
     let mut activity: u64 = 0;
     let mut seen_at_ping: u64 = 0;
-    let mut awaiting_pong = false;
+    // Pings sent with no sign of life since; the peer is dead after `DEAD_AFTER` of them.
+    let mut unanswered: u32 = 0;
     let ping = tokio::time::sleep(interval(link, settings));
     tokio::pin!(ping);
     let mut shutting_down = false;
@@ -92,7 +97,7 @@ async fn converse<S>(
                             return;
                         }
                     }
-                    Some(Ok(Message::Pong(_))) => awaiting_pong = false,
+                    Some(Ok(Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) => {
                         // tungstenite queued the reply echoing the peer's code; the next read
                         // flushes it and ends the stream.
@@ -137,17 +142,17 @@ async fn converse<S>(
                 ping.as_mut().reset(tokio::time::Instant::now() + interval(link, settings));
             }
             _ = &mut ping => {
-                if activity == seen_at_ping && awaiting_pong {
-                    crate::debug!("closing a WebSocket peer that stopped answering pings");
-                    return;
-                }
                 if activity == seen_at_ping {
-                    awaiting_pong = true;
+                    if unanswered >= DEAD_AFTER {
+                        crate::debug!("closing a WebSocket peer that stopped answering pings");
+                        return;
+                    }
+                    unanswered += 1;
                     if ws.send(Message::Ping(Bytes::new())).await.is_err() {
                         return;
                     }
                 } else {
-                    awaiting_pong = false;
+                    unanswered = 0;
                 }
                 seen_at_ping = activity;
                 ping.as_mut().reset(tokio::time::Instant::now() + interval(link, settings));

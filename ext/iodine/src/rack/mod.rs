@@ -7,6 +7,7 @@ mod input;
 mod replies;
 mod response;
 mod stream;
+mod upgrade;
 
 use std::sync::Arc;
 
@@ -14,9 +15,9 @@ use iodine_engine::http::{Handler, Reply, Request, Response};
 use magnus::value::{LazyId, Opaque};
 use magnus::{prelude::*, Error, RHash, RModule, Ruby, Value};
 
-pub use replies::{batch_replies, flush_replies, flush_stale_replies, flusher};
+pub use replies::{batch_replies, flusher};
 
-use crate::bridge::{self, Task};
+use crate::bridge::{self, Job};
 use crate::errors;
 
 /// `call`, interned once.
@@ -46,7 +47,7 @@ impl RackApp {
 
 impl Handler for RackApp {
     fn call(self: &RackApp, request: Request, reply: Reply) {
-        bridge::push(Task::Rack(RackJob {
+        bridge::push(Box::new(RackJob {
             app: self.app,
             template: self.template,
             request,
@@ -63,17 +64,24 @@ pub struct RackJob {
     reply: Reply,
 }
 
-impl RackJob {
+impl Job for RackJob {
     /// Runs the app and replies. Only a non-exception jump (`Thread#kill`, `throw`) is
     /// returned as an error; exceptions become a logged 500. `rack.input` is released once the
     /// response is finished (its temp file with it), on every path.
-    pub fn run(mut self, ruby: &Ruby) -> Result<(), Error> {
+    fn run(mut self: Box<Self>, ruby: &Ruby) -> Result<(), Error> {
         if self.reply.is_closed() {
             return Ok(()); // the client left while the request was queued
         }
         let template = ruby.get_inner(self.template);
         let hijack = self.request.hijack.take();
-        let (env, input) = match env::build(ruby, template, &mut self.request) {
+        let asked = upgrade::requested(&self.request.headers);
+        let built = env::build(ruby, template, &mut self.request).and_then(|(env, input)| {
+            if let Some(protocol) = asked {
+                upgrade::offer(ruby, env, protocol)?;
+            }
+            Ok((env, input))
+        });
+        let (env, input) = match built {
             Ok(built) => built,
             Err(e) => {
                 replies::reply(self.reply, server_error());
@@ -85,7 +93,25 @@ impl RackJob {
                 .funcall::<_, _, Value>(LazyId::get_inner_with(&CALL, ruby), (env,))
         });
         let head = self.request.method == http::Method::HEAD;
-        let outcome = respond(ruby, self.reply, result, head);
+        let outcome = match (asked, &result) {
+            (Some(protocol), Ok(value)) => match upgrade::accept(ruby, *value, env, protocol) {
+                Ok(Some(res)) => {
+                    replies::reply(self.reply, res);
+                    Ok(())
+                }
+                Ok(None) => respond(ruby, self.reply, result, head),
+                Err(response::Invalid::Response(why)) => {
+                    iodine_engine::error!("(Iodine) invalid Rack response: {why}");
+                    replies::reply(self.reply, server_error());
+                    Ok(())
+                }
+                Err(response::Invalid::Ruby(e)) => {
+                    replies::reply(self.reply, server_error());
+                    errors::contain(ruby, e)
+                }
+            },
+            _ => respond(ruby, self.reply, result, head),
+        };
         if let Some(input) = input {
             input.release();
         }
@@ -165,9 +191,15 @@ fn server_error() -> Response {
 
 /// Defines the Rack helpers under `Iodine::Base` and interns the env keys.
 pub fn init(ruby: &Ruby, base: RModule) -> Result<(), Error> {
+    bridge::set_hooks(bridge::Hooks {
+        // Answers held back for a batch must not wait behind a job that may block.
+        before_job: replies::flush_stale_replies,
+        queue_empty: replies::flush_replies,
+    });
     stream::init(ruby, base)?;
     response::init(ruby, base)?;
     let hijacker = hijack::init(ruby, base)?;
     env::init(ruby, hijacker);
+    upgrade::init(ruby);
     input::init(ruby, base)
 }

@@ -333,7 +333,7 @@ fn parse_status(v: Value) -> Option<u16> {
     u16::try_from(n).ok()
 }
 
-fn collect_headers(headers: Value) -> Result<Vec<(Bytes, Bytes)>, Invalid> {
+pub(super) fn collect_headers(headers: Value) -> Result<Vec<(Bytes, Bytes)>, Invalid> {
     let hash = RHash::from_value(headers).ok_or_else(|| {
         Invalid::Response(format!("headers must be a Hash, got {}", inspect(headers)))
     })?;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use iodine_engine::http::HttpSettings;
 use iodine_engine::server::{bind, Address};
 use iodine_engine::timers::Schedule;
+use iodine_engine::websocket::WsSettings;
 use magnus::{function, prelude::*, Error, RArray, RHash, RModule, Ruby, Value};
 
 use crate::{bridge, server};
@@ -12,7 +13,8 @@ use crate::{bridge, server};
 /// `Iodine::Base.listen_http(app, options)`: binds now, serves at start. Options (all
 /// normalised by lib/iodine): `:address` (String/nil), `:port` (Integer), `:unix` (path or
 /// nil), `:max_body` (bytes), `:max_head` (bytes), `:timeout`, `:head_timeout`,
-/// `:body_timeout` (seconds), `:min_upload_rate` (bytes/s), `:max_clients`, `:log`.
+/// `:body_timeout` (seconds), `:min_upload_rate` (bytes/s), `:max_clients`, `:log`,
+/// `:max_msg` (bytes), `:ping` (seconds).
 fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
     let unix: Option<String> = opts.lookup(ruby.to_symbol("unix"))?;
     let address = match unix {
@@ -53,6 +55,16 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
         log: opts
             .lookup::<_, Option<bool>>(ruby.to_symbol("log"))?
             .unwrap_or(false),
+        websocket: WsSettings {
+            max_msg: opts
+                .lookup::<_, Option<usize>>(ruby.to_symbol("max_msg"))?
+                .unwrap_or(defaults.websocket.max_msg),
+            ping: opts
+                .lookup::<_, Option<u64>>(ruby.to_symbol("ping"))?
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.websocket.ping),
+            ..defaults.websocket
+        },
         ..defaults
     };
     let bound = bind(&address).map_err(|e| {
@@ -78,6 +90,7 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
 fn start_server(ruby: &Ruby, io_threads: usize, ruby_threads: usize) -> Result<RArray, Error> {
     // The bridge opens first: connections the kernel queued since `listen` are accepted as
     // soon as the runtime starts, and their requests must find it open.
+    crate::rack::batch_replies(ruby_threads <= 1);
     bridge::open(ruby_threads);
     let described = server::start(io_threads).map_err(|e| {
         bridge::close();
@@ -134,11 +147,23 @@ fn schedule(
         repetitions,
     };
     if first_ms == 0 && every_ms.is_none() && server::is_running() {
-        bridge::push(bridge::Task::Block { id, once: true }); // `Iodine.run`: no timer needed
+        bridge::push(crate::blocks::run_block(id, true)); // `Iodine.run`: no timer needed
     } else {
         server::add_timer(id, schedule);
     }
     Ok(block)
+}
+
+/// `Iodine::Base.cancel_timer(block)`: stops the timer that runs `block`; false if none.
+fn cancel_timer(ruby: &Ruby, block: Value) -> Result<bool, Error> {
+    let Some(id) = crate::blocks::find(ruby, block)? else {
+        return Ok(false);
+    };
+    let cancelled = server::cancel_timer(id);
+    if cancelled {
+        crate::blocks::forget(ruby, id);
+    }
+    Ok(cancelled)
 }
 
 /// `Iodine::Base.on_idle(block)`: runs `block` once, the next time the server is idle.
@@ -178,6 +203,7 @@ pub fn init(_ruby: &Ruby, base: RModule) -> Result<(), Error> {
     base.define_module_function("cores", function!(cores, 0))?;
     base.define_module_function("schedule", function!(schedule, 4))?;
     base.define_module_function("on_idle", function!(on_idle, 1))?;
+    base.define_module_function("cancel_timer", function!(cancel_timer, 1))?;
     base.define_module_function("log", function!(log_message, 2))?;
     Ok(())
 }

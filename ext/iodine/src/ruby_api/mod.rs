@@ -1,6 +1,7 @@
 //! The Ruby-visible API, one file per Ruby module.
 
 mod base;
+pub mod connection;
 mod iodine;
 mod mustache;
 mod pubsub;
@@ -17,5 +18,6 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     crate::blocks::init(ruby);
     mustache::init(ruby, iodine)?;
     pubsub::init(ruby, base)?;
+    connection::init(ruby, iodine)?;
     crate::rack::init(ruby, base)
 }

@@ -11,7 +11,7 @@ use magnus::{function, Error, RModule, RString, Ruby, Value};
 use parking_lot::Mutex;
 
 use crate::blocks;
-use crate::bridge::{self, Task};
+use crate::bridge;
 
 /// The global scope: channel (or pattern) name → its subscription and the kept callable.
 static GLOBAL: Mutex<Option<HashMap<Bytes, (SubscriptionId, u64)>>> = Mutex::new(None);
@@ -23,11 +23,11 @@ struct ToRuby {
 
 impl Subscriber for ToRuby {
     fn deliver(&self, channel: &Bytes, message: &Bytes) {
-        bridge::push(Task::Message {
-            block: self.block,
-            channel: channel.clone(),
-            message: message.clone(),
-        });
+        bridge::push(blocks::run_message(
+            self.block,
+            channel.clone(),
+            message.clone(),
+        ));
     }
 }
 

@@ -1,0 +1,430 @@
+//! A long-lived connection's Ruby side: the handler's callbacks run on the Ruby workers, one
+//! at a time and in order per connection (the engine's [`Mailbox`]), while different
+//! connections run in parallel.
+//!
+//! The engine reports [`Events`] from its IO threads; each is posted to the connection's
+//! mailbox, and the post that finds the mailbox idle queues one bridge job, which runs every
+//! event waiting. The Ruby values a connection needs — the `Iodine::Connection` object passed
+//! to every callback, the handler and the Rack `env` — are kept in the marked block store
+//! (one Array per connection) until `on_close` has run; Rust holds only its id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use iodine_engine::link::{Events, Link, Outgoing, Protocol};
+use iodine_engine::mailbox::Mailbox;
+use iodine_engine::pubsub::{broker, Subscriber, SubscriptionId};
+use iodine_engine::sse;
+use magnus::value::{LazyId, ReprValue};
+use magnus::{Error, RArray, Ruby, Value};
+use parking_lot::Mutex;
+
+use crate::blocks;
+use crate::bridge::{self, Job};
+use crate::errors;
+
+static ON_OPEN: LazyId = LazyId::new("on_open");
+static ON_MESSAGE: LazyId = LazyId::new("on_message");
+static ON_DRAINED: LazyId = LazyId::new("on_drained");
+static ON_SHUTDOWN: LazyId = LazyId::new("on_shutdown");
+static ON_CLOSE: LazyId = LazyId::new("on_close");
+
+/// Which callbacks the handler has (looked up with `respond_to?` when it is attached).
+mod has {
+    pub const OPEN: u8 = 1;
+    pub const MESSAGE: u8 = 2;
+    pub const DRAINED: u8 = 4;
+    pub const SHUTDOWN: u8 = 8;
+    pub const CLOSE: u8 = 16;
+}
+
+/// Indexes of the kept Array.
+const OBJECT: isize = 0;
+const HANDLER: isize = 1;
+const ENV: isize = 2;
+
+/// What happened, for the handler.
+enum Event {
+    Open,
+    Message(Bytes, bool),
+    Drained,
+    Shutdown,
+    Close,
+    /// Let go of the Ruby values (when `on_close` was cut short by a jump).
+    Release,
+    /// A message for a subscription with a block: `block.call(channel, message)`.
+    PubSub {
+        block: u64,
+        channel: Bytes,
+        message: Bytes,
+    },
+}
+
+/// One connection's state on the binding side.
+pub struct Conn {
+    link: Arc<Link>,
+    mailbox: Mailbox<Event>,
+    me: Weak<Conn>,
+    /// Id of `[connection object, handler, env]` in the block store; 0 once released.
+    kept: AtomicU64,
+    callbacks: AtomicU8,
+    /// `on_close` started: writes are refused and nothing else runs.
+    closing: AtomicBool,
+    /// Subscriptions by name: the broker's id and the kept block (None: straight to the socket).
+    subscriptions: Mutex<HashMap<Bytes, (SubscriptionId, Option<u64>)>>,
+}
+
+impl Conn {
+    /// A connection for `handler`, speaking `protocol`; `object` is its `Iodine::Connection`.
+    pub fn new(link: Arc<Link>) -> Arc<Conn> {
+        Arc::new_cyclic(|me| Conn {
+            link,
+            mailbox: Mailbox::new(),
+            me: me.clone(),
+            kept: AtomicU64::new(0),
+            callbacks: AtomicU8::new(0),
+            closing: AtomicBool::new(false),
+            subscriptions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Keeps the connection's Ruby values until `on_close` ran; reads the handler's callbacks.
+    pub fn attach(
+        &self,
+        ruby: &Ruby,
+        object: Value,
+        handler: Value,
+        env: Value,
+    ) -> Result<(), Error> {
+        let kept = ruby.ary_new_from_values(&[object, handler, env]);
+        self.callbacks
+            .store(callbacks_of(handler)?, Ordering::Release);
+        let id = blocks::keep(ruby, kept.as_value())?;
+        self.kept.store(id, Ordering::Release);
+        Ok(())
+    }
+
+    /// The link the application writes to.
+    pub fn link(&self) -> &Arc<Link> {
+        &self.link
+    }
+
+    /// Whether the connection still takes writes (false from `on_close` on).
+    pub fn is_open(&self) -> bool {
+        !self.closing.load(Ordering::Acquire) && self.link.is_open()
+    }
+
+    fn kept(&self, ruby: &Ruby) -> Option<RArray> {
+        match self.kept.load(Ordering::Acquire) {
+            0 => None,
+            id => blocks::get(ruby, id).and_then(RArray::from_value),
+        }
+    }
+
+    /// The handler (None once the connection is released).
+    pub fn handler(&self, ruby: &Ruby) -> Option<Value> {
+        self.kept(ruby).and_then(|k| k.entry::<Value>(HANDLER).ok())
+    }
+
+    /// The Rack env of the upgrade request (None once released).
+    pub fn env(&self, ruby: &Ruby) -> Option<Value> {
+        self.kept(ruby)
+            .and_then(|k| k.entry::<Value>(ENV).ok())
+            .filter(|v| !v.is_nil())
+    }
+
+    /// `handler=`: the old handler's `on_close`, the swap, the new one's `on_open`, run here
+    /// (the caller is on a Ruby thread). Subscriptions stay.
+    pub fn swap_handler(&self, ruby: &Ruby, new: Value) -> Result<(), Error> {
+        let Some(kept) = self.kept(ruby) else {
+            return Ok(());
+        };
+        let object: Value = kept.entry(OBJECT)?;
+        let old: Value = kept.entry(HANDLER)?;
+        if old.equal(new)? {
+            return Ok(());
+        }
+        if self.has(has::CLOSE) {
+            call(ruby, old, &ON_CLOSE, (object,))?;
+        }
+        kept.store(HANDLER, new)?;
+        self.callbacks.store(callbacks_of(new)?, Ordering::Release);
+        if self.has(has::OPEN) {
+            call(ruby, new, &ON_OPEN, (object,))?;
+        }
+        Ok(())
+    }
+
+    fn has(&self, callback: u8) -> bool {
+        self.callbacks.load(Ordering::Acquire) & callback != 0
+    }
+
+    fn post(&self, event: Event) {
+        if self.mailbox.post(event) {
+            if let Some(me) = self.me.upgrade() {
+                bridge::push(Box::new(Runner(me)));
+            }
+        }
+    }
+
+    /// Runs one event's callback. Only a jump comes back as an error.
+    fn dispatch(&self, ruby: &Ruby, event: Event) -> Result<(), Error> {
+        let Some(kept) = self.kept(ruby) else {
+            return Ok(()); // released: the connection is over
+        };
+        let object: Value = kept.entry(OBJECT)?;
+        let handler: Value = kept.entry(HANDLER)?;
+        match event {
+            Event::Open if self.has(has::OPEN) => call(ruby, handler, &ON_OPEN, (object,)),
+            Event::Message(data, text) if self.has(has::MESSAGE) => {
+                let data = if text {
+                    ruby.enc_str_new(&data, ruby.utf8_encoding())
+                } else {
+                    ruby.str_from_slice(&data)
+                };
+                call(ruby, handler, &ON_MESSAGE, (object, data))
+            }
+            Event::Drained if self.has(has::DRAINED) => call(ruby, handler, &ON_DRAINED, (object,)),
+            Event::Shutdown => {
+                let ran = if self.has(has::SHUTDOWN) {
+                    call(ruby, handler, &ON_SHUTDOWN, (object,))
+                } else {
+                    Ok(())
+                };
+                // Goodbye after what on_shutdown wrote (WebSocket: Close 1001).
+                self.link.close(Some(1001));
+                ran
+            }
+            Event::Close => {
+                self.closing.store(true, Ordering::Release);
+                let ran = if self.has(has::CLOSE) {
+                    call(ruby, handler, &ON_CLOSE, (object,))
+                } else {
+                    Ok(())
+                };
+                if ran.is_ok() {
+                    self.release(ruby);
+                } else {
+                    // A jump: no Ruby may run now; the next runner releases.
+                    self.post(Event::Release);
+                }
+                ran
+            }
+            Event::Release => {
+                self.release(ruby);
+                Ok(())
+            }
+            Event::PubSub {
+                block,
+                channel,
+                message,
+            } if !self.closing.load(Ordering::Acquire) => {
+                blocks::call_with_message(ruby, block, &channel, &message)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// After `on_close`: subscriptions cancelled, Ruby values let go.
+    fn release(&self, ruby: &Ruby) {
+        for (_, (id, block)) in self.subscriptions.lock().drain() {
+            broker().unsubscribe(id);
+            if let Some(block) = block {
+                blocks::forget(ruby, block);
+            }
+        }
+        let id = self.kept.swap(0, Ordering::AcqRel);
+        if id != 0 {
+            blocks::forget(ruby, id);
+        }
+    }
+
+    /// A connection-bound subscription (replacing one of the same name). Without `block` the
+    /// messages go straight to the socket from the IO thread, never entering Ruby. False
+    /// when that can't be (closed; binary on an event stream).
+    pub fn subscribe(
+        &self,
+        ruby: &Ruby,
+        name: Bytes,
+        pattern: bool,
+        binary: bool,
+        block: Option<Value>,
+    ) -> Result<bool, Error> {
+        if !self.is_open() || (binary && self.link.protocol() == Protocol::Sse) {
+            return Ok(false);
+        }
+        let (subscriber, kept): (Arc<dyn Subscriber>, Option<u64>) = match block {
+            Some(block) => {
+                let id = blocks::keep(ruby, block)?;
+                let to = ToHandler {
+                    conn: self.me.clone(),
+                    block: id,
+                };
+                (Arc::new(to), Some(id))
+            }
+            None => (
+                Arc::new(ToSocket {
+                    link: Arc::downgrade(&self.link),
+                    binary,
+                }),
+                None,
+            ),
+        };
+        let id = broker().subscribe(name.clone(), pattern, subscriber);
+        let old = self.subscriptions.lock().insert(name, (id, kept));
+        if let Some((old_id, old_block)) = old {
+            broker().unsubscribe(old_id);
+            if let Some(b) = old_block {
+                blocks::forget(ruby, b);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Ends the subscription `name`; true if there was one.
+    pub fn unsubscribe(&self, ruby: &Ruby, name: &[u8]) -> bool {
+        let Some((id, block)) = self.subscriptions.lock().remove(name) else {
+            return false;
+        };
+        broker().unsubscribe(id);
+        if let Some(b) = block {
+            blocks::forget(ruby, b);
+        }
+        true
+    }
+
+    /// Writes `message` (see [`Link::write`]); false when closed.
+    pub fn write(&self, message: Outgoing) -> bool {
+        self.is_open() && self.link.write(message).is_ok()
+    }
+}
+
+impl Events for Conn {
+    fn on_open(&self) {
+        self.post(Event::Open);
+    }
+
+    fn on_message(&self, data: Bytes, text: bool) {
+        self.post(Event::Message(data, text));
+    }
+
+    fn on_drained(&self) {
+        if self.has(has::DRAINED) {
+            self.post(Event::Drained);
+        }
+    }
+
+    fn on_shutdown(&self) {
+        self.post(Event::Shutdown);
+    }
+
+    fn on_close(&self) {
+        self.post(Event::Close);
+    }
+}
+
+/// The bridge job that runs a connection's waiting events.
+struct Runner(Arc<Conn>);
+
+impl Job for Runner {
+    fn run(self: Box<Self>, ruby: &Ruby) -> Result<(), Error> {
+        let conn = self.0;
+        while let Some(event) = conn.mailbox.next() {
+            if let Err(jump) = conn.dispatch(ruby, event) {
+                // The mailbox is still ours: a new runner takes the rest.
+                bridge::push(Box::new(Runner(conn.clone())));
+                return Err(jump);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A subscription without a block: each message is written to the socket as it is.
+struct ToSocket {
+    link: Weak<Link>,
+    binary: bool,
+}
+
+impl Subscriber for ToSocket {
+    fn deliver(&self, _channel: &Bytes, message: &Bytes) {
+        let Some(link) = self.link.upgrade() else {
+            return;
+        };
+        let out = match link.protocol() {
+            Protocol::WebSocket if self.binary => Outgoing::Binary(message.clone()),
+            Protocol::WebSocket => Outgoing::Text(message.clone()),
+            Protocol::Sse => match sse_event(message, None, None, None) {
+                Some(event) => Outgoing::Raw(event),
+                None => return,
+            },
+        };
+        let _ = link.write(out);
+    }
+}
+
+/// A subscription with a block: the block runs in the connection's turn.
+struct ToHandler {
+    conn: Weak<Conn>,
+    block: u64,
+}
+
+impl Subscriber for ToHandler {
+    fn deliver(&self, channel: &Bytes, message: &Bytes) {
+        if let Some(conn) = self.conn.upgrade() {
+            conn.post(Event::PubSub {
+                block: self.block,
+                channel: channel.clone(),
+                message: message.clone(),
+            });
+        }
+    }
+}
+
+/// An SSE event on the wire (None when there is nothing to send).
+pub fn sse_event(
+    data: &[u8],
+    event: Option<&[u8]>,
+    id: Option<&[u8]>,
+    retry: Option<u64>,
+) -> Option<Bytes> {
+    sse::Event {
+        data,
+        event,
+        id,
+        retry,
+    }
+    .encode()
+}
+
+/// The callbacks `handler` answers.
+fn callbacks_of(handler: Value) -> Result<u8, Error> {
+    let mut found = 0;
+    for (name, bit) in [
+        ("on_open", has::OPEN),
+        ("on_message", has::MESSAGE),
+        ("on_drained", has::DRAINED),
+        ("on_shutdown", has::SHUTDOWN),
+        ("on_close", has::CLOSE),
+    ] {
+        if handler.respond_to(name, false)? {
+            found |= bit;
+        }
+    }
+    Ok(found)
+}
+
+/// `handler.<name>(*args)`: exceptions are logged (the connection goes on), jumps returned.
+fn call(
+    ruby: &Ruby,
+    handler: Value,
+    name: &LazyId,
+    args: impl magnus::ArgList,
+) -> Result<(), Error> {
+    handler
+        .funcall::<_, _, Value>(LazyId::get_inner_with(name, ruby), args)
+        .map(|_| ())
+        .or_else(|e| errors::contain(ruby, e))
+}

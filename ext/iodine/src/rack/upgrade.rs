@@ -1,0 +1,109 @@
+//! `rack.upgrade`: a request that asks for a WebSocket or an event stream gets
+//! `env['rack.upgrade?']` (`:websocket` / `:sse`); when the app answers by setting
+//! `env['rack.upgrade']` to a handler with a status below 300, the connection leaves HTTP
+//! and the handler gets the callbacks of an `Iodine::Connection` (section 4.4 of the API).
+
+use std::sync::OnceLock;
+
+use http::HeaderMap;
+use iodine_engine::http::{Body, Response};
+use iodine_engine::link::{Link, Protocol, Upgrade};
+use iodine_engine::{sse, websocket};
+use magnus::value::Opaque;
+use magnus::{prelude::*, Error, RArray, RHash, RString, Ruby, Value};
+
+use super::response::{self, Invalid};
+use crate::connection::Conn;
+use crate::ruby_api::connection::Connection;
+
+struct Keys {
+    asked: Opaque<RString>,
+    handler: Opaque<RString>,
+}
+
+static KEYS: OnceLock<Keys> = OnceLock::new();
+
+/// The protocol a request asks to switch to, if any.
+pub fn requested(headers: &HeaderMap) -> Option<Protocol> {
+    if headers.contains_key(http::header::UPGRADE) && websocket::is_upgrade_request(headers) {
+        Some(Protocol::WebSocket)
+    } else if sse::is_sse_request(headers) {
+        Some(Protocol::Sse)
+    } else {
+        None
+    }
+}
+
+/// Sets `env['rack.upgrade?']` for a request that asks for `protocol`.
+pub fn offer(ruby: &Ruby, env: RHash, protocol: Protocol) -> Result<(), Error> {
+    let name = match protocol {
+        Protocol::WebSocket => "websocket",
+        Protocol::Sse => "sse",
+    };
+    env.aset(ruby.get_inner(keys().asked), ruby.to_symbol(name))
+}
+
+/// The upgrade response when the app accepted (`env['rack.upgrade']` set, status < 300);
+/// None when it answered as plain HTTP. The app's body is closed: nothing of it is sent.
+pub fn accept(
+    ruby: &Ruby,
+    result: Value,
+    env: RHash,
+    protocol: Protocol,
+) -> Result<Option<Response>, Invalid> {
+    let handler: Value = env.aref(ruby.get_inner(keys().handler))?;
+    if !handler.to_bool() {
+        return Ok(None);
+    }
+    let Some(triple) = RArray::from_value(result).filter(|a| a.len() == 3) else {
+        return Ok(None); // not a Rack answer: the normal path reports it
+    };
+    let [status, headers, body] = triple.to_value_array::<3>()?;
+    if !status_accepts(status) {
+        return Ok(None);
+    }
+    let headers = response::collect_headers(headers)?;
+    response::close(body)?;
+    let link = Link::new(protocol);
+    let conn = Conn::new(link.clone());
+    let object = ruby.obj_wrap(Connection::new(conn.clone()));
+    conn.attach(ruby, object.as_value(), handler, env.as_value())?;
+    Ok(Some(Response {
+        status: 200,
+        headers,
+        body: Body::Upgrade(Upgrade::new(link, conn)),
+    }))
+}
+
+/// Whether the status (read as a signed number, as the C gem did) is below 300: `0`, `-1`,
+/// `101` and `200` all accept.
+fn status_accepts(status: Value) -> bool {
+    let n = if let Some(s) = RString::from_value(status) {
+        s.to_string()
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+    } else {
+        i64::try_convert(status).ok()
+    };
+    n.is_some_and(|n| n < 300)
+}
+
+fn keys() -> &'static Keys {
+    // Set by `init`, which runs when the extension loads, before any request exists.
+    KEYS.get()
+        .expect("iodine: rack.upgrade keys used before init")
+}
+
+/// Interns the env keys.
+pub fn init(ruby: &Ruby) {
+    let key = |s: &str| {
+        let k = ruby.str_new(s);
+        k.freeze();
+        ruby.gc_register_mark_object(k);
+        Opaque::from(k)
+    };
+    let _ = KEYS.set(Keys {
+        asked: key("rack.upgrade?"),
+        handler: key("rack.upgrade"),
+    });
+}
