@@ -35,20 +35,6 @@ def measure(name, cmd, port)
   end
 end
 
-# Resident memory of the server's process tree (puma and iodine run one process here), in MiB.
-def rss_mb(pid)
-  kb = File.read("/proc/#{pid}/status")[/VmRSS:\s+(\d+)/, 1].to_i
-  Dir.glob("/proc/[0-9]*/stat").each do |stat|
-    fields = File.read(stat).split
-    kb += File.read(stat.sub("stat", "status"))[/VmRSS:\s+(\d+)/, 1].to_i if fields[3].to_i == pid
-  rescue Errno::ENOENT, Errno::ESRCH
-    next
-  end
-  kb / 1024.0
-rescue Errno::ENOENT
-  Float::NAN
-end
-
 def latency_ms(text)
   return Float::NAN unless text
 

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
-# What the benchmark scripts share: free ports, and a server pinned to a core for one run.
+# What the benchmark scripts share: free ports, a server pinned to a core for one run, and its
+# resident memory.
 
 require "socket"
 
@@ -26,7 +27,7 @@ def wait_for(port, pid)
 end
 
 # Starts `cmd` (which listens on `port`) pinned to `cpu`, yields its pid once it accepts, and
-# stops it (and its process group) afterwards.
+# stops it (and its process group) afterwards: TERM, then KILL if it is still there 10 s later.
 def with_pinned_server(cmd, port, cpu:, env: {}, name: cmd.first)
   pid = Process.spawn(env, "taskset", "-c", cpu.to_s, *cmd, out: File::NULL, err: File::NULL, pgroup: true)
   raise "#{name} did not start" unless wait_for(port, pid)
@@ -35,6 +36,33 @@ def with_pinned_server(cmd, port, cpu:, env: {}, name: cmd.first)
 ensure
   if pid
     Process.kill("TERM", -pid) rescue nil # rubocop:disable Style/RescueModifier
-    Process.wait(pid) rescue nil # rubocop:disable Style/RescueModifier
+    reap(pid, 10)
   end
+end
+
+# Waits up to `seconds` for `pid` to exit, then kills its process group and waits for it.
+def reap(pid, seconds)
+  (seconds * 10).times do
+    return if Process.waitpid(pid, Process::WNOHANG)
+
+    sleep 0.1
+  end
+  Process.kill("KILL", -pid)
+  Process.wait(pid)
+rescue Errno::ECHILD, Errno::ESRCH
+  nil
+end
+
+# Resident memory of `pid` plus its direct children, in MiB (NaN once it is gone).
+def rss_mb(pid)
+  kb = File.read("/proc/#{pid}/status")[/VmRSS:\s+(\d+)/, 1].to_i
+  Dir.glob("/proc/[0-9]*/stat").each do |stat|
+    fields = File.read(stat).split
+    kb += File.read(stat.sub("stat", "status"))[/VmRSS:\s+(\d+)/, 1].to_i if fields[3].to_i == pid
+  rescue Errno::ENOENT, Errno::ESRCH
+    next
+  end
+  kb / 1024.0
+rescue Errno::ENOENT
+  Float::NAN
 end

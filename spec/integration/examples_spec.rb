@@ -1,6 +1,8 @@
 # frozen_string_literal: true
 
 require "spec_helper"
+require "open3"
+require "tmpdir"
 
 # Every example in examples/ must run.
 RSpec.describe "examples/" do
@@ -16,6 +18,25 @@ RSpec.describe "examples/" do
     body = http_get(server.port, "/?name=%3Cb%3Eyou%3C/b%3E").body
     expect(body).to include("<h1>Iodine::Mustache &amp; friends</h1>")
     expect(body).to include("<li>&lt;b&gt;you&lt;/b&gt; <small>from the query string</small></li>")
+  ensure
+    server&.stop
+  end
+
+  # A real browser: the page opens a WebSocket and an EventSource, and once both are open it
+  # sends one message, which comes back through both (pub/sub without a block, from Rust).
+  it "chat.ru carries a message from headless Chromium back over its WebSocket and its EventSource" do
+    chromium = %w[chromium chromium-browser].map { |c| `command -v #{c} 2>/dev/null`.strip }.find { |p| !p.empty? }
+    skip "chromium is not installed (bin/setup installs it)" unless chromium
+
+    server = ServerProcess.new(["-t", "2", File.join(ROOT, "examples", "chat.ru")])
+    url = "http://127.0.0.1:#{server.port}/?auto=1&nick=chromium"
+    dom = nil
+    Timeout.timeout(60) do
+      dom, = Open3.capture2(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=#{Dir.mktmpdir}",
+                            "--virtual-time-budget=5000", "--dump-dom", url, err: File::NULL)
+    end
+    expect(dom).to include("<li>ws: chromium: hello from chromium</li>")
+    expect(dom).to include("<li>sse: chromium: hello from chromium</li>")
   ensure
     server&.stop
   end

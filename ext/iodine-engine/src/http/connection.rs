@@ -200,7 +200,13 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
     let Some(stream) = parts.io.into_inner().into_stream() else {
         return; // dropping the takeover tells the app the connection closed
     };
-    let io = Resumed::new(stream, parts.read_buf);
+    // What hyper read ahead is copied out: the slice would keep hyper's whole read buffer
+    // alive for the life of the connection.
+    let ahead = match parts.read_buf.is_empty() {
+        true => bytes::Bytes::new(),
+        false => bytes::Bytes::copy_from_slice(&parts.read_buf),
+    };
+    let io = Resumed::new(stream, ahead);
     tokio::spawn(async move { takeover::run(io, takeover, &site.settings, shutdown, guard).await });
 }
 

@@ -1,11 +1,12 @@
 //! The broker: subscriptions by exact channel and by pattern, and fan-out.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use super::glob;
 
@@ -24,19 +25,30 @@ struct Entry {
     subscriber: Arc<dyn Subscriber>,
 }
 
-#[derive(Default)]
-struct Subscriptions {
-    exact: HashMap<Bytes, Vec<Entry>>,
-    patterns: Vec<(Bytes, Entry)>,
-    /// Where each subscription is: its channel, and whether it is a pattern.
-    index: HashMap<SubscriptionId, (Bytes, bool)>,
-}
+/// Exact channels are spread over this many independently locked shards, so subscribing,
+/// unsubscribing and publishing on different channels don't contend on one lock.
+const SHARDS: usize = 16;
+
+type Channels = HashMap<Bytes, Vec<Entry>>;
 
 /// Channels and patterns → subscribers.
-#[derive(Default)]
 pub struct Broker {
-    subscriptions: RwLock<Subscriptions>,
+    shards: Box<[RwLock<Channels>]>,
+    patterns: RwLock<Vec<(Bytes, Entry)>>,
+    /// Where each subscription is: its channel, and whether it is a pattern.
+    index: Mutex<HashMap<SubscriptionId, (Bytes, bool)>>,
     next: AtomicU64,
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Broker {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            patterns: RwLock::default(),
+            index: Mutex::default(),
+            next: AtomicU64::new(0),
+        }
+    }
 }
 
 /// The process's broker.
@@ -46,6 +58,12 @@ pub fn broker() -> &'static Broker {
 }
 
 impl Broker {
+    fn shard(&self, channel: &[u8]) -> &RwLock<Channels> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        channel.hash(&mut hasher);
+        &self.shards[hasher.finish() as usize % SHARDS]
+    }
+
     /// Subscribes to `channel` (a glob pattern when `pattern`).
     pub fn subscribe(
         &self,
@@ -55,49 +73,55 @@ impl Broker {
     ) -> SubscriptionId {
         let id = SubscriptionId(self.next.fetch_add(1, Ordering::Relaxed));
         let entry = Entry { id, subscriber };
-        let mut subs = self.subscriptions.write();
-        subs.index.insert(id, (channel.clone(), pattern));
+        self.index.lock().insert(id, (channel.clone(), pattern));
         if pattern {
-            subs.patterns.push((channel, entry));
+            self.patterns.write().push((channel, entry));
         } else {
-            subs.exact.entry(channel).or_default().push(entry);
+            let shard = self.shard(&channel);
+            shard.write().entry(channel).or_default().push(entry);
         }
         id
     }
 
     /// Ends a subscription; false if it was already gone.
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        let mut subs = self.subscriptions.write();
-        let Some((channel, pattern)) = subs.index.remove(&id) else {
+        let Some((channel, pattern)) = self.index.lock().remove(&id) else {
             return false;
         };
         if pattern {
-            subs.patterns.retain(|(_, e)| e.id != id);
-        } else if let Some(list) = subs.exact.get_mut(&channel) {
-            list.retain(|e| e.id != id);
-            if list.is_empty() {
-                subs.exact.remove(&channel);
+            self.patterns.write().retain(|(_, e)| e.id != id);
+        } else {
+            let mut shard = self.shard(&channel).write();
+            if let Some(list) = shard.get_mut(&channel) {
+                list.retain(|e| e.id != id);
+                if list.is_empty() {
+                    shard.remove(&channel);
+                }
             }
         }
         true
     }
 
-    /// Delivers `message` to every subscription of `channel`; returns how many got it.
+    /// Delivers `message` to every subscription of `channel`; returns how many got it. The
+    /// locks are held only to list the subscribers, never while delivering.
     pub fn publish(&self, channel: &Bytes, message: &Bytes) -> usize {
         // Collected first: a subscriber may subscribe or publish from `deliver`.
-        let targets: Vec<Arc<dyn Subscriber>> = {
-            let subs = self.subscriptions.read();
-            let exact = subs.exact.get(channel).into_iter().flatten();
-            let patterns = subs
-                .patterns
-                .iter()
-                .filter(|(p, _)| glob::matches(p, channel))
-                .map(|(_, e)| e);
-            exact
-                .chain(patterns)
-                .map(|e| e.subscriber.clone())
-                .collect()
+        let mut targets: Vec<Arc<dyn Subscriber>> = {
+            let shard = self.shard(channel).read();
+            shard
+                .get(channel)
+                .map(|list| list.iter().map(|e| e.subscriber.clone()).collect())
+                .unwrap_or_default()
         };
+        {
+            let patterns = self.patterns.read();
+            targets.extend(
+                patterns
+                    .iter()
+                    .filter(|(p, _)| glob::matches(p, channel))
+                    .map(|(_, e)| e.subscriber.clone()),
+            );
+        }
         for target in &targets {
             target.deliver(channel, message);
         }
@@ -106,7 +130,7 @@ impl Broker {
 
     /// Subscriptions alive (exact and patterns).
     pub fn len(&self) -> usize {
-        self.subscriptions.read().index.len()
+        self.index.lock().len()
     }
 
     /// Whether there are none.
@@ -118,7 +142,6 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parking_lot::Mutex;
 
     #[derive(Default)]
     struct Inbox(Mutex<Vec<(String, String)>>);

@@ -1,0 +1,188 @@
+# frozen_string_literal: true
+
+# WebSocket/SSE benchmark: iodine -t 1 (bench/ws_app.ru) against a baseline, puma -t 4 with
+# faye-websocket (bench/faye_app.ru), run interleaved (A B A B …) with the server pinned to one
+# core and the load tool (bench/wsload, Rust) to the other. Prints every run, the median of
+# the per-pair ratios iodine/baseline for each case, then the server memory per 1,000 idle
+# WebSocket connections.
+#
+#   rake bench_ws                      # builds bench/wsload, then runs this
+#   BENCH_PAIRS=3 BENCH_SECONDS=5 BENCH_IDLE=10000 ruby bench/ws.rb
+#   BENCH_WS_BASE=none ruby bench/ws.rb     # iodine only
+#   BENCH_CASES=fan-out ruby bench/ws.rb    # only the cases whose name contains it ("idle" too)
+#
+# Cases: echo of 32 B messages from 100 clients and of 4 KiB from 10 (one message in flight
+# per client), fan-out of one publisher to 100 and 1,000 WebSocket subscribers, and to 100 SSE
+# subscribers (the publisher stays at most 64 messages ahead of the subscribers).
+
+require "json"
+require "rbconfig"
+require "etc"
+require_relative "support"
+
+ROOT = File.expand_path("..", __dir__)
+PAIRS = Integer(ENV.fetch("BENCH_PAIRS", "3"))
+SECONDS = Integer(ENV.fetch("BENCH_SECONDS", "5"))
+IDLE = Integer(ENV.fetch("BENCH_IDLE", "10000"))
+BASE = ENV.fetch("BENCH_WS_BASE", "faye")
+ONLY = ENV["BENCH_CASES"]
+SERVER_CPU = 0
+LOAD_CPU = Etc.nprocessors > 1 ? 1 : 0
+WSLOAD = File.join(__dir__, "wsload", "target", "release", "wsload")
+
+# How to start each server on a port.
+SERVERS = {
+  "iodine" => lambda do |port|
+    [RbConfig.ruby, "-I#{File.join(ROOT, 'lib')}", File.join(ROOT, "exe", "iodine"), "-V", "1",
+     "-p", port.to_s, "-b", "127.0.0.1", "-t", "1", File.join(__dir__, "ws_app.ru")]
+  end,
+  "faye" => lambda do |port|
+    ["puma", "-q", "-b", "tcp://127.0.0.1:#{port}", "-t", "4:4", "-w", "0", File.join(__dir__, "faye_app.ru")]
+  end
+}.freeze
+
+# Name, wsload mode and arguments (HOST becomes 127.0.0.1:port), and the JSON field measured.
+CASES = [
+  ["echo 32 B x 100", "echo", %w[--url ws://HOST/echo --clients 100 --size 32], "msgs_per_sec"],
+  ["echo 4 KiB x 10", "echo", %w[--url ws://HOST/echo --clients 10 --size 4096], "msgs_per_sec"],
+  ["fan-out x 100", "fanout", %w[--url ws://HOST/sub --publish ws://HOST/pub --subscribers 100], "delivered_per_sec"],
+  ["fan-out x 1000", "fanout", %w[--url ws://HOST/sub --publish ws://HOST/pub --subscribers 1000], "delivered_per_sec"],
+  ["SSE fan-out x 100", "sse", %w[--url http://HOST/sse --publish ws://HOST/pub --subscribers 100], "delivered_per_sec"]
+].freeze
+
+# Why the faye baseline can't run here, or nil.
+def faye_missing
+  return "puma is missing (apt install puma)" unless system("which puma > /dev/null")
+  unless system(RbConfig.ruby, "-e", "require 'faye/websocket'", err: File::NULL)
+    return "faye-websocket is missing (apt install ruby-faye-websocket)"
+  end
+
+  nil
+end
+
+# Starts `server` pinned to SERVER_CPU and yields its pid and port; nil (with a warning) if it
+# did not start.
+def with_server(server)
+  port = free_port
+  cmd = SERVERS.fetch(server).call(port)
+  with_pinned_server(cmd, port, cpu: SERVER_CPU, env: { "RACK_ENV" => "production" }, name: server) do |pid|
+    yield pid, port
+  end
+rescue RuntimeError => e
+  warn "  #{e.message}"
+  nil
+end
+
+# Runs wsload (pinned to LOAD_CPU) against `port`; yields each line it prints, returns the last
+# line's JSON (nil if it failed; its stderr goes to ours).
+def wsload(mode, args, port, &each_line)
+  cmd = ["taskset", "-c", LOAD_CPU.to_s, WSLOAD, mode, *args.map { |a| a.sub("HOST", "127.0.0.1:#{port}") }]
+  last = nil
+  IO.popen(cmd) do |out|
+    out.each_line do |line|
+      last = line
+      each_line&.call(line)
+    end
+  end
+  $?.success? && last ? JSON.parse(last) : nil
+rescue JSON::ParserError
+  warn "  wsload printed #{last.inspect}"
+  nil
+end
+
+# One run of a case: the measured rate, or NaN when the server or the tool failed.
+def measure(server, mode, args, field)
+  result = with_server(server) { |_pid, port| wsload(mode, [*args, "--seconds", SECONDS.to_s], port) }
+  result ? result.fetch(field).to_f : Float::NAN
+end
+
+# Server memory for IDLE idle connections: [connections held, MiB per 1,000], nil if it failed.
+def idle_memory(server)
+  with_server(server) do |pid, port|
+    url = ["--url", "ws://HOST/echo"]
+    # Warm up first, so what loads on the first upgrade (faye's reactor, …) is not counted.
+    wsload("idle", [*url, "--count", "100", "--hold", "0"], port)
+    before = rss_mb(pid)
+    after = nil
+    held = wsload("idle", [*url, "--count", IDLE.to_s, "--hold", "3"], port) do |_line|
+      sleep 0.5 # the tool printed: every connection is open and held now
+      after = rss_mb(pid)
+    end
+    next nil unless held && held["open"].positive?
+
+    warn "  #{server}: #{held['failed']} of #{IDLE} connections failed" if held["failed"].positive?
+    [held["open"], (after - before) * 1000 / held["open"]]
+  end
+end
+
+# The median of the values that are numbers (NaN marks a failed run); NaN if none is.
+def median(values)
+  sorted = values.reject(&:nan?).sort
+  return Float::NAN if sorted.empty?
+
+  mid = sorted.size / 2
+  sorted.size.odd? ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2.0
+end
+
+# A rate for the table: thousands separated, or "failed".
+def rate(value)
+  value.nan? ? "failed" : value.round.to_s.reverse.scan(/\d{1,3}/).join(",").reverse
+end
+
+$stdout.sync = true # each run shows as it ends, also through a pipe
+abort "bench: #{WSLOAD} is missing: rake bench_ws builds it" unless File.executable?(WSLOAD)
+servers = ["iodine"]
+if BASE == "faye"
+  if (why = faye_missing)
+    warn "bench: skipping the puma + faye baseline: #{why}"
+  else
+    servers << "faye"
+  end
+elsif BASE != "none"
+  abort "bench: BENCH_WS_BASE must be faye or none (got #{BASE.inspect})"
+end
+
+results = {}
+CASES.each do |name, mode, args, field|
+  next if ONLY && !name.include?(ONLY)
+
+  runs = servers.to_h { |server| [server, []] }
+  PAIRS.times do |i|
+    # Alternate which goes first, so a drift within a pair favours neither.
+    (i.even? ? servers : servers.reverse).each do |server|
+      value = measure(server, mode, args, field)
+      runs[server] << value
+      puts format("  %-18s %-7s %12s /s", name, server, rate(value))
+    end
+  end
+  results[name] = runs
+end
+
+unless results.empty?
+  puts
+  base = servers[1]
+  header = format("%-18s %14s", "case (median)", "iodine")
+  header += format(" %14s %8s   %s", base, "ratio", "pair ratios") if base
+  puts header
+  results.each do |name, runs|
+    line = format("%-18s %14s", name, rate(median(runs["iodine"])))
+    if base
+      ratios = runs["iodine"].zip(runs[base]).map { |a, b| a / b }
+      pairs = ratios.map { |r| format("%.2f", r) }.join(" ")
+      line += format(" %14s %7.2fx   %s", rate(median(runs[base])), median(ratios), pairs)
+    end
+    puts line
+  end
+end
+
+if !ONLY || "idle".include?(ONLY)
+  puts
+  servers.each do |server|
+    held, per_1000 = idle_memory(server)
+    if held
+      puts format("%-7s holding %6d idle WebSocket connections: %6.1f MiB per 1,000", server, held, per_1000)
+    else
+      puts format("%-7s could not hold idle WebSocket connections (skipped)", server)
+    end
+  end
+end

@@ -1,0 +1,85 @@
+//! `wsload`: the WebSocket and SSE load generator behind `bench/ws.rb`.
+//!
+//! One mode per run, all on one thread (the benchmark pins the tool to one core). Each mode
+//! prints one JSON line on stdout; errors are counted, and explained on stderr.
+//!
+//! Modules: `args` reads the options and `target` the URLs; `setup` opens many connections at
+//! a bounded pace; `ws` is the WebSocket client; `stats` counts and times; the modes are
+//! `echo`, `fanout` (with `publisher`, and `sse` + `event_stream` for SSE subscribers) and
+//! `idle`; `report` writes the result line.
+#![deny(unsafe_code)]
+
+mod args;
+mod echo;
+mod event_stream;
+mod fanout;
+mod idle;
+mod publisher;
+mod report;
+mod setup;
+mod sse;
+mod stats;
+mod target;
+mod ws;
+
+use std::process::ExitCode;
+
+use crate::args::Args;
+use crate::fanout::Mode;
+
+/// The help text.
+const USAGE: &str = "\
+usage: wsload MODE --option value ...
+
+  echo   --url ws://HOST:PORT/echo [--clients 100] [--size 32] [--window 1]
+         [--seconds 5] [--warmup 1]
+         each client keeps WINDOW text messages of SIZE bytes in flight
+         -> {\"mode\":\"echo\",\"msgs_per_sec\":N,...}
+  fanout --url ws://HOST:PORT/sub --publish ws://HOST:PORT/pub [--subscribers 100]
+         [--size 32] [--ahead 64] [--seconds 5] [--warmup 1]
+         subscribers wait for \"ready\"; the publisher stays at most AHEAD messages
+         past the average subscriber -> {\"mode\":\"fanout\",\"delivered_per_sec\":N,...}
+  sse    --url http://HOST:PORT/sse --publish ws://HOST:PORT/pub [options of fanout]
+         the same with SSE subscribers (raw HTTP/1.1, Accept: text/event-stream)
+  idle   --url ws://HOST:PORT/echo [--count 10000] [--hold 5] [--parallel 200]
+         opens COUNT connections, checks each with one echo, prints
+         {\"mode\":\"idle\",\"open\":N,\"failed\":M}, holds them HOLD seconds
+";
+
+/// Runs the mode named by the first argument; exit status 1 (and a reason on stderr) on failure.
+fn main() -> ExitCode {
+    let mut argv = std::env::args().skip(1);
+    let mode = argv.next().unwrap_or_default();
+    if matches!(mode.as_str(), "" | "-h" | "--help" | "help") {
+        print!("{USAGE}");
+        return if mode.is_empty() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    match Args::parse(argv).and_then(|args| run(&mode, &args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wsload {mode}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `mode` on a single-threaded runtime; dropping the runtime ends every task left.
+fn run(mode: &str, args: &Args) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        match mode {
+            "echo" => echo::run(args).await,
+            "fanout" => fanout::run(args, Mode::WebSocket).await,
+            "sse" => fanout::run(args, Mode::Sse).await,
+            "idle" => idle::run(args).await,
+            _ => Err(format!("unknown mode\n{USAGE}")),
+        }
+    })
+}

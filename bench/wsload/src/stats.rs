@@ -1,0 +1,107 @@
+//! The counters a run's tasks share, and the timed window the result is taken over.
+
+use std::fmt::Display;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+/// What every task of a run reports to: messages delivered and published, errors (with the
+/// first one kept for the log), and a wake-up for a publisher waiting on deliveries.
+#[derive(Default)]
+pub struct Stats {
+    delivered: AtomicU64,
+    published: AtomicU64,
+    errors: AtomicU64,
+    first_error: Mutex<Option<String>>,
+    progress: Notify,
+}
+
+/// The counts of one measurement window.
+pub struct Window {
+    /// Messages (or events) received during the window.
+    pub delivered: u64,
+    /// Messages published during the window.
+    pub published: u64,
+    /// The window's real length in seconds.
+    pub seconds: f64,
+}
+
+impl Window {
+    /// `count` per second of this window.
+    pub fn per_sec(&self, count: u64) -> f64 {
+        count as f64 / self.seconds
+    }
+}
+
+impl Stats {
+    /// Records `n` messages received and wakes the publisher if it waits for them.
+    pub fn deliver(&self, n: u64) {
+        self.delivered.fetch_add(n, Relaxed);
+        self.progress.notify_one();
+    }
+
+    /// Messages received so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Relaxed)
+    }
+
+    /// Records `n` messages published.
+    pub fn publish(&self, n: u64) {
+        self.published.fetch_add(n, Relaxed);
+    }
+
+    /// Waits until some task delivers (a delivery made before the wait also counts).
+    pub async fn progressed(&self) {
+        self.progress.notified().await;
+    }
+
+    /// Counts a failed connection or a connection that broke, keeping the first reason.
+    pub fn error(&self, what: impl Display) {
+        if self.errors.fetch_add(1, Relaxed) == 0 {
+            if let Ok(mut first) = self.first_error.lock() {
+                *first = Some(what.to_string());
+            }
+        }
+    }
+
+    /// Errors so far.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Relaxed)
+    }
+
+    /// The first error's reason, for the log.
+    pub fn first_error(&self) -> Option<String> {
+        self.first_error.lock().ok().and_then(|first| first.clone())
+    }
+
+    /// Lets the running tasks warm up for `warmup` seconds, then counts over `seconds`.
+    pub async fn measure(&self, warmup: f64, seconds: f64) -> Window {
+        tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
+        let (delivered, published) = (self.delivered(), self.published.load(Relaxed));
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        Window {
+            delivered: self.delivered() - delivered,
+            published: self.published.load(Relaxed) - published,
+            seconds: start.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// The reason a run could not start: no connection opened (how many failed, and why).
+    pub fn nothing_opened(&self, what: &str) -> String {
+        let first = self.first_error().unwrap_or_else(|| "none".to_owned());
+        format!(
+            "no {what} opened ({} failed); the first error: {first}",
+            self.errors()
+        )
+    }
+
+    /// Logs the error count and the first reason to stderr, if there were any.
+    pub fn log_errors(&self) {
+        if let Some(first) = self.first_error() {
+            eprintln!("wsload: {} error(s), the first: {first}", self.errors());
+        }
+    }
+}

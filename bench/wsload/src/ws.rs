@@ -1,0 +1,76 @@
+//! WebSocket client connections: opening one, the payload, and reading data messages.
+
+use futures_util::{FutureExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{client_async_with_config, WebSocketStream};
+
+use crate::setup::within;
+use crate::target::Target;
+
+/// A client connection over plain TCP.
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// Opens a TCP connection to `target` (Nagle off) and does the handshake, within
+/// `SETUP_TIMEOUT`. tungstenite zero-fills its whole read buffer before every read, so
+/// `read_buffer` should be near what one read brings (see `read_buffer`), not its 128 KiB default.
+pub async fn connect(target: &Target, read_buffer: usize) -> Result<Ws, String> {
+    within(&target.url, async {
+        let tcp = TcpStream::connect(&target.addr)
+            .await
+            .map_err(|e| format!("connect {}: {e}", target.addr))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let config = WebSocketConfig::default().read_buffer_size(read_buffer);
+        let (ws, _response) = client_async_with_config(target.url.as_str(), tcp, Some(config))
+            .await
+            .map_err(|e| format!("handshake with {}: {e}", target.url))?;
+        Ok(ws)
+    })
+    .await
+}
+
+/// A read buffer for connections that receive up to `queued` messages of `size` bytes at once.
+pub fn read_buffer(size: usize, queued: usize) -> usize {
+    // 14 bytes: the largest frame header.
+    (size + 14).saturating_mul(queued).clamp(4096, 128 * 1024)
+}
+
+/// A text message of `size` ASCII bytes (letters, so it is valid UTF-8 and has no newline).
+pub fn text(size: usize) -> Message {
+    let body: String = (b'a'..=b'z').cycle().take(size).map(char::from).collect();
+    Message::text(body)
+}
+
+/// Waits for the next text or binary message; control frames are skipped (tungstenite answers
+/// pings itself). A close, the end of the stream or an error is an `Err`.
+pub async fn next_data(ws: &mut Ws) -> Result<Message, String> {
+    loop {
+        if let Some(message) = data(ws.next().await)? {
+            return Ok(message);
+        }
+    }
+}
+
+/// Counts the data messages that can be read without waiting (already buffered or already in
+/// the socket), so a burst of them costs one wake-up.
+pub fn drain_ready(ws: &mut Ws) -> Result<u64, String> {
+    let mut count = 0;
+    while let Some(item) = ws.next().now_or_never() {
+        count += u64::from(data(item)?.is_some());
+    }
+    Ok(count)
+}
+
+/// Sorts one item read from a connection: `Some` for a data message, `None` for a control
+/// frame, `Err` when the connection closed or failed.
+pub fn data(item: Option<Result<Message, WsError>>) -> Result<Option<Message>, String> {
+    match item {
+        Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => Ok(Some(message)),
+        Some(Ok(Message::Close(frame))) => Err(format!("closed by the server ({frame:?})")),
+        Some(Ok(_)) => Ok(None),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("connection ended".to_owned()),
+    }
+}
