@@ -22,10 +22,13 @@ PAGE = <<~HTML
     <script>
       const nick = new URLSearchParams(location.search).get("nick") || "guest";
       const auto = new URLSearchParams(location.search).get("auto");
+      let heard = 0;
       const log = (line) => {
         const li = document.createElement("li");
         li.textContent = line;
         document.getElementById("log").appendChild(li);
+        // In auto mode the page is done once its message came back both ways.
+        if (auto && line.endsWith(": hello from " + nick) && ++heard === 2) { ws.close(); es.close(); }
       };
       let open = 0;
       const ready = () => { if (++open === 2 && auto) ws.send("hello from " + nick); };
