@@ -184,9 +184,10 @@ impl Link {
 
     // The session's side.
 
-    /// Waits until the application wrote, closed or changed the timeout.
-    pub(crate) async fn woken(&self) {
-        self.wake.notified().await
+    /// Resolves when the application wrote, closed or changed the timeout since it was
+    /// made (a session keeps one pinned and makes the next right after it fired).
+    pub(crate) fn woken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
     }
 
     /// Resolves once the connection must end at once (its backlog overflowed), even while

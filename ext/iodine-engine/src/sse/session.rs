@@ -63,6 +63,11 @@ async fn stream<S>(
     let mut shutting_down = false;
     let grace_timer = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(grace_timer);
+    // Made once, not per turn of the loop: each turn would subscribe anew.
+    let woken = link.woken();
+    tokio::pin!(woken);
+    let stopping = shutdown.triggered();
+    tokio::pin!(stopping);
     loop {
         tokio::select! {
             read = reader.read(&mut scratch) => {
@@ -72,7 +77,8 @@ async fn stream<S>(
                     return;
                 }
             }
-            _ = link.woken() => {
+            _ = &mut woken => {
+                woken.set(link.woken());
                 let closing = link.take(&mut batch);
                 if closing == Closing::Abort {
                     return;
@@ -102,7 +108,7 @@ async fn stream<S>(
                 }
                 keep_alive.as_mut().reset(tokio::time::Instant::now() + interval(link));
             }
-            _ = shutdown.triggered(), if !shutting_down => {
+            _ = &mut stopping, if !shutting_down => {
                 shutting_down = true;
                 events.on_shutdown();
                 grace_timer.as_mut().reset(tokio::time::Instant::now() + grace);
