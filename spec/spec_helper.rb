@@ -13,6 +13,7 @@ require "time"
 require "timeout"
 require "tmpdir"
 require_relative "support/server_process"
+require_relative "support/script_runner"
 
 RSpec.configure do |config|
   config.include ServerHelpers

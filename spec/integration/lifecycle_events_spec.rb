@@ -8,20 +8,11 @@ require "json"
 # hooks that register for them (§1.4), and Iodine.cancel_timer; each in a real server process
 # that stops itself.
 RSpec.describe "lifecycle events and timer cancellation (one process)" do
-  # Runs `body` (Ruby) after `require "iodine"` with a listener on a free port and
-  # `Iodine.workers = 1`; the script prints its results as JSON on its last line. Returns
-  # [parsed, stderr, status].
-  def run_script(body, timeout: 15)
-    script = <<~RUBY
-      require "iodine"
-      require "json"
-      Iodine.listen(service: :http, port: #{ServerProcess.free_port}, address: "127.0.0.1", handler: ->(_) { [200, {}, ["ok"]] })
-      Iodine.threads = 2
-      Iodine.workers = 1
-      #{body}
-    RUBY
-    out, err, status = Timeout.timeout(timeout) { Open3.capture3(RbConfig.ruby, "-I#{ROOT}/lib", "-e", script) }
-    [JSON.parse(out.lines.last || "null"), err, status]
+  include ScriptRunner
+
+  # One process, said so explicitly.
+  def run_script(body, **opts)
+    super(body, prelude: "Iodine.workers = 1", **opts)
   end
 
   it "fires pre_start, before_fork, after_fork, enter_master, on_start, then start_shutdown and on_finish, once each" do

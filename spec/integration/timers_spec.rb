@@ -7,22 +7,7 @@ require "json"
 # Iodine.run / defer / run_after / run_every / on_idle and the single-process on_state events,
 # each in a real server process that stops itself.
 RSpec.describe "timers, deferred blocks and lifecycle events" do
-  # Runs `body` (Ruby) after `require "iodine"` with a listener on a free port; the script
-  # prints its results as JSON on the last line. Returns [parsed, stderr, status].
-  def run_script(body, timeout: 15)
-    port = ServerProcess.free_port
-    script = <<~RUBY
-      require "iodine"
-      require "json"
-      Iodine.listen(service: :http, port: #{port}, address: "127.0.0.1", handler: ->(_) { [200, {}, ["ok"]] })
-      Iodine.threads = 2
-      #{body}
-    RUBY
-    out, err, status = Timeout.timeout(timeout) do
-      Open3.capture3(RbConfig.ruby, "-I#{ROOT}/lib", "-e", script)
-    end
-    [JSON.parse(out.lines.last || "null"), err, status]
-  end
+  include ScriptRunner
 
   it "runs each kind of block the right number of times, on worker threads, and fires the events in order" do
     result, err, status = run_script(<<~RUBY)

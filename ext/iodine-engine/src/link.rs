@@ -176,6 +176,14 @@ impl Link {
         self.timeout.load(Ordering::Relaxed)
     }
 
+    /// The ping / keep-alive interval: the link's own when set, else `default`.
+    pub fn interval(&self, default: std::time::Duration) -> std::time::Duration {
+        match self.timeout() {
+            0 => default,
+            s => std::time::Duration::from_secs(s.into()),
+        }
+    }
+
     /// Sets the ping / keep-alive interval in seconds (0: the listener's default).
     pub fn set_timeout(&self, seconds: u32) {
         self.timeout.store(seconds, Ordering::Relaxed);

@@ -54,11 +54,7 @@ async fn stream<S>(
     let mut batch = Vec::new();
     let mut out = BytesMut::new();
     let mut scratch = [0u8; 256];
-    let interval = |link: &Link| match link.timeout() {
-        0 => ping,
-        s => Duration::from_secs(s.into()),
-    };
-    let keep_alive = tokio::time::sleep(interval(link));
+    let keep_alive = tokio::time::sleep(link.interval(ping));
     tokio::pin!(keep_alive);
     let mut shutting_down = false;
     let grace_timer = tokio::time::sleep(Duration::MAX / 4);
@@ -100,13 +96,13 @@ async fn stream<S>(
                     let _ = writer.shutdown().await;
                     return;
                 }
-                keep_alive.as_mut().reset(tokio::time::Instant::now() + interval(link));
+                keep_alive.as_mut().reset(tokio::time::Instant::now() + link.interval(ping));
             }
             _ = &mut keep_alive => {
                 if writer.write_all(PING).await.is_err() {
                     return;
                 }
-                keep_alive.as_mut().reset(tokio::time::Instant::now() + interval(link));
+                keep_alive.as_mut().reset(tokio::time::Instant::now() + link.interval(ping));
             }
             _ = &mut stopping, if !shutting_down => {
                 shutting_down = true;

@@ -80,7 +80,7 @@ async fn converse<S>(
     let mut seen_at_ping: u64 = 0;
     // Pings sent with no sign of life since; the peer is dead after `DEAD_AFTER` of them.
     let mut unanswered: u32 = 0;
-    let ping = tokio::time::sleep(interval(link, settings));
+    let ping = tokio::time::sleep(link.interval(settings.ping));
     tokio::pin!(ping);
     let mut shutting_down = false;
     let grace = tokio::time::sleep(Duration::MAX / 4);
@@ -146,7 +146,7 @@ async fn converse<S>(
                     return;
                 }
                 // The timeout may have changed.
-                ping.as_mut().reset(tokio::time::Instant::now() + interval(link, settings));
+                ping.as_mut().reset(tokio::time::Instant::now() + link.interval(settings.ping));
             }
             _ = &mut ping => {
                 if activity == seen_at_ping {
@@ -162,7 +162,7 @@ async fn converse<S>(
                     unanswered = 0;
                 }
                 seen_at_ping = activity;
-                ping.as_mut().reset(tokio::time::Instant::now() + interval(link, settings));
+                ping.as_mut().reset(tokio::time::Instant::now() + link.interval(settings.ping));
             }
             _ = &mut stopping, if !shutting_down => {
                 shutting_down = true;
@@ -209,13 +209,5 @@ fn frame(message: &Outgoing) -> Message {
             Err(_) => Message::Binary(bytes.clone()),
         },
         Outgoing::Binary(bytes) | Outgoing::Raw(bytes) => Message::Binary(bytes.clone()),
-    }
-}
-
-/// The ping interval: the connection's own timeout if set, else the listener's.
-fn interval(link: &Link, settings: WsSettings) -> Duration {
-    match link.timeout() {
-        0 => settings.ping,
-        s => Duration::from_secs(s.into()),
     }
 }
