@@ -5,9 +5,10 @@
 //! server built (101 or the SSE 200) and runs the protocol's session on a task of its own.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -29,15 +30,26 @@ pub(crate) struct Takeover {
 pub(crate) type Slot = Arc<Mutex<Option<Takeover>>>;
 
 /// The socket after HTTP: the bytes hyper had read ahead come first.
+///
+/// Reads are lazy-buffered: one read from the socket takes up to [`READ_CHUNK`] bytes (into a
+/// stack buffer); what the caller's buffer can't take waits in `pending`, which is freed once
+/// drained. So a protocol codec can keep a small read buffer (an idle connection then holds
+/// almost nothing) without paying a system call per small read.
 pub struct Resumed {
-    prefix: Bytes,
+    pending: Bytes,
     inner: Stream,
 }
+
+/// The most one read from the socket takes.
+const READ_CHUNK: usize = 16 * 1024;
 
 impl Resumed {
     /// `inner`, with `prefix` read before anything else.
     pub fn new(inner: Stream, prefix: Bytes) -> Self {
-        Resumed { prefix, inner }
+        Resumed {
+            pending: prefix,
+            inner,
+        }
     }
 }
 
@@ -48,13 +60,28 @@ impl AsyncRead for Resumed {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
+        if !this.pending.is_empty() {
+            let n = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending[..n]);
+            this.pending.advance(n);
+            if this.pending.is_empty() {
+                this.pending = Bytes::new(); // let the allocation go
+            }
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        if buf.remaining() >= READ_CHUNK {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let mut scratch = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut chunk = ReadBuf::uninit(&mut scratch);
+        ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk))?;
+        let got = chunk.filled();
+        let n = got.len().min(buf.remaining());
+        buf.put_slice(&got[..n]);
+        if got.len() > n {
+            this.pending = Bytes::copy_from_slice(&got[n..]);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
