@@ -110,14 +110,16 @@ async fn converse<S>(
                     Some(Ok(Message::Close(_))) => {
                         // tungstenite queued the reply echoing the peer's code; the next read
                         // flushes it and ends the stream.
-                        let _ = tokio::time::timeout(CLOSE_WAIT, ws.flush()).await;
+                        // Boxed, as the other closing paths: rare, and inline they would enlarge
+                        // every connection's task.
+                        let _ = Box::pin(tokio::time::timeout(CLOSE_WAIT, ws.flush())).await;
                     }
                     Some(Ok(Message::Frame(_))) => {}
                     Some(Err(e)) => {
                         if let Some(code) = close_code(&e) {
                             crate::debug!("closing a WebSocket ({code}): {e}");
                             let frame = CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::default() };
-                            let _ = tokio::time::timeout(CLOSE_WAIT, ws.close(Some(frame))).await;
+                            let _ = Box::pin(tokio::time::timeout(CLOSE_WAIT, ws.close(Some(frame)))).await;
                         }
                         return;
                     }
@@ -145,7 +147,7 @@ async fn converse<S>(
                 }
                 if let Closing::Graceful(code) = closing {
                     let frame = code.map(|c| CloseFrame { code: CloseCode::from(c), reason: Utf8Bytes::default() });
-                    let _ = tokio::time::timeout(CLOSE_WAIT, close_politely(ws, frame)).await;
+                    let _ = Box::pin(tokio::time::timeout(CLOSE_WAIT, close_politely(ws, frame))).await;
                     return;
                 }
                 // The timeout may have changed.
