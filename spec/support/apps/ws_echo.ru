@@ -48,6 +48,7 @@ class Echo
   def on_message(client, data)
     RealtimeLog.add(@id, "message #{data.encoding} #{data.bytesize}")
     raise "on_message boom (#{@id})" if @raises
+    Thread.current.kill if data == "kill" # a jump out of the callback, not an exception
 
     client.write(data)
   end
