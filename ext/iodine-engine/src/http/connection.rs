@@ -121,15 +121,12 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
     let (io, hijack) = HijackableIo::new(stream, idle.clone());
     let slot: Slot = Arc::default();
     let svc_slot = slot.clone();
-    let taken = hijack.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let site = svc_site.clone();
         let busy = Busy::new(svc_idle.clone());
         let hijack = hijack.clone();
         let slot = svc_slot.clone();
-        // Boxed so the connection is Unpin: it can then be finished without shutting the
-        // socket down, and the socket taken back after an upgrade.
-        Box::pin(async move {
+        async move {
             let started = Instant::now();
             let logged = site.settings.log.then(|| {
                 (
@@ -153,20 +150,15 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
                 });
             }
             Ok::<_, Infallible>(res)
-        })
+        }
     });
     let mut conn = site.builder.serve_connection(TokioIo::new(io), service);
-    // Once the socket is taken (hijack or upgrade), hyper must finish without shutting it
-    // down: it belongs to the app or to the session that follows.
+    // Polled in place (hyper boxes the request future itself), so that once it is done the
+    // socket can be taken back after an upgrade. A taken socket (hijack or upgrade) ignores
+    // hyper's shutdown: it belongs to the app or to the session that follows.
     macro_rules! run {
         () => {
-            std::future::poll_fn(|cx| {
-                if taken.is_taken() {
-                    conn.poll_without_shutdown(cx)
-                } else {
-                    Pin::new(&mut conn).poll(cx)
-                }
-            })
+            std::future::poll_fn(|cx| Pin::new(&mut conn).poll(cx))
         };
     }
     tokio::select! {
