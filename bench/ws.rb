@@ -11,6 +11,10 @@
 #   BENCH_WS_BASE=none ruby bench/ws.rb     # iodine only
 #   BENCH_CASES=fan-out ruby bench/ws.rb    # only the cases whose name contains it ("idle" too)
 #
+# The echo cases and the idle case also run the engine's raw-Rust WebSocket echo (no Ruby:
+# `cargo build --release -p iodine-engine --example ws_echo`, done by `rake bench_ws`), the
+# ceiling, and print iodine's share of it.
+#
 # Cases: echo of 32 B messages from 100 clients and of 4 KiB from 10 (one message in flight
 # per client), fan-out of one publisher to 100 and 1,000 WebSocket subscribers, and to 100 SSE
 # subscribers (the publisher stays at most 64 messages ahead of the subscribers).
@@ -29,6 +33,7 @@ ONLY = ENV["BENCH_CASES"]
 SERVER_CPU = 0
 LOAD_CPU = Etc.nprocessors > 1 ? 1 : 0
 WSLOAD = File.join(__dir__, "wsload", "target", "release", "wsload")
+RAW = File.join(ROOT, "target", "release", "examples", "ws_echo")
 
 # How to start each server on a port.
 SERVERS = {
@@ -36,6 +41,7 @@ SERVERS = {
     [RbConfig.ruby, "-I#{File.join(ROOT, 'lib')}", File.join(ROOT, "exe", "iodine"), "-V", "1",
      "-p", port.to_s, "-b", "127.0.0.1", "-t", "1", File.join(__dir__, "ws_app.ru")]
   end,
+  "raw" => ->(port) { [RAW, port.to_s] },
   "faye" => lambda do |port|
     ["puma", "-q", "-b", "tcp://127.0.0.1:#{port}", "-t", "4:4", "-w", "0", File.join(__dir__, "faye_app.ru")]
   end
@@ -142,14 +148,22 @@ elsif BASE != "none"
   abort "bench: BENCH_WS_BASE must be faye or none (got #{BASE.inspect})"
 end
 
+# Every server inherits the hard open-files limit (the idle case holds thousands).
+_, hard = Process.getrlimit(:NOFILE)
+Process.setrlimit(:NOFILE, hard, hard)
+raw = File.executable?(RAW)
+warn "bench: #{RAW} is missing (rake bench_ws builds it): no raw-Rust ceiling" unless raw
+
 results = {}
 CASES.each do |name, mode, args, field|
   next if ONLY && !name.include?(ONLY)
 
-  runs = servers.to_h { |server| [server, []] }
+  # The raw-Rust server only echoes.
+  these = raw && mode == "echo" ? servers + ["raw"] : servers
+  runs = these.to_h { |server| [server, []] }
   PAIRS.times do |i|
     # Alternate which goes first, so a drift within a pair favours neither.
-    (i.even? ? servers : servers.reverse).each do |server|
+    (i.even? ? these : these.reverse).each do |server|
       value = measure(server, mode, args, field)
       runs[server] << value
       puts format("  %-18s %-7s %12s /s", name, server, rate(value))
@@ -162,14 +176,19 @@ unless results.empty?
   puts
   base = servers[1]
   header = format("%-18s %14s", "case (median)", "iodine")
-  header += format(" %14s %8s   %s", base, "ratio", "pair ratios") if base
+  header += format(" %14s %8s   %-16s", base, "ratio", "pair ratios") if base
+  header += format(" %12s %8s", "raw Rust", "of raw")
   puts header
   results.each do |name, runs|
     line = format("%-18s %14s", name, rate(median(runs["iodine"])))
     if base
       ratios = runs["iodine"].zip(runs[base]).map { |a, b| a / b }
       pairs = ratios.map { |r| format("%.2f", r) }.join(" ")
-      line += format(" %14s %7.2fx   %s", rate(median(runs[base])), median(ratios), pairs)
+      line += format(" %14s %7.2fx   %-16s", rate(median(runs[base])), median(ratios), pairs)
+    end
+    if runs["raw"]
+      share = median(runs["iodine"]) / median(runs["raw"])
+      line += format(" %12s %7.0f%%", rate(median(runs["raw"])), share * 100)
     end
     puts line
   end
@@ -177,7 +196,7 @@ end
 
 if !ONLY || "idle".include?(ONLY)
   puts
-  servers.each do |server|
+  (raw ? servers + ["raw"] : servers).each do |server|
     held, per_1000 = idle_memory(server)
     if held
       puts format("%-7s holding %6d idle WebSocket connections: %6.1f MiB per 1,000", server, held, per_1000)

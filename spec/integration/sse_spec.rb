@@ -65,6 +65,16 @@ RSpec.describe "SSE" do
     expect(events(port, other)).to eq(["call nil"])
   end
 
+  it "also takes Upgrade: sse (without Accept) as an event-stream request, as the C gem did" do
+    id = unique_id("upgrade-sse")
+    socket = TCPSocket.new("127.0.0.1", port)
+    socket.write("GET /stream?id=#{id}&mode=hello HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: sse\r\n\r\n")
+    expect(read_until(socket, "data: hello\r\n\r\n")).to start_with("HTTP/1.1 200").and include("data: hello\r\n\r\n")
+    expect(events(port, id).first).to eq("call :sse")
+  ensure
+    socket&.close
+  end
+
   it "writes a line per data: line (any line break), event/id/retry by keywords or a Hash, nothing for an empty String" do
     id = unique_id("forms")
     _, body = curl_stream("/stream?id=#{id}&mode=forms", accept: "text/event-stream")

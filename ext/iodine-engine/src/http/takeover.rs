@@ -116,6 +116,7 @@ pub(crate) async fn run(
     let Takeover { head, upgrade } = takeover;
     let (link, events) = upgrade.start();
     let wrote = tokio::time::timeout(settings.websocket.shutdown_grace, io.write_all(&head)).await;
+    drop(head); // not kept for the life of the connection
     if !matches!(wrote, Ok(Ok(()))) {
         link.mark_closed();
         events.on_close();

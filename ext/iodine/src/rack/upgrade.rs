@@ -23,15 +23,18 @@ struct Keys {
 
 static KEYS: OnceLock<Keys> = OnceLock::new();
 
-/// The protocol a request asks to switch to, if any.
+/// The protocol a request asks to switch to, if any: `Upgrade: websocket`; an event stream
+/// when `Accept` contains `text/event-stream` or, as the C gem also read it, `Upgrade: sse`.
 pub fn requested(headers: &HeaderMap) -> Option<Protocol> {
-    if headers.contains_key(http::header::UPGRADE) && websocket::is_upgrade_request(headers) {
-        Some(Protocol::WebSocket)
-    } else if sse::is_sse_request(headers) {
-        Some(Protocol::Sse)
-    } else {
-        None
+    if let Some(upgrade) = headers.get(http::header::UPGRADE) {
+        if websocket::is_upgrade_request(headers) {
+            return Some(Protocol::WebSocket);
+        }
+        if upgrade.as_bytes().eq_ignore_ascii_case(b"sse") {
+            return Some(Protocol::Sse);
+        }
     }
+    sse::is_sse_request(headers).then_some(Protocol::Sse)
 }
 
 /// Sets `env['rack.upgrade?']` for a request that asks for `protocol`.
