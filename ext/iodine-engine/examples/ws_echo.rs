@@ -53,8 +53,10 @@ fn main() -> std::io::Result<()> {
             "raw WebSocket echo listening on 127.0.0.1:{}",
             listener.port()
         );
-        let mut settings = HttpSettings::default();
-        settings.max_clients = 1 << 20;
+        let settings = HttpSettings {
+            max_clients: 1 << 20,
+            ..HttpSettings::default()
+        };
         serve(listener, settings, handler, Shutdown::new()).await;
         Ok(())
     })
