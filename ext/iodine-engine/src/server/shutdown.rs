@@ -1,10 +1,10 @@
 //! Graceful shutdown: one trigger, many waiters, and a count of live connections.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 /// A shutdown signal shared by listeners and connections, plus the live-connection count
 /// that shutdown waits on.
@@ -15,7 +15,10 @@ pub struct Shutdown {
 
 #[derive(Debug)]
 struct Inner {
-    trigger: watch::Sender<bool>,
+    fired: AtomicBool,
+    /// Wakes every waiter when the signal fires (a `Notify`, not a `watch`: each of the many
+    /// connections waiting on it then holds a 64-byte future instead of a subscription).
+    signal: Notify,
     live: AtomicUsize,
     drained: Notify,
 }
@@ -29,10 +32,10 @@ impl Default for Shutdown {
 impl Shutdown {
     /// A signal that has not fired.
     pub fn new() -> Self {
-        let (trigger, _) = watch::channel(false);
         Shutdown {
             inner: Arc::new(Inner {
-                trigger,
+                fired: AtomicBool::new(false),
+                signal: Notify::new(),
                 live: AtomicUsize::new(0),
                 drained: Notify::new(),
             }),
@@ -41,19 +44,25 @@ impl Shutdown {
 
     /// Fires the signal: listeners stop accepting, idle connections close, busy ones finish.
     pub fn trigger(&self) {
-        self.inner.trigger.send_replace(true);
+        self.inner.fired.store(true, Ordering::SeqCst);
+        self.inner.signal.notify_waiters();
     }
 
     /// Whether the signal fired.
     pub fn is_triggered(&self) -> bool {
-        *self.inner.trigger.borrow()
+        self.inner.fired.load(Ordering::SeqCst)
     }
 
     /// Resolves once the signal fires.
     pub async fn triggered(&self) {
-        let mut rx = self.inner.trigger.subscribe();
-        // An error means the sender is gone, which cannot happen while `self` lives.
-        let _ = rx.wait_for(|fired| *fired).await;
+        loop {
+            // Made before the check: `notify_waiters` wakes every `Notified` that exists.
+            let notified = self.inner.signal.notified();
+            if self.is_triggered() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Counts a connection as live until the guard drops.
