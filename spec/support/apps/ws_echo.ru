@@ -13,6 +13,7 @@ require_relative "realtime_log"
 #                   the first sub-protocol the client offered}, []]
 #   /raise?id=ID    the echo, but on_message raises (after logging)
 #   /refused?id=ID  sets rack.upgrade, then answers 403 "refused": the handler is ignored
+#   /slow?id=ID     the echo, upgraded after the app slept 0.5 s
 #   /count          how many echo connections are open (on_open minus on_close)
 #   /events?id=ID   the log
 # Any request with `Upgrade: websocket` gets a handler whatever its rack.upgrade? is, so a bad
@@ -81,6 +82,9 @@ app = lambda do |env|
     [200, headers, []]
   when "/refused"
     [403, { "content-type" => "text/plain" }, ["refused"]]
+  when "/slow"
+    sleep 0.5 # the client may leave before the upgrade is answered
+    [0, {}, []]
   else
     [0, {}, []]
   end
