@@ -50,6 +50,24 @@ RSpec.describe "body.close is called exactly once for Rack 3 callable bodies and
     expect_server_healthy
   end
 
+  it "closes the body of an accepted upgrade, and of one whose headers are not a Hash (a 500)" do
+    3.times do
+      raw_request(port, "GET /upgrade-invalid-headers HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n" \
+                        "Connection: close\r\n\r\n", timeout: 2).then do |reply|
+        expect(reply).to start_with("HTTP/1.1 500")
+      end
+    end
+    expect(closes("upgrade-invalid-headers", 3)).to eq(3)
+    3.times do
+      socket = TCPSocket.new("127.0.0.1", port)
+      socket.write("GET /upgrade HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+      expect(socket.readpartial(4096)).to start_with("HTTP/1.1 200").and include("text/event-stream")
+      socket.close
+    end
+    expect(closes("upgrade", 3)).to eq(3)
+    expect_server_healthy
+  end
+
   it "closes a Rack 3 callable body (call + close, no each) after streaming it" do
     answers = Array.new(3) { get_within("/callable") }
     expect(answers).to eq([%w[200 streamed]] * 3)

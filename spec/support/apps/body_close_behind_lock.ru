@@ -99,6 +99,25 @@ map "/invalid-headers" do
   run ->(_env) { [200, [%w[content-type text/plain]], CountedBody.new("invalid-headers", ["never sent"])] }
 end
 
+# An upgrade the app accepts with headers that are not a Hash: a 500, and the body closed.
+module Ignored; end
+map "/upgrade-invalid-headers" do
+  use Rack::Lock
+  run(lambda do |env|
+    env["rack.upgrade"] = Ignored
+    [0, [%w[content-type text/plain]], CountedBody.new("upgrade-invalid-headers", ["never sent"])]
+  end)
+end
+
+# An upgrade the app accepts: the body is closed, nothing of it is sent.
+map "/upgrade" do
+  use Rack::Lock
+  run(lambda do |env|
+    env["rack.upgrade"] = Ignored
+    [0, {}, CountedBody.new("upgrade", ["never sent"])]
+  end)
+end
+
 map "/callable" do
   use Rack3Lock
   run ->(_env) { [200, { "content-type" => "text/plain" }, CountedCallBody.new("callable")] }

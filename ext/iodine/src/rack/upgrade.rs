@@ -65,7 +65,16 @@ pub fn accept(
     if !status_accepts(status) {
         return Ok(None);
     }
-    let headers = response::collect_headers(headers)?;
+    let headers = match response::collect_headers(headers) {
+        Ok(headers) => headers,
+        // The app's body is closed on this path too, unless a jump is on its way (then no
+        // Ruby may run before it reached Ruby).
+        Err(Invalid::Ruby(e)) if crate::errors::is_jump(&e) => return Err(Invalid::Ruby(e)),
+        Err(invalid) => {
+            response::close(body)?;
+            return Err(invalid);
+        }
+    };
     response::close(body)?;
     let link = Link::new(protocol);
     let conn = Conn::new(link.clone());
