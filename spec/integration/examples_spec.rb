@@ -22,6 +22,20 @@ RSpec.describe "examples/" do
     server&.stop
   end
 
+  # The DOM headless Chromium ends up with for `url` ("" if it hung for a minute).
+  def dump_dom(chromium, url)
+    out, writer = IO.pipe
+    pid = Process.spawn(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=#{Dir.mktmpdir}",
+                        "--virtual-time-budget=5000", "--dump-dom", url, out: writer, err: File::NULL)
+    writer.close
+    reader = Thread.new { out.read }
+    Process.kill("KILL", pid) unless reader.join(60)
+    Process.wait(pid)
+    reader.value.to_s
+  ensure
+    out&.close
+  end
+
   # A real browser: the page opens a WebSocket and an EventSource, and once both are open it
   # sends one message, which comes back through both (pub/sub without a block, from Rust).
   it "chat.ru carries a message from headless Chromium back over its WebSocket and its EventSource" do
@@ -30,16 +44,16 @@ RSpec.describe "examples/" do
 
     server = ServerProcess.new(["-t", "2", File.join(ROOT, "examples", "chat.ru")])
     url = "http://127.0.0.1:#{server.port}/?auto=1&nick=chromium"
-    out, writer = IO.pipe
-    pid = Process.spawn(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=#{Dir.mktmpdir}",
-                        "--virtual-time-budget=5000", "--dump-dom", url, out: writer, err: File::NULL)
-    writer.close
-    reader = Thread.new { out.read }
-    Process.kill("KILL", pid) unless reader.join(60) # the page never finished: fail below
-    Process.wait(pid)
-    dom = reader.value
-    expect(dom).to include("<li>ws: chromium: hello from chromium</li>")
-    expect(dom).to include("<li>sse: chromium: hello from chromium</li>")
+    wanted = ["<li>ws: chromium: hello from chromium</li>", "<li>sse: chromium: hello from chromium</li>"]
+    # Headless Chromium dumps the DOM when its virtual-time budget runs out, which on a loaded
+    # machine can come before the page's own traffic finished: a browser run that missed is
+    # retried (the server stays the same), and the last DOM is shown if none made it.
+    dom = nil
+    3.times do
+      dom = dump_dom(chromium, url)
+      break if wanted.all? { |line| dom.include?(line) }
+    end
+    wanted.each { |line| expect(dom).to include(line) }
   ensure
     server&.stop
   end

@@ -310,3 +310,28 @@ fn a_client_that_reads_nothing_is_closed_once_its_backlog_overflows() {
     assert_eq!(events.len(), 2, "{events:?}");
     assert!(events[0].starts_with("accepted "), "{events:?}");
 }
+
+#[test]
+fn upgraded_connections_still_count_toward_max_clients() {
+    let settings = HttpSettings {
+        max_clients: 2,
+        ..HttpSettings::default()
+    };
+    let (server, _seen) = server(Protocol::WebSocket, settings);
+    let (_a, head_a) = open(&server);
+    let (_b, head_b) = open(&server);
+    assert!(head_a.starts_with("HTTP/1.1 101") && head_b.starts_with("HTTP/1.1 101"));
+    let refused = server.roundtrip_close(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    drop((_a, _b));
+    // Once they are gone, there is room again.
+    let mut answered = String::new();
+    for _ in 0..100 {
+        answered = open(&server).1;
+        if answered.starts_with("HTTP/1.1 101") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(answered.starts_with("HTTP/1.1 101"), "{answered}");
+}

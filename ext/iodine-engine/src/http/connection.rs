@@ -22,7 +22,7 @@ use super::response::{Body, Response, ResponseBody};
 use super::settings::HttpSettings;
 use super::takeover::{self, Resumed, Slot, Takeover};
 use crate::link::{Protocol, Upgrade};
-use crate::server::{accept_loop, Listener, Peer, Shutdown, Stream};
+use crate::server::{accept_loop, Listener, Peer, Shutdown, Stream, Ticket};
 use crate::{sse, websocket};
 
 /// What every connection of one listener shares.
@@ -58,7 +58,9 @@ pub async fn serve(
         listener,
         shutdown,
         max_clients,
-        move |stream, peer| serve_one(stream, peer, site.clone(), conn_shutdown.clone()),
+        move |stream, peer, ticket| {
+            serve_one(stream, peer, site.clone(), conn_shutdown.clone(), ticket)
+        },
         refuse,
     )
     .await;
@@ -97,7 +99,8 @@ pub async fn serve_connection(
     shutdown: Shutdown,
 ) {
     let site = Site::new(settings, handler, port);
-    serve_one(stream, peer, site, shutdown).await
+    let ticket = Ticket::uncounted(&shutdown);
+    serve_one(stream, peer, site, shutdown, ticket).await
 }
 
 fn builder(settings: &HttpSettings) -> http1::Builder {
@@ -114,7 +117,13 @@ fn builder(settings: &HttpSettings) -> http1::Builder {
     b
 }
 
-async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdown) {
+async fn serve_one(
+    stream: Stream,
+    peer: Peer,
+    site: Arc<Site>,
+    shutdown: Shutdown,
+    ticket: Ticket,
+) {
     let svc_site = site.clone();
     let idle = Arc::new(Idle::new());
     let svc_idle = idle.clone();
@@ -186,8 +195,8 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
     let Some(takeover) = slot.lock().take() else {
         return;
     };
-    // The session tracks itself from here, before this connection's guard goes.
-    let guard = shutdown.track();
+    // The session keeps the connection's ticket: it still counts toward `max_clients` and
+    // as live for a graceful shutdown.
     let parts = conn.into_parts();
     let Some(stream) = parts.io.into_inner().into_stream() else {
         return; // dropping the takeover tells the app the connection closed
@@ -199,7 +208,9 @@ async fn serve_one(stream: Stream, peer: Peer, site: Arc<Site>, shutdown: Shutdo
         false => bytes::Bytes::copy_from_slice(&parts.read_buf),
     };
     let io = Resumed::new(stream, ahead);
-    tokio::spawn(async move { takeover::run(io, takeover, &site.settings, shutdown, guard).await });
+    tokio::spawn(
+        async move { takeover::run(io, takeover, &site.settings, shutdown, ticket).await },
+    );
 }
 
 /// Checks, receives and dispatches one request.

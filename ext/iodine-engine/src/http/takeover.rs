@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::settings::HttpSettings;
 use crate::link::{Protocol, Upgrade};
-use crate::server::{ConnectionGuard, Shutdown, Stream};
+use crate::server::{Shutdown, Stream, Ticket};
 
 /// An accepted upgrade waiting for hyper to let go of the socket.
 pub(crate) struct Takeover {
@@ -104,14 +104,14 @@ impl AsyncWrite for Resumed {
 }
 
 /// Writes the head and runs the session; `on_close` is called however it ends (without
-/// `on_open` when the head could not be sent). Holds a shutdown guard so a graceful stop
-/// waits for the session to say goodbye.
+/// `on_open` when the head could not be sent). Holds the connection's ticket: a graceful stop
+/// waits for the session to say goodbye, and it counts toward `max_clients`.
 pub(crate) async fn run(
     mut io: Resumed,
     takeover: Takeover,
     settings: &HttpSettings,
     shutdown: Shutdown,
-    _guard: ConnectionGuard,
+    _ticket: Ticket,
 ) {
     let Takeover { head, upgrade } = takeover;
     let (link, events) = upgrade.start();

@@ -10,10 +10,13 @@ use super::listener::Listener;
 use super::shutdown::Shutdown;
 use super::stream::{Peer, Stream};
 
-/// Accepts connections and spawns `serve(stream, peer)` for each until `shutdown` fires.
+/// Accepts connections and spawns `serve(stream, peer, ticket)` for each until `shutdown`
+/// fires.
 ///
 /// At most `max_clients` connections are served at once: past that, `refuse(stream)` is
-/// spawned instead (it answers "busy" and closes). Accept errors (e.g. out of file
+/// spawned instead (it answers "busy" and closes). A connection counts (toward
+/// `max_clients`, and as live for a graceful shutdown) as long as its [`Ticket`] lives, so
+/// one that leaves HTTP for WebSocket or SSE hands the ticket to its session. Accept errors (e.g. out of file
 /// descriptors) are logged and retried with backoff; one bad connection never stops the loop.
 pub async fn accept_loop<F, Fut, R, RFut>(
     listener: Listener,
@@ -22,7 +25,7 @@ pub async fn accept_loop<F, Fut, R, RFut>(
     serve: F,
     refuse: R,
 ) where
-    F: Fn(Stream, Peer) -> Fut,
+    F: Fn(Stream, Peer, Ticket) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
     R: Fn(Stream) -> RFut,
     RFut: Future<Output = ()> + Send + 'static,
@@ -44,14 +47,11 @@ pub async fn accept_loop<F, Fut, R, RFut>(
                     continue;
                 }
                 live.fetch_add(1, Ordering::AcqRel);
-                let counted = Counted(live.clone());
-                let guard = shutdown.track();
-                let fut = serve(stream, peer);
-                tokio::spawn(async move {
-                    fut.await;
-                    drop(guard);
-                    drop(counted);
-                });
+                let ticket = Ticket {
+                    _guard: shutdown.track(),
+                    _counted: Some(Counted(live.clone())),
+                };
+                tokio::spawn(serve(stream, peer, ticket));
             }
             Err(e) if is_transient(&e) => continue,
             Err(e) => {
@@ -63,7 +63,27 @@ pub async fn accept_loop<F, Fut, R, RFut>(
     }
 }
 
+/// A connection's place: counted toward its listener's `max_clients` and live for shutdown
+/// until dropped.
+#[derive(Debug)]
+pub struct Ticket {
+    _guard: super::shutdown::ConnectionGuard,
+    _counted: Option<Counted>,
+}
+
+impl Ticket {
+    /// A ticket for a connection that did not come through an accept loop (a socket served
+    /// directly): live for `shutdown`, counted toward no limit.
+    pub fn uncounted(shutdown: &Shutdown) -> Ticket {
+        Ticket {
+            _guard: shutdown.track(),
+            _counted: None,
+        }
+    }
+}
+
 /// One live connection of a listener, counted until dropped.
+#[derive(Debug)]
 struct Counted(Arc<AtomicUsize>);
 
 impl Drop for Counted {

@@ -8,7 +8,7 @@ mod listener;
 mod shutdown;
 mod stream;
 
-pub use accept::accept_loop;
+pub use accept::{accept_loop, Ticket};
 pub use listener::{bind, Address, BoundListener, Listener};
 pub use shutdown::{ConnectionGuard, Shutdown};
 pub use stream::{Peer, Stream};
