@@ -41,14 +41,11 @@ pub struct Hooks {
     pub queue_empty: fn(),
 }
 
-static HOOKS: parking_lot::RwLock<Hooks> = parking_lot::RwLock::new(Hooks {
-    before_job: || {},
-    queue_empty: || {},
-});
+static HOOKS: std::sync::OnceLock<Hooks> = std::sync::OnceLock::new();
 
-/// Sets the hooks (once, at load).
+/// Sets the hooks (once, at load; a later call changes nothing).
 pub fn set_hooks(hooks: Hooks) {
-    *HOOKS.write() = hooks;
+    let _ = HOOKS.set(hooks);
 }
 
 struct Bridge {
@@ -165,7 +162,10 @@ pub fn discard_pending() {
 /// Returns `false` once the bridge is closed and the queue drained. An `Err` is a jump an app
 /// or an interrupt started (`Thread#kill`, an uncaught `throw`), for Ruby to carry on.
 pub fn work(ruby: &Ruby) -> Result<bool, Error> {
-    let hooks = *HOOKS.read();
+    let hooks = HOOKS.get().copied().unwrap_or(Hooks {
+        before_job: || {},
+        queue_empty: || {},
+    });
     loop {
         while let Some(task) = BRIDGE.queue.pop() {
             (hooks.before_job)();

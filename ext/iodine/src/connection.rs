@@ -8,22 +8,21 @@
 //! to every callback, the handler and the Rack `env` — are kept in the marked block store
 //! (one Array per connection) until `on_close` has run; Rust holds only its id.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use iodine_engine::link::{Events, Link, Outgoing, Protocol};
 use iodine_engine::mailbox::Mailbox;
-use iodine_engine::pubsub::{broker, Subscriber, SubscriptionId};
+use iodine_engine::pubsub::Subscriber;
 use iodine_engine::sse;
 use magnus::value::{LazyId, ReprValue};
 use magnus::{Error, RArray, Ruby, Value};
-use parking_lot::Mutex;
 
 use crate::blocks;
 use crate::bridge::{self, Job};
 use crate::errors;
+use crate::subscriptions::Scope;
 
 static ON_OPEN: LazyId = LazyId::new("on_open");
 static ON_MESSAGE: LazyId = LazyId::new("on_message");
@@ -72,8 +71,8 @@ pub struct Conn {
     callbacks: AtomicU8,
     /// `on_close` started: writes are refused and nothing else runs.
     closing: AtomicBool,
-    /// Subscriptions by name: the broker's id and the kept block (None: straight to the socket).
-    subscriptions: Mutex<HashMap<Bytes, (SubscriptionId, Option<u64>)>>,
+    /// Its subscriptions (without a block: straight to the socket).
+    subscriptions: Scope,
 }
 
 impl Conn {
@@ -86,7 +85,7 @@ impl Conn {
             kept: AtomicU64::new(0),
             callbacks: AtomicU8::new(0),
             closing: AtomicBool::new(false),
-            subscriptions: Mutex::new(HashMap::new()),
+            subscriptions: Scope::default(),
         })
     }
 
@@ -229,12 +228,7 @@ impl Conn {
 
     /// After `on_close`: subscriptions cancelled, Ruby values let go.
     fn release(&self, ruby: &Ruby) {
-        for (_, (id, block)) in self.subscriptions.lock().drain() {
-            broker().unsubscribe(id);
-            if let Some(block) = block {
-                blocks::forget(ruby, block);
-            }
-        }
+        self.subscriptions.clear(ruby);
         let id = self.kept.swap(0, Ordering::AcqRel);
         if id != 0 {
             blocks::forget(ruby, id);
@@ -272,32 +266,20 @@ impl Conn {
                 None,
             ),
         };
-        let id = broker().subscribe(name.clone(), pattern, subscriber);
-        let old = self.subscriptions.lock().insert(name, (id, kept));
-        if let Some((old_id, old_block)) = old {
-            broker().unsubscribe(old_id);
-            if let Some(b) = old_block {
-                blocks::forget(ruby, b);
-            }
-        }
+        self.subscriptions
+            .subscribe(ruby, name, pattern, subscriber, kept);
         Ok(true)
     }
 
     /// Ends the subscription `name`; true if there was one.
     pub fn unsubscribe(&self, ruby: &Ruby, name: &[u8]) -> bool {
-        let Some((id, block)) = self.subscriptions.lock().remove(name) else {
-            return false;
-        };
-        broker().unsubscribe(id);
-        if let Some(b) = block {
-            blocks::forget(ruby, b);
-        }
-        true
+        self.subscriptions.unsubscribe(ruby, name)
     }
 
     /// Writes `message` (see [`Link::write`]); false when closed.
     pub fn write(&self, message: Outgoing) -> bool {
-        self.is_open() && self.link.write(message).is_ok()
+        // The link refuses writes once closing; `closing` covers `on_close` itself.
+        !self.closing.load(Ordering::Acquire) && self.link.write(message).is_ok()
     }
 }
 

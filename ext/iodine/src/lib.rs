@@ -7,6 +7,7 @@
 //! - [`connection`]: WebSocket/SSE handlers' callbacks, in order per connection, and their
 //!   pub/sub.
 //! - [`rack`]: env building, `rack.input`, and turning Rack responses into engine responses.
+//! - [`subscriptions`]: named subscriptions of a scope (the process, a connection).
 //! - [`server`]: listeners, the runtime and the stop flag of this process.
 //! - [`errors`]: logging app exceptions without letting them reach Rust frames.
 //! - [`ruby_api`]: the Ruby-visible methods, one file per Ruby module.
@@ -19,6 +20,7 @@ mod gvl;
 mod rack;
 mod ruby_api;
 mod server;
+mod subscriptions;
 
 use magnus::{Error, Ruby};
 

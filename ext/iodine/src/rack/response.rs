@@ -325,12 +325,16 @@ fn send(ruby: &Ruby, sender: &BodySender, chunk: Bytes) -> Result<bool, Error> {
 }
 
 fn parse_status(v: Value) -> Option<u16> {
-    let n = if let Some(s) = RString::from_value(v) {
-        s.to_string().ok()?.trim().parse::<i64>().ok()?
+    status_number(v).and_then(|n| u16::try_from(n).ok())
+}
+
+/// The status as a signed number: an Integer, or a String that reads as one.
+pub(super) fn status_number(v: Value) -> Option<i64> {
+    if let Some(s) = RString::from_value(v) {
+        s.to_string().ok()?.trim().parse::<i64>().ok()
     } else {
-        i64::try_convert(v).ok()?
-    };
-    u16::try_from(n).ok()
+        i64::try_convert(v).ok()
+    }
 }
 
 pub(super) fn collect_headers(headers: Value) -> Result<Vec<(Bytes, Bytes)>, Invalid> {

@@ -90,14 +90,7 @@ pub fn accept(
 /// Whether the status (read as a signed number, as the C gem did) is below 300: `0`, `-1`,
 /// `101` and `200` all accept.
 fn status_accepts(status: Value) -> bool {
-    let n = if let Some(s) = RString::from_value(status) {
-        s.to_string()
-            .ok()
-            .and_then(|s| s.trim().parse::<i64>().ok())
-    } else {
-        i64::try_convert(status).ok()
-    };
-    n.is_some_and(|n| n < 300)
+    response::status_number(status).is_some_and(|n| n < 300)
 }
 
 fn keys() -> &'static Keys {

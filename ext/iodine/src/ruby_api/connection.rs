@@ -41,7 +41,8 @@ fn write(ruby: &Ruby, rb_self: &Connection, args: &[Value]) -> Result<Option<boo
         ));
     }
     let data = to_string(ruby, args[0])?;
-    let Some(conn) = rb_self.open() else {
+    // Whether it is still open is the link's to say, when the message is queued.
+    let Some(conn) = rb_self.0.as_ref() else {
         return Ok(None);
     };
     let message = match conn.link().protocol() {
@@ -73,7 +74,7 @@ fn write(ruby: &Ruby, rb_self: &Connection, args: &[Value]) -> Result<Option<boo
             let bytes = data.to_bytes();
             match sse_event(&bytes, event.as_deref(), id.as_deref(), retry) {
                 Some(event) => Outgoing::Raw(event),
-                None => return Ok(Some(true)), // nothing to send
+                None => return Ok(conn.is_open().then_some(true)), // nothing to send
             }
         }
     };

@@ -2,19 +2,21 @@
 //! connection): subscriptions are named by their channel, and a block or handler runs on a
 //! worker thread for each message (lib/iodine/pubsub.rb parses the arguments).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use iodine_engine::pubsub::{broker, Subscriber, SubscriptionId};
+use iodine_engine::pubsub::{broker, Subscriber};
 use magnus::{function, Error, RModule, RString, Ruby, Value};
-use parking_lot::Mutex;
 
 use crate::blocks;
 use crate::bridge;
+use crate::subscriptions::Scope;
 
-/// The global scope: channel (or pattern) name → its subscription and the kept callable.
-static GLOBAL: Mutex<Option<HashMap<Bytes, (SubscriptionId, u64)>>> = Mutex::new(None);
+/// The process's scope: channel (or pattern) name → its subscription and the kept callable.
+fn global() -> &'static Scope {
+    static GLOBAL: OnceLock<Scope> = OnceLock::new();
+    GLOBAL.get_or_init(Scope::default)
+}
 
 /// Hands each message to a Ruby worker, which calls the kept callable.
 struct ToRuby {
@@ -34,37 +36,14 @@ impl Subscriber for ToRuby {
 /// `Iodine::Base.subscribe(name, pattern, callable)`: subscribes (replacing a subscription of
 /// the same name); true when one was replaced.
 fn subscribe(ruby: &Ruby, name: RString, pattern: bool, callable: Value) -> Result<bool, Error> {
-    let name = name.to_bytes();
     let block = blocks::keep(ruby, callable)?;
-    let id = broker().subscribe(name.clone(), pattern, Arc::new(ToRuby { block }));
-    let old = GLOBAL
-        .lock()
-        .get_or_insert_with(HashMap::new)
-        .insert(name, (id, block));
-    Ok(match old {
-        Some((old_id, old_block)) => {
-            broker().unsubscribe(old_id);
-            blocks::forget(ruby, old_block);
-            true
-        }
-        None => false,
-    })
+    let to_ruby = Arc::new(ToRuby { block });
+    Ok(global().subscribe(ruby, name.to_bytes(), pattern, to_ruby, Some(block)))
 }
 
 /// `Iodine::Base.unsubscribe(name)`: true if a subscription of that name existed.
 fn unsubscribe(ruby: &Ruby, name: RString) -> bool {
-    let old = GLOBAL
-        .lock()
-        .get_or_insert_with(HashMap::new)
-        .remove(&name.to_bytes());
-    match old {
-        Some((id, block)) => {
-            broker().unsubscribe(id);
-            blocks::forget(ruby, block);
-            true
-        }
-        None => false,
-    }
+    global().unsubscribe(ruby, &name.to_bytes())
 }
 
 /// `Iodine::Base.publish_local(channel, message)`: delivers in this process; returns how
@@ -77,12 +56,7 @@ fn publish_local(channel: RString, message: RString) -> usize {
 /// `Iodine::PubSub.attach` / `reset`).
 fn channels(ruby: &Ruby) -> Result<magnus::RArray, Error> {
     let list = ruby.ary_new();
-    let names: Vec<Bytes> = GLOBAL
-        .lock()
-        .as_ref()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
-    for name in names {
+    for name in global().names() {
         list.push(ruby.str_from_slice(&name))?;
     }
     Ok(list)
