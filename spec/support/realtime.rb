@@ -11,6 +11,18 @@ require_relative "ws_frames"
 module RealtimeHelpers
   WS_CLIENT = File.join(__dir__, "ws_client.py")
 
+  # The server still answers plain HTTP and, for the realtime apps (which answer /workers),
+  # has every Ruby worker thread of its pool alive (a dead one is replaced within moments).
+  def expect_serving(server, body = "ok")
+    super
+    alive, pool = nil
+    healed = eventually do
+      alive, pool = http_get(server.port, "/workers").body.split("/").map(&:to_i)
+      pool.to_i.positive? && alive == pool
+    end
+    expect(healed).to be(true), "worker threads alive/pool: #{alive}/#{pool}"
+  end
+
   # The first Python 3 that has the `websockets` package (Debian: python3-websockets).
   def self.python
     @python ||= [ENV.fetch("WS_PYTHON", nil), "python3", "/usr/bin/python3"].compact.find do |python|

@@ -27,6 +27,13 @@ module RealtimeLog
     Rack::Utils.parse_query(env["QUERY_STRING"].to_s)
   end
 
+  # The answer to GET /workers: "ALIVE/POOL", the Ruby worker threads alive and the pool's
+  # size (the specs check that no unhappy path cost the server a worker).
+  def workers
+    pool = Iodine::Base::Runner.pool&.size || 0
+    [200, { "content-type" => "text/plain" }, ["#{Iodine::Base.workers_alive}/#{pool}"]]
+  end
+
   # The answer to GET /events?id=ID.
   def response(env)
     [200, { "content-type" => "text/plain" }, [lines(params(env)["id"]).join("\n")]]

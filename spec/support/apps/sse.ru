@@ -16,6 +16,7 @@ require_relative "realtime_log"
 #     mode=sub    subscribes the stream to channel "sse-ID" (no block), logs
 #                 "binary <what subscribe(as: :binary) answered>", then writes "subscribed"
 #   /publish?ch=C&msg=M   Iodine.publish(C, M)
+#   /workers              "alive/pool" worker threads
 #   /events?id=ID         the log
 
 # One event stream.
@@ -61,6 +62,7 @@ app = lambda do |env|
   params = RealtimeLog.params(env)
   case env["PATH_INFO"]
   when "/events" then RealtimeLog.response(env)
+  when "/workers" then RealtimeLog.workers
   when "/publish" then [200, { "content-type" => "text/plain" }, [Iodine.publish(params["ch"], params["msg"]).inspect]]
   when "/stream"
     RealtimeLog.add(params["id"], "call #{env['rack.upgrade?'].inspect}")

@@ -26,6 +26,7 @@ require_relative "realtime_log"
 #                    (64 at most) without waiting, then logs "firehose accepted=N seconds=S"
 #   /goodbye?id=ID   on_shutdown logs and writes "bye"
 #   /stats           JSON: overlaps, order_errors and the worker threads /ordered ran on
+#   /workers         "alive/pool" worker threads
 #   anything else    "ok"
 STATS_LOCK = Mutex.new
 STATS = { "overlaps" => 0, "order_errors" => 0, "threads" => [] }
@@ -252,6 +253,7 @@ app = lambda do |env|
   id = RealtimeLog.params(env)["id"]
   case path
   when "/events" then RealtimeLog.response(env)
+  when "/workers" then RealtimeLog.workers
   when "/stats" then [200, { "content-type" => "application/json" }, [STATS_LOCK.synchronize { JSON.generate(STATS) }]]
   when "/after"
     client = STATS_LOCK.synchronize { KEPT[id] }

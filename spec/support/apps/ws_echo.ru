@@ -15,6 +15,7 @@ require_relative "realtime_log"
 #   /refused?id=ID  sets rack.upgrade, then answers 403 "refused": the handler is ignored
 #   /slow?id=ID     the echo, upgraded after the app slept 0.5 s
 #   /count          how many echo connections are open (on_open minus on_close)
+#   /workers        "alive/pool" worker threads
 #   /events?id=ID   the log
 # Any request with `Upgrade: websocket` gets a handler whatever its rack.upgrade? is, so a bad
 # handshake still has one whose on_close must run. Other requests answer "ok".
@@ -67,6 +68,7 @@ end
 app = lambda do |env|
   path = env["PATH_INFO"]
   return RealtimeLog.response(env) if path == "/events"
+  return RealtimeLog.workers if path == "/workers"
   return [200, { "content-type" => "text/plain" }, [Echo.open_count.to_s]] if path == "/count"
 
   id = RealtimeLog.params(env)["id"]

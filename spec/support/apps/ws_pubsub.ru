@@ -22,6 +22,7 @@ require_relative "realtime_log"
 #   /publish?ch=C&msg=M[&count=N][&form=hash]
 #             Iodine.publish(C, M) (N times: M0, M1, …; form=hash: Iodine.publish(to:, message:))
 #   /stats    JSON: overlaps
+#   /workers        "alive/pool" worker threads
 #   /events?id=ID   the log
 #   anything else that is not a WebSocket request: "ok"
 STATS_LOCK = Mutex.new
@@ -94,6 +95,7 @@ app = lambda do |env|
   params = RealtimeLog.params(env)
   case env["PATH_INFO"]
   when "/events" then RealtimeLog.response(env)
+  when "/workers" then RealtimeLog.workers
   when "/stats" then [200, { "content-type" => "application/json" }, [STATS_LOCK.synchronize { JSON.generate(STATS) }]]
   when "/publish"
     channel = params["ch"]
