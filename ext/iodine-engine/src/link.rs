@@ -8,12 +8,14 @@
 //! gem dropped slow clients, instead of letting its backlog grow without end.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
 /// Unsent bytes one connection may hold (queued by the app, not yet written to its socket).
 pub const OUTGOING_LIMIT: usize = 16 * 1024 * 1024;
@@ -86,9 +88,14 @@ struct Outbox {
 pub struct Link {
     protocol: Protocol,
     outbox: Mutex<Outbox>,
-    wake: Notify,
-    /// Told when the connection must end at once (a session stuck writing listens to it).
-    abort: Notify,
+    /// The session's task, woken when the application wrote, closed, aborted or changed the
+    /// timeout (one waker slot, not a `Notify`: the session needs no pinned future for it).
+    waker: AtomicWaker,
+    /// Set with each wake-up; the session clears it when it looks.
+    signalled: AtomicBool,
+    /// The backlog overflowed: the session must end at once (read without the lock, on
+    /// every poll of the session).
+    aborted: AtomicBool,
     /// Ping / keep-alive interval in seconds (0: the listener's default).
     timeout: AtomicU32,
 }
@@ -105,8 +112,9 @@ impl Link {
                 closing: Closing::No,
                 closed: false,
             }),
-            wake: Notify::new(),
-            abort: Notify::new(),
+            waker: AtomicWaker::new(),
+            signalled: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
             timeout: AtomicU32::new(0),
         })
     }
@@ -128,17 +136,17 @@ impl Link {
                 out.closing = Closing::Abort;
                 out.queue.clear();
                 drop(out);
+                self.aborted.store(true, Ordering::Release);
                 crate::warning!(
                     "closing a client that stopped reading ({OUTGOING_LIMIT} bytes unsent)"
                 );
-                self.wake.notify_one();
-                self.abort.notify_one();
+                self.signal();
                 return Err(WriteError::TooSlow);
             }
             out.bytes += cost;
             out.queue.push_back(message);
         }
-        self.wake.notify_one();
+        self.signal();
         Ok(())
     }
 
@@ -152,7 +160,7 @@ impl Link {
             }
             out.closing = Closing::Graceful(code);
         }
-        self.wake.notify_one();
+        self.signal();
     }
 
     /// Whether writes are still accepted.
@@ -187,27 +195,55 @@ impl Link {
     /// Sets the ping / keep-alive interval in seconds (0: the listener's default).
     pub fn set_timeout(&self, seconds: u32) {
         self.timeout.store(seconds, Ordering::Relaxed);
-        self.wake.notify_one();
+        self.signal();
     }
 
-    // The session's side.
+    fn signal(&self) {
+        self.signalled.store(true, Ordering::Release);
+        self.waker.wake();
+    }
 
-    /// Resolves when the application wrote, closed or changed the timeout since it was
-    /// made (a session keeps one pinned and makes the next right after it fired).
-    pub(crate) fn woken(&self) -> tokio::sync::futures::Notified<'_> {
-        self.wake.notified()
+    // The session's side (one task per link).
+
+    /// Wakes `waker` at the application's next write, close, abort or timeout change.
+    /// Registered on every poll: a session stuck writing must still hear an abort.
+    pub(crate) fn register(&self, waker: &Waker) {
+        self.waker.register(waker);
+    }
+
+    /// Whether the application signalled since the last call (clears the signal).
+    pub(crate) fn signalled(&self) -> bool {
+        self.signalled.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether the connection must end at once (its backlog overflowed).
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+
+    /// Resolves at the application's next signal (a write, close, abort or timeout change).
+    pub(crate) async fn woken(&self) {
+        poll_fn(|cx| {
+            self.register(cx.waker());
+            match self.signalled() {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Resolves once the connection must end at once (its backlog overflowed), even while
     /// the session is blocked writing to a client that does not read.
     pub(crate) async fn aborted(&self) {
-        loop {
-            let notified = self.abort.notified();
-            if self.outbox.lock().closing == Closing::Abort {
-                return;
+        poll_fn(|cx| {
+            self.register(cx.waker());
+            match self.is_aborted() {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
             }
-            notified.await;
-        }
+        })
+        .await
     }
 
     /// Takes everything queued into `into`; returns how the app wants the connection to end.

@@ -208,9 +208,8 @@ async fn serve_one(
         false => bytes::Bytes::copy_from_slice(&parts.read_buf),
     };
     let io = Resumed::new(stream, ahead);
-    tokio::spawn(
-        async move { takeover::run(io, takeover, &site.settings, shutdown, ticket).await },
-    );
+    let settings = site.settings.websocket;
+    tokio::spawn(takeover::run(io, takeover, settings, shutdown, ticket));
 }
 
 /// Checks, receives and dispatches one request.

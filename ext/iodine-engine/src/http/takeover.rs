@@ -4,6 +4,7 @@
 //! connection takes its socket back, with any bytes hyper read ahead, writes the head the
 //! server built (101 or the SSE 200) and runs the protocol's session on a task of its own.
 
+use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -11,12 +12,15 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::future::{Either, FutureExt};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
 
-use super::settings::HttpSettings;
-use crate::link::{Protocol, Upgrade};
+use crate::link::{Events, Link, Protocol, Upgrade};
 use crate::server::{Shutdown, Stream, Ticket};
+use crate::websocket::WsSettings;
 
 /// An accepted upgrade waiting for hyper to let go of the socket.
 pub(crate) struct Takeover {
@@ -104,31 +108,67 @@ impl AsyncWrite for Resumed {
 }
 
 /// Writes the head and runs the session; `on_close` is called however it ends (without
-/// `on_open` when the head could not be sent). Holds the connection's ticket: a graceful stop
-/// waits for the session to say goodbye, and it counts toward `max_clients`.
-pub(crate) async fn run(
+/// `on_open` when the head could not be sent). The session holds the connection's ticket: a
+/// graceful stop waits for it to say goodbye, and it counts toward `max_clients`.
+///
+/// Not an `async fn`: a task keeps an async function's arguments for its whole life, and
+/// every byte of this future is paid by each idle connection. The head is written by a
+/// boxed future, gone once it is sent; the WebSocket session is then the task's whole
+/// future (the rarer SSE one is boxed).
+pub(crate) fn run(
+    io: Resumed,
+    takeover: Takeover,
+    settings: WsSettings,
+    shutdown: Shutdown,
+    ticket: Ticket,
+) -> impl Future<Output = ()> + Send {
+    Box::pin(send_head(io, takeover, settings)).then(move |sent| {
+        let Some((started, link, events)) = sent else {
+            return Either::Right(Either::Right(std::future::ready(())));
+        };
+        match started {
+            Started::WebSocket(ws) => Either::Left(crate::websocket::session(
+                ws, link, events, settings, shutdown, ticket,
+            )),
+            Started::Sse(io) => {
+                let (ping, grace) = (settings.ping, settings.shutdown_grace);
+                Either::Right(Either::Left(Box::pin(async move {
+                    crate::sse::run(io, link, events, ping, grace, shutdown).await;
+                    drop(ticket);
+                })))
+            }
+        }
+    })
+}
+
+/// The connection after its head went out.
+// Short-lived (handed straight to the session), so boxing the larger variant would only
+// cost an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Started {
+    WebSocket(WebSocketStream<Resumed>),
+    Sse(Resumed),
+}
+
+/// Writes the head of the upgrade's response; None (after `on_close`) when it could not be.
+async fn send_head(
     mut io: Resumed,
     takeover: Takeover,
-    settings: &HttpSettings,
-    shutdown: Shutdown,
-    _ticket: Ticket,
-) {
+    settings: WsSettings,
+) -> Option<(Started, Arc<Link>, Arc<dyn Events>)> {
     let Takeover { head, upgrade } = takeover;
     let (link, events) = upgrade.start();
-    let wrote = tokio::time::timeout(settings.websocket.shutdown_grace, io.write_all(&head)).await;
-    drop(head); // not kept for the life of the connection
+    let wrote = tokio::time::timeout(settings.shutdown_grace, io.write_all(&head)).await;
     if !matches!(wrote, Ok(Ok(()))) {
         link.mark_closed();
         events.on_close();
-        return;
+        return None;
     }
-    match link.protocol() {
+    let started = match link.protocol() {
         Protocol::WebSocket => {
-            crate::websocket::run(io, link, events, settings.websocket, shutdown).await
+            Started::WebSocket(crate::websocket::open(io, Role::Server, &settings).await)
         }
-        Protocol::Sse => {
-            let ws = settings.websocket;
-            crate::sse::run(io, link, events, ws.ping, ws.shutdown_grace, shutdown).await
-        }
-    }
+        Protocol::Sse => Started::Sse(io),
+    };
+    Some((started, link, events))
 }

@@ -18,7 +18,7 @@ struct Inner {
     fired: AtomicBool,
     /// Wakes every waiter when the signal fires (a `Notify`, not a `watch`: each of the many
     /// connections waiting on it then holds a 64-byte future instead of a subscription).
-    signal: Notify,
+    signal: Arc<Notify>,
     live: AtomicUsize,
     drained: Notify,
 }
@@ -35,7 +35,7 @@ impl Shutdown {
         Shutdown {
             inner: Arc::new(Inner {
                 fired: AtomicBool::new(false),
-                signal: Notify::new(),
+                signal: Arc::new(Notify::new()),
                 live: AtomicUsize::new(0),
                 drained: Notify::new(),
             }),
@@ -63,6 +63,13 @@ impl Shutdown {
             }
             notified.await;
         }
+    }
+
+    /// A future that resolves once the signal fires (made now, it hears every later trigger;
+    /// owned, so a hand-written session future can keep it pinned inline). Check
+    /// [`Shutdown::is_triggered`] too: one made after the trigger never resolves.
+    pub(crate) fn signal(&self) -> tokio::sync::futures::OwnedNotified {
+        self.inner.signal.clone().notified_owned()
     }
 
     /// Counts a connection as live until the guard drops.

@@ -59,9 +59,6 @@ async fn stream<S>(
     let mut shutting_down = false;
     let grace_timer = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(grace_timer);
-    // Made once, not per turn of the loop: each turn would subscribe anew.
-    let woken = link.woken();
-    tokio::pin!(woken);
     let stopping = shutdown.triggered();
     tokio::pin!(stopping);
     loop {
@@ -73,8 +70,7 @@ async fn stream<S>(
                     return;
                 }
             }
-            _ = &mut woken => {
-                woken.set(link.woken());
+            _ = link.woken() => {
                 let closing = link.take(&mut batch);
                 if closing == Closing::Abort {
                     return;
