@@ -55,6 +55,11 @@ impl<T> Mailbox<T> {
         let event = state.queue.pop_front();
         if event.is_none() {
             state.scheduled = false;
+            // An idle mailbox holds no memory: with thousands of quiet connections, the
+            // queue's leftover capacity would be most of what each one costs.
+            if state.queue.capacity() > 0 {
+                state.queue = VecDeque::new();
+            }
         }
         event
     }

@@ -176,24 +176,55 @@ pub fn template(ruby: &Ruby, tls: bool, port: u16) -> Result<RHash, Error> {
 }
 
 /// Values that repeat from request to request (host names, ports, peer addresses: behind a
-/// proxy every request comes from the same address), as frozen interned Strings.
-static RECURRING: Mutex<Vec<(Vec<u8>, Opaque<RString>)>> = Mutex::new(Vec::new());
+/// proxy every request comes from the same address; the values of [`recurs`] headers), as
+/// frozen interned Strings. Each long-lived connection keeps its env: shared values make
+/// thousands of them cheaper.
+static RECURRING: Mutex<Option<HashMap<Box<[u8]>, Opaque<RString>>>> = Mutex::new(None);
 /// Most distinct values kept; later ones get fresh Strings (so hostile input can't grow it).
-const RECURRING_MAX: usize = 64;
+const RECURRING_MAX: usize = 256;
+/// Longest value kept.
+const RECURRING_LEN: usize = 256;
 
 fn recurring(ruby: &Ruby, bytes: &[u8]) -> RString {
     let mut known = RECURRING.lock();
-    if let Some((_, s)) = known.iter().find(|(b, _)| b == bytes) {
+    let known = known.get_or_insert_with(HashMap::new);
+    if let Some(s) = known.get(bytes) {
         return ruby.get_inner(*s);
     }
     let fresh = ruby.str_from_slice(bytes);
-    if known.len() >= RECURRING_MAX {
+    if known.len() >= RECURRING_MAX || bytes.len() > RECURRING_LEN {
         return fresh;
     }
     let frozen = fresh.to_interned_str();
     ruby.gc_register_mark_object(frozen);
-    known.push((bytes.to_vec(), Opaque::from(frozen)));
+    known.insert(bytes.into(), Opaque::from(frozen));
     frozen
+}
+
+/// Headers whose values come from a small set (what a browser or a WebSocket client sends
+/// every time), so they are shared frozen Strings. Values an application might edit (cookies,
+/// paths, forwarded addresses) are never among them.
+fn recurs(name: &http::HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "host"
+            | "connection"
+            | "upgrade"
+            | "sec-websocket-version"
+            | "accept"
+            | "accept-encoding"
+            | "accept-language"
+            | "user-agent"
+            | "cache-control"
+            | "pragma"
+            | "dnt"
+            | "te"
+            | "upgrade-insecure-requests"
+            | "sec-fetch-site"
+            | "sec-fetch-mode"
+            | "sec-fetch-dest"
+            | "sec-fetch-user"
+    )
 }
 
 /// A fresh env for `req`, starting from `template`, and the request's own `rack.input` (to be
@@ -284,7 +315,7 @@ fn headers(ruby: &Ruby, k: &Keys, env: RHash, headers: &HeaderMap) -> Result<(),
         let mut values = headers.get_all(name).iter();
         let first = values.next().map(|v| v.as_bytes()).unwrap_or(b"");
         let value = match values.next() {
-            None if name == http::header::HOST => recurring(ruby, first),
+            None if recurs(name) => recurring(ruby, first),
             None => ruby.str_from_slice(first),
             Some(second) => {
                 // Repeated headers are joined (RFC 9110 §5.3); cookies with "; " (RFC 6265).
