@@ -335,3 +335,34 @@ fn upgraded_connections_still_count_toward_max_clients() {
     }
     assert!(answered.starts_with("HTTP/1.1 101"), "{answered}");
 }
+
+#[test]
+fn a_peer_that_answers_no_pings_is_dropped_and_one_that_answers_stays() {
+    let mut settings = HttpSettings::default();
+    settings.websocket.ping = Duration::from_millis(100);
+    let (server, seen) = server(Protocol::WebSocket, settings);
+    let (mut alive, _) = open(&server);
+    let (_silent, _) = open(&server);
+    alive
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // Six intervals: the silent peer is dropped after its second unanswered ping (the third
+    // quiet interval); the one that answers each ping with a pong is not.
+    for _ in 0..6 {
+        let (op, payload) = read_frame(&mut alive).expect("a ping");
+        assert_eq!(op, 0x9);
+        alive.write_all(&frame(0xA, &payload, true)).unwrap();
+    }
+    let events = wait_for(&seen, "close");
+    assert_eq!(
+        events.iter().filter(|e| *e == "close").count(),
+        1,
+        "{events:?}"
+    );
+    alive.write_all(&frame(0x1, b"still here", true)).unwrap();
+    let mut reply = read_frame(&mut alive).expect("the echo");
+    while reply.0 == 0x9 {
+        reply = read_frame(&mut alive).expect("the echo");
+    }
+    assert_eq!(reply, (0x1, b"still here".to_vec()));
+}
