@@ -61,6 +61,22 @@ module Iodine
       Base::Listen.call(options, block)
     end
 
+    # Opens a client connection (raw TCP/Unix or WebSocket); see Iodine::Base::Connect.
+    # Returns Iodine. Failures reach the handler's `on_close` (without `on_open`).
+    def connect(options)
+      Base::Connect.call(options)
+    end
+
+    # Adopts a connected socket: a duplicate of `fd` becomes a raw connection handled by
+    # `handler` (the caller still owns, and closes, `fd`). Returns the handler.
+    def attach_fd(fd, handler)
+      raise TypeError, "fd must be an Integer" unless fd.is_a?(Integer)
+      raise ArgumentError, "a handler is required (not nil, true or false)" if [nil, true, false].include?(handler)
+
+      Base.attach_fd(fd, handler)
+      handler
+    end
+
     # Runs the server until `stop` (or INT/TERM); returns Iodine.
     def start
       raise "Iodine already running!" if running?
@@ -194,6 +210,7 @@ end
 
 require_relative "iodine/rack_body"
 require_relative "iodine/listen"
+require_relative "iodine/connect"
 require_relative "iodine/runner"
 require_relative "iodine/cli"
 require_relative "iodine/mustache"

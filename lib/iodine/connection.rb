@@ -1,10 +1,17 @@
 # frozen_string_literal: true
 
 module Iodine
-  # A WebSocket or SSE connection, passed to every callback of its handler (`on_open`,
-  # `on_message`, `on_drained`, `on_shutdown`, `on_close`). The callbacks of one connection
-  # never overlap and keep their order. `write`, `close`, `open?`, `pending`, `protocol`,
-  # `timeout`, `env` and `handler` are native (ext/iodine/src/ruby_api/connection.rs).
+  # A WebSocket, SSE or raw connection (server or client), passed to every callback of its
+  # handler (`on_open`, `on_message`, `on_drained`, `on_shutdown`, `on_close`, and `ping` for
+  # raw ones). The callbacks of one connection never overlap and keep their order. `write`,
+  # `close`, `open?`, `pending`, `protocol`, `timeout`, `env` and `handler` are native
+  # (ext/iodine/src/ruby_api/connection.rs).
+  #
+  # Raw: `on_message` gets what arrived, at most 8 KiB per call, as a binary String; `write`
+  # sends bytes as they are; `ping(client)` is called after `timeout` quiet seconds (300 for
+  # raw listeners and clients until `timeout=` sets it; an `upgrade.tcp` connection keeps the
+  # HTTP keep-alive timeout). When the peer finishes sending, the connection closes once the
+  # callbacks for what came before have run (their writes still go out).
   #
   # SSE: `write(data)` sends one event whose lines are `data:` lines; the fields go along as
   # keywords or a Hash: `write(data, event: "update", id: "7", retry: 3000)`.

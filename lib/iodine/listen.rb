@@ -23,8 +23,8 @@ module Iodine
         handler = pick_handler(opts, block)
         case service(opts)
         when :http then listen_http(opts, handler)
-        else
-          raise NotImplementedError, "Iodine.listen: service #{opts[:service].inspect} (raw TCP/TLS) is not supported yet; use service: :http"
+        when :tls then raise NotImplementedError, "Iodine.listen: TLS (service #{opts[:service].inspect}) is not supported yet"
+        else listen_raw(opts, handler)
         end
         handler
       end
@@ -46,9 +46,11 @@ module Iodine
         opts[:handler]
       end
 
-      # The service named by the first letter of :service (`h`/`w` → HTTP, anything else raw).
+      # The service named by the first letter of :service (`h`/`w` → HTTP, `tl` → TLS,
+      # anything else raw). `https`/`wss` are HTTP over TLS.
       def service(opts)
         name = opts[:service].to_s.downcase
+        return :tls if name.start_with?("tl") || name == "https" || name == "wss"
         return :http if name.start_with?("h", "w")
 
         :raw
@@ -71,6 +73,16 @@ module Iodine
         else
           opts[:address] = host.empty? ? nil : host
         end
+      end
+
+      # A raw listener: `handler` is the factory; `handler.call` (no arguments) gives each
+      # connection's callback object (nil, false or true close the connection).
+      def listen_raw(opts, factory)
+        raise ArgumentError, "a raw listener's handler must respond to #call (a factory)" unless factory.respond_to?(:call)
+
+        address, port, unix = where(opts)
+        native = { address: address, port: port, unix: unix, max_clients: max_clients(opts[:max_clients]) }
+        Base.listen_raw(factory, native)
       end
 
       def listen_http(opts, handler)

@@ -6,24 +6,28 @@
 //! Layout:
 //! - [`log`]: leveled logging to stderr with the C gem's prefixes (`ERROR: `, `INFO: `, …).
 //! - [`server`]: listeners (TCP, Unix), the accept loop, connection tracking and shutdown.
+//! - [`client`]: outgoing raw and WebSocket connections (`Iodine.connect`).
 //! - [`http`]: the HTTP/1.1 service on hyper: owned requests in, owned responses out, limits,
 //!   error responses and the request log.
 //! - [`link`]: a long-lived connection as the app sees it: bounded outgoing queue, events.
 //! - [`mailbox`]: a connection's events, run one at a time and in order.
 //! - [`mustache`]: Mustache templates: parser, compiled template, renderer over a `Context`.
 //! - [`pubsub`]: the process's pub/sub broker (exact channels and glob patterns).
+//! - [`raw`]: raw TCP/Unix connections: listener, session, the `upgrade.tcp` head.
 //! - [`sse`]: Server-Sent Events: the wire format, the ping comment, the stream session.
 //! - [`timers`]: one-shot and repeating timers that end at shutdown.
 //! - [`websocket`]: WebSocket on tokio-tungstenite: handshake, close policy, limits, pings.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod http;
 pub mod link;
 pub mod log;
 pub mod mailbox;
 pub mod mustache;
 pub mod pubsub;
+pub mod raw;
 pub mod server;
 pub mod sse;
 pub mod timers;

@@ -31,6 +31,8 @@ pub enum Protocol {
     WebSocket,
     /// Server-Sent Events (EventSource).
     Sse,
+    /// Raw bytes both ways (raw TCP/Unix servers and clients, `upgrade.tcp`).
+    Raw,
 }
 
 /// One outgoing message.
@@ -286,6 +288,15 @@ pub trait Events: Send + Sync + 'static {
     /// The connection closed, for any reason (also when the handshake failed: then
     /// without `on_open`). Called exactly once.
     fn on_close(&self);
+    /// Raw connections: nothing was read or written for the link's timeout.
+    fn on_timeout(&self) {}
+    /// Raw connections: the peer finished sending (end of stream). Return true when the
+    /// application will close the link itself once it handled what came before (so its
+    /// answers to the last messages still go out); false (the default) closes the
+    /// connection after what is queued now.
+    fn on_peer_closed(&self) -> bool {
+        false
+    }
 }
 
 /// An upgrade the application accepted: the link it writes to (its protocol says what to

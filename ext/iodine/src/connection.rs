@@ -29,6 +29,8 @@ static ON_MESSAGE: LazyId = LazyId::new("on_message");
 static ON_DRAINED: LazyId = LazyId::new("on_drained");
 static ON_SHUTDOWN: LazyId = LazyId::new("on_shutdown");
 static ON_CLOSE: LazyId = LazyId::new("on_close");
+static PING: LazyId = LazyId::new("ping");
+static CALL: LazyId = LazyId::new("call");
 
 /// Which callbacks the handler has (looked up with `respond_to?` when it is attached).
 mod has {
@@ -37,6 +39,7 @@ mod has {
     pub const DRAINED: u8 = 4;
     pub const SHUTDOWN: u8 = 8;
     pub const CLOSE: u8 = 16;
+    pub const PING: u8 = 32;
 }
 
 /// Indexes of the kept Array.
@@ -53,6 +56,10 @@ enum Event {
     Close,
     /// Let go of the Ruby values (when `on_close` was cut short by a jump).
     Release,
+    /// A raw connection was quiet for its timeout: `ping(client)`.
+    Timeout,
+    /// A raw connection's peer finished sending: close once what came before was handled.
+    PeerClosed,
     /// A message for a subscription with a block: `block.call(channel, message)`.
     PubSub {
         block: u64,
@@ -73,11 +80,20 @@ pub struct Conn {
     closing: AtomicBool,
     /// Its subscriptions (without a block: straight to the socket).
     subscriptions: Scope,
+    /// A raw listener's factory (id of the kept object, owned by the listener; 0: none):
+    /// called when `on_open` is handled, its answer is the handler.
+    factory: u64,
 }
 
 impl Conn {
-    /// A connection for `handler`, speaking `protocol`; `object` is its `Iodine::Connection`.
+    /// A connection on `link`; its Ruby values come with [`Conn::attach`].
     pub fn new(link: Arc<Link>) -> Arc<Conn> {
+        Self::with_factory(link, 0)
+    }
+
+    /// A raw listener's connection: when `on_open` is handled, the kept `factory` is called
+    /// and its answer becomes the handler (nil, false or true close the connection).
+    pub fn with_factory(link: Arc<Link>, factory: u64) -> Arc<Conn> {
         Arc::new_cyclic(|me| Conn {
             link,
             mailbox: Mailbox::new(),
@@ -86,6 +102,7 @@ impl Conn {
             callbacks: AtomicU8::new(0),
             closing: AtomicBool::new(false),
             subscriptions: Scope::default(),
+            factory,
         })
     }
 
@@ -168,8 +185,45 @@ impl Conn {
         }
     }
 
+    /// A raw listener's connection opens: the factory makes its handler.
+    fn adopt(&self, ruby: &Ruby) -> Result<(), Error> {
+        let (Some(factory), Some(me)) = (blocks::get(ruby, self.factory), self.me.upgrade()) else {
+            self.link.close(None);
+            return Ok(());
+        };
+        let handler = match factory.funcall::<_, _, Value>(LazyId::get_inner_with(&CALL, ruby), ())
+        {
+            Ok(handler) => handler,
+            Err(e) => {
+                self.link.close(None);
+                return errors::contain(ruby, e);
+            }
+        };
+        // nil, false and true are no handler: the connection closes (no callbacks).
+        if !handler.to_bool() || handler.is_kind_of(ruby.class_true_class()) {
+            self.link.close(None);
+            return Ok(());
+        }
+        let object = ruby.obj_wrap(crate::ruby_api::connection::Connection::new(me));
+        if let Err(e) = self.attach(ruby, object.as_value(), handler, ruby.qnil().as_value()) {
+            self.link.close(None);
+            return errors::contain(ruby, e);
+        }
+        if self.has(has::OPEN) {
+            call(ruby, handler, &ON_OPEN, (object,))?;
+        }
+        Ok(())
+    }
+
     /// Runs one event's callback. Only a jump comes back as an error.
     fn dispatch(&self, ruby: &Ruby, event: Event) -> Result<(), Error> {
+        if self.factory != 0 && matches!(event, Event::Open) {
+            return self.adopt(ruby);
+        }
+        if matches!(event, Event::PeerClosed) {
+            self.link.close(None); // after the messages before it were handled
+            return Ok(());
+        }
         let Some(kept) = self.kept(ruby) else {
             return Ok(()); // released: the connection is over
         };
@@ -186,6 +240,7 @@ impl Conn {
                 call(ruby, handler, &ON_MESSAGE, (object, data))
             }
             Event::Drained if self.has(has::DRAINED) => call(ruby, handler, &ON_DRAINED, (object,)),
+            Event::Timeout if self.has(has::PING) => call(ruby, handler, &PING, (object,)),
             Event::Shutdown => {
                 let ran = if self.has(has::SHUTDOWN) {
                     call(ruby, handler, &ON_SHUTDOWN, (object,))
@@ -305,6 +360,18 @@ impl Events for Conn {
     fn on_close(&self) {
         self.post(Event::Close);
     }
+
+    fn on_timeout(&self) {
+        // Before the factory ran there is no handler yet: nothing to ping.
+        if self.has(has::PING) {
+            self.post(Event::Timeout);
+        }
+    }
+
+    fn on_peer_closed(&self) -> bool {
+        self.post(Event::PeerClosed);
+        true
+    }
 }
 
 /// The bridge job that runs a connection's waiting events.
@@ -342,6 +409,7 @@ impl Subscriber for ToSocket {
                 Some(event) => Outgoing::Raw(event),
                 None => return,
             },
+            Protocol::Raw => Outgoing::Raw(message.clone()),
         };
         let _ = link.write(out);
     }
@@ -390,6 +458,7 @@ fn callbacks_of(handler: Value) -> Result<u8, Error> {
         ("on_drained", has::DRAINED),
         ("on_shutdown", has::SHUTDOWN),
         ("on_close", has::CLOSE),
+        ("ping", has::PING),
     ] {
         if handler.respond_to(name, false)? {
             found |= bit;

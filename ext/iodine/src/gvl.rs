@@ -144,18 +144,6 @@ pub fn hash_dup(hash: magnus::RHash) -> magnus::RHash {
         .unwrap_or_else(|| unreachable!("rb_hash_dup returned a non-Hash"))
 }
 
-/// A new descriptor for the same socket (`dup`), for `rack.hijack`.
-///
-/// `fd` must stay open during the call: callers run it inside
-/// `iodine_engine::http::Hijack::with_fd`, which holds the connection open until it returns.
-pub fn dup_fd(fd: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
-    // SAFETY: per the contract above the descriptor is open for the duration of this call
-    // (the connection can't close it while `with_fd` holds its lock); it is only borrowed to
-    // duplicate it, never closed through this borrow.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    borrowed.try_clone_to_owned()
-}
-
 /// The class name of `v`, read without calling any Ruby method (so nothing can raise or run
 /// an interrupt), for log lines.
 pub fn class_name(v: magnus::Value) -> String {
@@ -186,4 +174,19 @@ pub fn fill_str(buf: magnus::RString, bytes: &[u8]) -> Result<(), magnus::Error>
     }
     buf.cat(bytes);
     Ok(())
+}
+
+/// A duplicate of the descriptor `fd` (`rack.hijack`, `Iodine.attach_fd`): the copy is ours
+/// to close, the owner of `fd` keeps (and closes) the original. Fails (EBADF) when `fd` is
+/// not open, so any number is safe to pass.
+pub fn dup_fd(fd: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl only reads its integer arguments; F_DUPFD_CLOEXEC returns a new
+    // descriptor or -1, and never touches `fd` itself.
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if copy < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `copy` was just created by fcntl and nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(copy) })
 }

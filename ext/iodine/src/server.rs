@@ -1,11 +1,15 @@
-//! The running server of this process: listeners bound by `Iodine.listen`, the tokio
-//! runtime built by `Iodine.start` (never before, so a forking master has no runtime), and
-//! the stop flag the main thread checks.
+//! The running server of this process: listeners bound by `Iodine.listen`, connections made
+//! by `Iodine.connect` and `Iodine.attach_fd`, the tokio runtime built by `Iodine.start`
+//! (never before, so a forking master has no runtime), and the stop flag the main thread
+//! checks.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use iodine_engine::http::{serve, Handler, HttpSettings};
+use iodine_engine::raw::{self, RawSettings};
 use iodine_engine::server::{BoundListener, Shutdown};
 use iodine_engine::timers::{self, Schedule};
 use parking_lot::Mutex;
@@ -16,11 +20,18 @@ use magnus::{Error, Ruby};
 
 use crate::gvl;
 
-/// A listener waiting for `start`.
-struct PendingHttp {
-    bound: BoundListener,
-    settings: HttpSettings,
-    handler: Arc<dyn Handler>,
+/// The task of a listener or a connection, made inside the runtime (sockets must meet
+/// their reactor there).
+pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Makes a [`Task`] once the runtime runs.
+type Starter = Box<dyn FnOnce(&Shutdown) -> std::io::Result<Task> + Send>;
+
+/// Something waiting for `start`: a listener (with its description for the banner) or a
+/// connection.
+struct Pending {
+    described: Option<String>,
+    start: Starter,
 }
 
 struct Running {
@@ -30,7 +41,7 @@ struct Running {
 
 #[derive(Default)]
 struct State {
-    pending: Vec<PendingHttp>,
+    pending: Vec<Pending>,
     /// Timers (and `Iodine.run` blocks) made before `start`: id of the kept block, schedule.
     timers: Vec<(u64, Schedule)>,
     running: Option<Running>,
@@ -107,15 +118,55 @@ pub fn add_http(
     settings: HttpSettings,
     handler: Arc<dyn Handler>,
 ) -> std::io::Result<()> {
+    let described = bound.describe();
+    add(
+        Some(described),
+        Box::new(move |shutdown| {
+            let listener = bound.into_async()?;
+            Ok(Box::pin(serve(listener, settings, handler, shutdown.clone())) as Task)
+        }),
+    )
+}
+
+/// Adds a raw listener (`accept` makes each connection's link and events).
+pub fn add_raw(
+    bound: BoundListener,
+    settings: RawSettings,
+    accept: Arc<dyn raw::Accept>,
+) -> std::io::Result<()> {
+    let described = bound.describe();
+    add(
+        Some(described),
+        Box::new(move |shutdown| {
+            let listener = bound.into_async()?;
+            Ok(Box::pin(raw::serve(listener, settings, accept, shutdown.clone())) as Task)
+        }),
+    )
+}
+
+/// Adds a connection's task (a client, an attached socket): run at `start`, or now.
+pub fn add_connection(
+    start: impl FnOnce(&Shutdown) -> std::io::Result<Task> + Send + 'static,
+) -> std::io::Result<()> {
+    add(None, Box::new(start))
+}
+
+fn add(described: Option<String>, start: Starter) -> std::io::Result<()> {
     let mut state = STATE.lock();
     match &state.running {
-        Some(running) => spawn_http(running, bound, settings, handler)?,
-        None => state.pending.push(PendingHttp {
-            bound,
-            settings,
-            handler,
-        }),
+        Some(running) => spawn(running, start),
+        None => {
+            state.pending.push(Pending { described, start });
+            Ok(())
+        }
     }
+}
+
+/// Runs a starter's task on the running runtime.
+fn spawn(running: &Running, start: Starter) -> std::io::Result<()> {
+    let _enter = running.runtime.enter();
+    let task = start(&running.shutdown)?;
+    running.runtime.spawn(task);
     Ok(())
 }
 
@@ -139,8 +190,8 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
     running.runtime.spawn(crate::rack::flusher());
     iodine_engine::log::start_writer();
     for p in state.pending.drain(..) {
-        described.push(p.bound.describe());
-        spawn_http(&running, p.bound, p.settings, p.handler)?;
+        described.extend(p.described);
+        spawn(&running, p.start)?;
     }
     for (id, schedule) in state.timers.drain(..) {
         spawn_timer(&running, id, schedule);
@@ -148,22 +199,6 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
     state.stop_requested = false;
     state.running = Some(running);
     Ok(described)
-}
-
-/// Serves `bound` on the running runtime until shutdown.
-fn spawn_http(
-    running: &Running,
-    bound: BoundListener,
-    settings: HttpSettings,
-    handler: Arc<dyn Handler>,
-) -> std::io::Result<()> {
-    let _enter = running.runtime.enter();
-    let listener = bound.into_async()?;
-    let shutdown = running.shutdown.clone();
-    running
-        .runtime
-        .spawn(serve(listener, settings, handler, shutdown));
-    Ok(())
 }
 
 /// Whether the server runs in this process.

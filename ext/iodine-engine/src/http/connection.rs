@@ -209,7 +209,13 @@ async fn serve_one(
     };
     let io = Resumed::new(stream, ahead);
     let settings = site.settings.websocket;
-    tokio::spawn(takeover::run(io, takeover, settings, shutdown, ticket));
+    // A socket taken over with `upgrade.tcp` keeps the keep-alive timeout as its idle timeout.
+    let raw = crate::raw::RawSettings {
+        timeout: site.settings.timeout,
+        shutdown_grace: site.settings.shutdown_grace,
+        max_clients: usize::MAX,
+    };
+    tokio::spawn(takeover::run(io, takeover, settings, raw, shutdown, ticket));
 }
 
 /// Checks, receives and dispatches one request.
@@ -301,6 +307,7 @@ fn take_over(
             }
         },
         Protocol::Sse => sse::response_head(&r.headers),
+        Protocol::Raw => crate::raw::response_head(r.status, &r.headers),
     };
     *slot.lock() = Some(Takeover { head, upgrade });
     hijack.mark_taken();

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::link::{Events, Link, Protocol, Upgrade};
+use crate::raw::RawSettings;
 use crate::server::{Shutdown, Stream, Ticket};
 use crate::websocket::WsSettings;
 
@@ -98,6 +99,18 @@ impl AsyncWrite for Resumed {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
@@ -119,6 +132,7 @@ pub(crate) fn run(
     io: Resumed,
     takeover: Takeover,
     settings: WsSettings,
+    raw: RawSettings,
     shutdown: Shutdown,
     ticket: Ticket,
 ) -> impl Future<Output = ()> + Send {
@@ -127,9 +141,12 @@ pub(crate) fn run(
             return Either::Right(Either::Right(std::future::ready(())));
         };
         match started {
-            Started::WebSocket(ws) => Either::Left(crate::websocket::session(
+            Started::WebSocket(ws) => Either::Left(Either::Left(crate::websocket::session(
                 ws, link, events, settings, shutdown, ticket,
-            )),
+            ))),
+            Started::Raw(io) => Either::Left(Either::Right(crate::raw::session(
+                io, link, events, raw, shutdown, ticket,
+            ))),
             Started::Sse(io) => {
                 let (ping, grace) = (settings.ping, settings.shutdown_grace);
                 Either::Right(Either::Left(Box::pin(async move {
@@ -148,6 +165,7 @@ pub(crate) fn run(
 enum Started {
     WebSocket(WebSocketStream<Resumed>),
     Sse(Resumed),
+    Raw(Resumed),
 }
 
 /// Writes the head of the upgrade's response; None (after `on_close`) when it could not be.
@@ -169,6 +187,7 @@ async fn send_head(
             Started::WebSocket(crate::websocket::open(io, Role::Server, &settings).await)
         }
         Protocol::Sse => Started::Sse(io),
+        Protocol::Raw => Started::Raw(io),
     };
     Some((started, link, events))
 }

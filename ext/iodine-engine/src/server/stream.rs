@@ -27,6 +27,38 @@ pub enum Stream {
     Unix(UnixStream),
 }
 
+impl Stream {
+    /// `fd` when it is a connected stream socket (TCP or Unix): what
+    /// [`Stream::from_owned_fd`] takes. Needs no runtime, so `attach_fd` can check at once.
+    pub fn check_fd(fd: std::os::fd::OwnedFd) -> io::Result<std::os::fd::OwnedFd> {
+        let socket = socket2::Socket::from(fd);
+        if socket.r#type()? != socket2::Type::STREAM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a stream socket",
+            ));
+        }
+        socket.peer_addr()?; // connected (ENOTCONN otherwise)
+        Ok(socket.into())
+    }
+
+    /// A connected socket this process owns (TCP or Unix), registered with the runtime of
+    /// the caller; anything that is not a connected stream socket is refused (`attach_fd`).
+    pub fn from_owned_fd(fd: std::os::fd::OwnedFd) -> io::Result<Stream> {
+        let socket = socket2::Socket::from(Self::check_fd(fd)?);
+        socket.set_nonblocking(true)?;
+        let unix = socket.local_addr()?.is_unix();
+        let fd = std::os::fd::OwnedFd::from(socket);
+        if unix {
+            Ok(Stream::Unix(UnixStream::from_std(fd.into())?))
+        } else {
+            let tcp = TcpStream::from_std(fd.into())?;
+            let _ = tcp.set_nodelay(true);
+            Ok(Stream::Tcp(tcp))
+        }
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,

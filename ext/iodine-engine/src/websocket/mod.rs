@@ -11,7 +11,7 @@ mod session;
 use bytes::{BufMut, BytesMut};
 use http::HeaderMap;
 
-pub use session::{open, session, Session};
+pub use session::{config, open, session, Session};
 
 /// Why a WebSocket handshake was refused (the client gets a 400).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -47,17 +47,21 @@ const DEAD_AFTER: u8 = 2;
 /// How long a closing handshake may take before the socket is just dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
+/// tungstenite's configuration for a connection with the limits of `settings`.
+pub fn config(settings: &WsSettings) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(Some(settings.max_msg))
+        .max_frame_size(Some(settings.max_msg))
+}
+
 /// `io` (the handshake done) as a WebSocket of `role`, with the limits of `settings`.
 pub async fn open<S>(io: S, role: Role, settings: &WsSettings) -> WebSocketStream<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(Some(settings.max_msg))
-        .max_frame_size(Some(settings.max_msg));
-    WebSocketStream::from_raw_socket(io, role, Some(config)).await
+    WebSocketStream::from_raw_socket(io, role, Some(config(settings))).await
 }
 
 /// Speaks WebSocket on `ws` until either side closes, then calls `on_close`; `on_open` and

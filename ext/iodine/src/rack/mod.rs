@@ -93,8 +93,8 @@ impl Job for RackJob {
                 .funcall::<_, _, Value>(LazyId::get_inner_with(&CALL, ruby), (env,))
         });
         let head = self.request.method == http::Method::HEAD;
-        let outcome = match (asked, &result) {
-            (Some(protocol), Ok(value)) => match upgrade::accept(ruby, *value, env, protocol) {
+        let outcome = match &result {
+            Ok(value) => match upgrade::accept(ruby, *value, env, asked) {
                 Ok(Some(res)) => {
                     replies::reply(self.reply, res);
                     Ok(())

@@ -2,6 +2,10 @@
 //! `env['rack.upgrade?']` (`:websocket` / `:sse`); when the app answers by setting
 //! `env['rack.upgrade']` to a handler with a status below 300, the connection leaves HTTP
 //! and the handler gets the callbacks of an `Iodine::Connection` (section 4.4 of the API).
+//!
+//! `env['upgrade.tcp']` (on any request), or `rack.upgrade` on a request that asked for
+//! neither, turns the connection into a raw one after the app's status and headers: the
+//! bytes that came after the request head reach the handler's first `on_message`.
 
 use std::sync::OnceLock;
 
@@ -19,6 +23,7 @@ use crate::ruby_api::connection::Connection;
 struct Keys {
     asked: Opaque<RString>,
     handler: Opaque<RString>,
+    tcp: Opaque<RString>,
 }
 
 static KEYS: OnceLock<Keys> = OnceLock::new();
@@ -42,29 +47,37 @@ pub fn offer(ruby: &Ruby, env: RHash, protocol: Protocol) -> Result<(), Error> {
     let name = match protocol {
         Protocol::WebSocket => "websocket",
         Protocol::Sse => "sse",
+        Protocol::Raw => return Ok(()), // never asked for by a request
     };
     env.aset(ruby.get_inner(keys().asked), ruby.to_symbol(name))
 }
 
-/// The upgrade response when the app accepted (`env['rack.upgrade']` set, status < 300);
-/// None when it answered as plain HTTP. The app's body is closed: nothing of it is sent.
+/// The upgrade response when the app accepted (`env['upgrade.tcp']` or
+/// `env['rack.upgrade']` set, status < 300); None when it answered as plain HTTP. `asked`
+/// is what the request asked for. The app's body is closed: nothing of it is sent.
 pub fn accept(
     ruby: &Ruby,
     result: Value,
     env: RHash,
-    protocol: Protocol,
+    asked: Option<Protocol>,
 ) -> Result<Option<Response>, Invalid> {
-    let handler: Value = env.aref(ruby.get_inner(keys().handler))?;
-    if !handler.to_bool() {
-        return Ok(None);
-    }
+    let tcp: Value = env.aref(ruby.get_inner(keys().tcp))?;
+    let (handler, protocol) = if tcp.to_bool() {
+        (tcp, Protocol::Raw)
+    } else {
+        let handler: Value = env.aref(ruby.get_inner(keys().handler))?;
+        if !handler.to_bool() {
+            return Ok(None);
+        }
+        (handler, asked.unwrap_or(Protocol::Raw))
+    };
     let Some(triple) = RArray::from_value(result).filter(|a| a.len() == 3) else {
         return Ok(None); // not a Rack answer: the normal path reports it
     };
     let [status, headers, body] = triple.to_value_array::<3>()?;
-    if !status_accepts(status) {
+    let Some(status) = response::status_number(status).filter(|n| *n < 300) else {
         return Ok(None);
-    }
+    };
     let headers = match response::collect_headers(headers) {
         Ok(headers) => headers,
         // The app's body is closed on this path too, unless a jump is on its way (then no
@@ -79,18 +92,24 @@ pub fn accept(
     let link = Link::new(protocol);
     let conn = Conn::new(link.clone());
     let object = ruby.obj_wrap(Connection::new(conn.clone()));
-    conn.attach(ruby, object.as_value(), handler, env.as_value())?;
+    // A raw connection has no env (as with the C gem).
+    let env = match protocol {
+        Protocol::Raw => ruby.qnil().as_value(),
+        _ => env.as_value(),
+    };
+    conn.attach(ruby, object.as_value(), handler, env)?;
+    // The status (read as a signed number, as the C gem did) is below 300: `0`, `-1`,
+    // `101` and `200` all accept. A raw connection's head carries it (200 when it is no
+    // HTTP status); WebSocket and SSE have their own.
+    let status = u16::try_from(status)
+        .ok()
+        .filter(|s| *s >= 100)
+        .unwrap_or(200);
     Ok(Some(Response {
-        status: 200,
+        status,
         headers,
         body: Body::Upgrade(Upgrade::new(link, conn)),
     }))
-}
-
-/// Whether the status (read as a signed number, as the C gem did) is below 300: `0`, `-1`,
-/// `101` and `200` all accept.
-fn status_accepts(status: Value) -> bool {
-    response::status_number(status).is_some_and(|n| n < 300)
 }
 
 fn keys() -> &'static Keys {
@@ -110,5 +129,6 @@ pub fn init(ruby: &Ruby) {
     let _ = KEYS.set(Keys {
         asked: key("rack.upgrade?"),
         handler: key("rack.upgrade"),
+        tcp: key("upgrade.tcp"),
     });
 }

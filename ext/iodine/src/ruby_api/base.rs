@@ -68,7 +68,8 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
         ..defaults
     };
     let bound = bind(&address).map_err(|e| {
-        iodine_engine::error!("couldn't listen on {address:?}: {e}");
+        let address = super::sockets::describe(&address);
+        iodine_engine::error!("couldn't listen on {address}: {e}");
         crate::errors::exception(
             ruby.exception_runtime_error(),
             "Couldn't open listening socket.",

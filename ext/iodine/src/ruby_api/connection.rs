@@ -46,6 +46,7 @@ fn write(ruby: &Ruby, rb_self: &Connection, args: &[Value]) -> Result<Option<boo
         return Ok(None);
     };
     let message = match conn.link().protocol() {
+        Protocol::Raw => Outgoing::Raw(data.to_bytes()),
         Protocol::WebSocket => {
             if data.enc_get() == ruby.utf8_encindex() {
                 Outgoing::Text(data.to_bytes())
@@ -117,6 +118,7 @@ fn protocol(ruby: &Ruby, rb_self: &Connection) -> Option<magnus::Symbol> {
     rb_self.open().map(|c| match c.link().protocol() {
         Protocol::WebSocket => ruby.to_symbol("websocket"),
         Protocol::Sse => ruby.to_symbol("sse"),
+        Protocol::Raw => ruby.to_symbol("raw"),
     })
 }
 

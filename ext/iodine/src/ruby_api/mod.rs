@@ -5,6 +5,7 @@ pub mod connection;
 mod iodine;
 mod mustache;
 mod pubsub;
+mod sockets;
 
 use magnus::{prelude::*, Error, Ruby};
 
@@ -18,6 +19,7 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     crate::blocks::init(ruby);
     mustache::init(ruby, iodine)?;
     pubsub::init(ruby, base)?;
+    sockets::init(ruby, base)?;
     connection::init(ruby, iodine)?;
     crate::rack::init(ruby, base)
 }
