@@ -179,7 +179,9 @@ pub fn template(ruby: &Ruby, tls: bool, port: u16) -> Result<RHash, Error> {
 /// proxy every request comes from the same address; the values of [`recurs`] headers), as
 /// frozen interned Strings. Each long-lived connection keeps its env: shared values make
 /// thousands of them cheaper.
-static RECURRING: Mutex<Option<HashMap<Box<[u8]>, Opaque<RString>>>> = Mutex::new(None);
+static RECURRING: Mutex<Option<Interned>> = Mutex::new(None);
+/// Frozen Strings by their bytes.
+type Interned = HashMap<Box<[u8]>, Opaque<RString>>;
 /// Most distinct values kept; later ones get fresh Strings (so hostile input can't grow it).
 const RECURRING_MAX: usize = 256;
 /// Longest value kept.
