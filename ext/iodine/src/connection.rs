@@ -348,7 +348,10 @@ impl Events for Conn {
     }
 
     fn on_drained(&self) {
-        if self.has(has::DRAINED) {
+        // Before a raw listener's factory ran, the callbacks are not known yet: the first
+        // on_drained (right after on_open) waits in the mailbox for the handler.
+        let adopting = self.factory != 0 && self.kept.load(Ordering::Acquire) == 0;
+        if adopting || self.has(has::DRAINED) {
             self.post(Event::Drained);
         }
     }
