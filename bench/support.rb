@@ -28,8 +28,9 @@ end
 
 # Starts `cmd` (which listens on `port`) pinned to `cpu`, yields its pid once it accepts, and
 # stops it (and its process group) afterwards: TERM, then KILL if it is still there 10 s later.
-def with_pinned_server(cmd, port, cpu:, env: {}, name: cmd.first)
-  pid = Process.spawn(env, "taskset", "-c", cpu.to_s, *cmd, out: File::NULL, err: File::NULL, pgroup: true)
+# The server's output goes to `log` (a path; none by default).
+def with_pinned_server(cmd, port, cpu:, env: {}, name: cmd.first, log: File::NULL)
+  pid = Process.spawn(env, "taskset", "-c", cpu.to_s, *cmd, out: log, err: %i[child out], pgroup: true)
   raise "#{name} did not start" unless wait_for(port, pid)
 
   yield pid

@@ -1,12 +1,12 @@
-//! `wsload`: the WebSocket and SSE load generator behind `bench/ws.rb`.
+//! `wsload`: the WebSocket, SSE and raw TCP load generator behind `bench/ws.rb` and `bench/raw.rb`.
 //!
 //! One mode per run, all on one thread (the benchmark pins the tool to one core). Each mode
 //! prints one JSON line on stdout; errors are counted, and explained on stderr.
 //!
 //! Modules: `args` reads the options and `target` the URLs; `setup` opens many connections at
 //! a bounded pace; `ws` is the WebSocket client; `stats` counts and times; the modes are
-//! `echo`, `fanout` (with `publisher`, and `sse` + `event_stream` for SSE subscribers) and
-//! `idle`; `report` writes the result line.
+//! `echo`, `fanout` (with `publisher`, and `sse` + `event_stream` for SSE subscribers),
+//! `idle`, and `raw` (plain TCP echo, no WebSocket); `report` writes the result line.
 #![deny(unsafe_code)]
 
 mod args;
@@ -15,6 +15,7 @@ mod event_stream;
 mod fanout;
 mod idle;
 mod publisher;
+mod raw;
 mod report;
 mod setup;
 mod sse;
@@ -44,6 +45,11 @@ usage: wsload MODE --option value ...
   idle   --url ws://HOST:PORT/echo [--count 10000] [--hold 5] [--parallel 200]
          opens COUNT connections, checks each with one echo, prints
          {\"mode\":\"idle\",\"open\":N,\"failed\":M}, holds them HOLD seconds
+  raw    --url tcp://HOST:PORT [--clients 100] [--size 64] [--window 1]
+         [--seconds 5] [--warmup 1]
+         plain TCP echo: each client keeps WINDOW messages of SIZE bytes in flight; a
+         message counts once SIZE bytes of it came back (any chunking), every byte checked
+         -> {\"mode\":\"raw\",\"msgs_per_sec\":N,...}
 ";
 
 /// Runs the mode named by the first argument; exit status 1 (and a reason on stderr) on failure.
@@ -79,6 +85,7 @@ fn run(mode: &str, args: &Args) -> Result<(), String> {
             "fanout" => fanout::run(args, Mode::WebSocket).await,
             "sse" => fanout::run(args, Mode::Sse).await,
             "idle" => idle::run(args).await,
+            "raw" => raw::run(args).await,
             _ => Err(format!("unknown mode\n{USAGE}")),
         }
     })

@@ -1,4 +1,4 @@
-//! Where to connect, from a `ws://` or `http://` URL.
+//! Where to connect, from a `ws://`, `http://` or `tcp://` URL.
 
 /// A parsed URL: the `host:port` to open a socket to, the request path, and the URL itself.
 pub struct Target {
@@ -11,7 +11,7 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `url`, which must use `scheme` (`ws` or `http`; no TLS).
+    /// Parses `url`, which must use `scheme` (`ws`, `http` or `tcp`; no TLS).
     pub fn parse(url: &str, scheme: &str) -> Result<Target, String> {
         let rest = url
             .strip_prefix(scheme)
