@@ -7,6 +7,7 @@
 //! - [`log`]: leveled logging to stderr with the C gem's prefixes (`ERROR: `, `INFO: `, …).
 //! - [`server`]: listeners (TCP, Unix), the accept loop, connection tracking and shutdown.
 //! - [`client`]: outgoing raw and WebSocket connections (`Iodine.connect`).
+//! - [`cluster`]: pub/sub across processes: the master's hub, the workers' links, the wire.
 //! - [`http`]: the HTTP/1.1 service on hyper: owned requests in, owned responses out, limits,
 //!   error responses and the request log.
 //! - [`link`]: a long-lived connection as the app sees it: bounded outgoing queue, events.
@@ -21,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod cluster;
 pub mod http;
 pub mod link;
 pub mod log;

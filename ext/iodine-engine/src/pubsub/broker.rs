@@ -16,6 +16,13 @@ pub trait Subscriber: Send + Sync + 'static {
     fn deliver(&self, channel: &Bytes, message: &Bytes);
 }
 
+/// Told when the process gains its first subscriber for a channel (or pattern) and when it
+/// loses the last one: how a worker keeps the master's routing table current.
+pub trait Watcher: Send + Sync + 'static {
+    /// `name` (a pattern when `pattern`) has subscribers now (`on`), or none any more.
+    fn interest(&self, name: &Bytes, pattern: bool, on: bool);
+}
+
 /// Names one subscription (for [`Broker::unsubscribe`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SubscriptionId(u64);
@@ -38,6 +45,7 @@ pub struct Broker {
     /// Where each subscription is: its channel, and whether it is a pattern.
     index: Mutex<HashMap<SubscriptionId, (Bytes, bool)>>,
     next: AtomicU64,
+    watcher: RwLock<Option<Arc<dyn Watcher>>>,
 }
 
 impl Default for Broker {
@@ -47,6 +55,7 @@ impl Default for Broker {
             patterns: RwLock::default(),
             index: Mutex::default(),
             next: AtomicU64::new(0),
+            watcher: RwLock::new(None),
         }
     }
 }
@@ -74,13 +83,47 @@ impl Broker {
         let id = SubscriptionId(self.next.fetch_add(1, Ordering::Relaxed));
         let entry = Entry { id, subscriber };
         self.index.lock().insert(id, (channel.clone(), pattern));
-        if pattern {
-            self.patterns.write().push((channel, entry));
+        let first = if pattern {
+            let mut patterns = self.patterns.write();
+            let first = !patterns.iter().any(|(p, _)| *p == channel);
+            patterns.push((channel.clone(), entry));
+            first
         } else {
-            let shard = self.shard(&channel);
-            shard.write().entry(channel).or_default().push(entry);
+            let mut shard = self.shard(&channel).write();
+            let list = shard.entry(channel.clone()).or_default();
+            list.push(entry);
+            list.len() == 1
+        };
+        if first {
+            self.tell(&channel, pattern, true);
         }
         id
+    }
+
+    /// Sets (or, with None, removes) the watcher of first and last subscribers.
+    pub fn watch(&self, watcher: Option<Arc<dyn Watcher>>) {
+        *self.watcher.write() = watcher;
+    }
+
+    fn tell(&self, name: &Bytes, pattern: bool, on: bool) {
+        let watcher = self.watcher.read().clone();
+        if let Some(w) = watcher {
+            w.interest(name, pattern, on);
+        }
+    }
+
+    /// Every channel and pattern with subscribers now (`true` for patterns).
+    pub fn names(&self) -> Vec<(Bytes, bool)> {
+        let mut names: Vec<(Bytes, bool)> = Vec::new();
+        for shard in self.shards.iter() {
+            names.extend(shard.read().keys().map(|k| (k.clone(), false)));
+        }
+        for (p, _) in self.patterns.read().iter() {
+            if !names.iter().any(|(n, pat)| *pat && n == p) {
+                names.push((p.clone(), true));
+            }
+        }
+        names
     }
 
     /// Ends a subscription; false if it was already gone.
@@ -88,16 +131,26 @@ impl Broker {
         let Some((channel, pattern)) = self.index.lock().remove(&id) else {
             return false;
         };
-        if pattern {
-            self.patterns.write().retain(|(_, e)| e.id != id);
+        let last = if pattern {
+            let mut patterns = self.patterns.write();
+            patterns.retain(|(_, e)| e.id != id);
+            !patterns.iter().any(|(p, _)| *p == channel)
         } else {
             let mut shard = self.shard(&channel).write();
-            if let Some(list) = shard.get_mut(&channel) {
-                list.retain(|e| e.id != id);
-                if list.is_empty() {
-                    shard.remove(&channel);
+            match shard.get_mut(&channel) {
+                Some(list) => {
+                    list.retain(|e| e.id != id);
+                    let empty = list.is_empty();
+                    if empty {
+                        shard.remove(&channel);
+                    }
+                    empty
                 }
+                None => false,
             }
+        };
+        if last {
+            self.tell(&channel, pattern, false);
         }
         true
     }
@@ -176,6 +229,46 @@ mod tests {
         assert!(!broker.unsubscribe(id));
         assert_eq!(broker.publish(&Bytes::from("c"), &Bytes::from("m")), 0);
         assert!(broker.is_empty());
+    }
+
+    #[test]
+    fn the_watcher_hears_of_first_and_last_subscribers_only() {
+        #[derive(Default)]
+        struct Seen(Mutex<Vec<(String, bool, bool)>>);
+        impl Watcher for Seen {
+            fn interest(&self, name: &Bytes, pattern: bool, on: bool) {
+                let name = String::from_utf8_lossy(name).into_owned();
+                self.0.lock().push((name, pattern, on));
+            }
+        }
+        let broker = Broker::default();
+        let seen = Arc::new(Seen::default());
+        broker.watch(Some(seen.clone()));
+        let a = Arc::new(Inbox::default());
+        let one = broker.subscribe(Bytes::from("c"), false, a.clone());
+        let two = broker.subscribe(Bytes::from("c"), false, a.clone());
+        let p1 = broker.subscribe(Bytes::from("c*"), true, a.clone());
+        let p2 = broker.subscribe(Bytes::from("c*"), true, a.clone());
+        let mut names = broker.names();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![(Bytes::from("c"), false), (Bytes::from("c*"), true)]
+        );
+        for id in [one, p1, two, p2] {
+            broker.unsubscribe(id);
+        }
+        let expected = [
+            ("c", false, true),
+            ("c*", true, true),
+            ("c", false, false),
+            ("c*", true, false),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(n, p, o)| (n.to_string(), *p, *o))
+            .collect();
+        assert_eq!(*seen.0.lock(), expected);
     }
 
     #[test]

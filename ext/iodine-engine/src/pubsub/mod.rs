@@ -6,4 +6,4 @@
 mod broker;
 pub mod glob;
 
-pub use broker::{broker, Broker, Subscriber, SubscriptionId};
+pub use broker::{broker, Broker, Subscriber, SubscriptionId, Watcher};

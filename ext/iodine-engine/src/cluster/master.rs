@@ -1,0 +1,480 @@
+//! The master's hub: the sockets to the workers, polled by the master's main thread.
+//!
+//! [`Hub::poll`] waits (without any thread of its own) until a worker sends frames, a worker
+//! goes away, someone wakes it ([`HubWaker`], safe from any thread and from a signal's
+//! unblocking function), or the timeout passes. Messages for the master's own subscribers
+//! are delivered through the broker as they are routed; the caller then runs whatever that
+//! queued for Ruby.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+use super::router::{PeerId, Router};
+use super::wire::{Decoder, Frame, Reach};
+use super::Uplink;
+use crate::pubsub::broker;
+
+/// Unsent bytes kept for one worker; past this its messages are dropped (with a warning)
+/// rather than grow the master without end.
+const PEER_BACKLOG: usize = 64 * 1024 * 1024;
+
+struct Peer {
+    id: PeerId,
+    stream: UnixStream,
+    decoder: Decoder,
+    out: VecDeque<Bytes>,
+    /// Bytes of `out[0]` already written.
+    offset: usize,
+    queued: usize,
+    warned: bool,
+}
+
+/// Publishes made in the master (by Ruby, on any thread) waiting for the next poll.
+type Outbox = Mutex<Vec<(Reach, Bytes, Bytes)>>;
+
+/// The master's end of every worker's socket pair.
+pub struct Hub {
+    peers: Vec<Peer>,
+    router: Router,
+    next: PeerId,
+    wake_read: UnixStream,
+    waker: HubWaker,
+    outbox: Arc<Outbox>,
+}
+
+/// Wakes a [`Hub::poll`] from any thread.
+#[derive(Clone)]
+pub struct HubWaker {
+    write: Arc<UnixStream>,
+}
+
+impl HubWaker {
+    /// Makes the current (or next) poll return.
+    pub fn wake(&self) {
+        let _ = (&*self.write).write(b"!");
+    }
+}
+
+/// What a poll saw.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Polled {
+    /// Workers whose socket closed (or broke): gone from the routing table.
+    pub gone: Vec<PeerId>,
+    /// Messages delivered to the master's own subscribers.
+    pub delivered: usize,
+}
+
+impl Hub {
+    /// A hub with no workers.
+    pub fn new() -> io::Result<Hub> {
+        let (wake_read, wake_write) = UnixStream::pair()?;
+        wake_read.set_nonblocking(true)?;
+        wake_write.set_nonblocking(true)?;
+        Ok(Hub {
+            peers: Vec::new(),
+            router: Router::new(),
+            next: 1,
+            wake_read,
+            waker: HubWaker {
+                write: Arc::new(wake_write),
+            },
+            outbox: Arc::default(),
+        })
+    }
+
+    /// A new socket pair for a worker about to be forked: the master's end is kept here, the
+    /// other is returned for the child (the master closes its copy after the fork).
+    pub fn pair(&mut self) -> io::Result<(PeerId, UnixStream)> {
+        let (mine, theirs) = UnixStream::pair()?;
+        mine.set_nonblocking(true)?;
+        let id = self.next;
+        self.next += 1;
+        self.peers.push(Peer {
+            id,
+            stream: mine,
+            decoder: Decoder::new(),
+            out: VecDeque::new(),
+            offset: 0,
+            queued: 0,
+            warned: false,
+        });
+        self.router.add(id);
+        Ok((id, theirs))
+    }
+
+    /// Every descriptor the hub holds (a forked worker closes its copies).
+    pub fn fds(&self) -> Vec<RawFd> {
+        let mut fds = vec![self.wake_read.as_raw_fd(), self.waker.write.as_raw_fd()];
+        fds.extend(self.peers.iter().map(|p| p.stream.as_raw_fd()));
+        fds
+    }
+
+    /// The hub's waker.
+    pub fn waker(&self) -> HubWaker {
+        self.waker.clone()
+    }
+
+    /// How publishes made in the master reach the cluster (set it as the process uplink).
+    pub fn uplink(&self) -> Arc<dyn Uplink> {
+        Arc::new(MasterUplink {
+            outbox: self.outbox.clone(),
+            waker: self.waker.clone(),
+        })
+    }
+
+    /// Workers connected.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether no worker is connected.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Every channel and pattern some worker subscribes to.
+    pub fn names(&self) -> Vec<(Bytes, bool)> {
+        self.router.names()
+    }
+
+    /// Waits up to `timeout` (None: until something happens) for frames, departures or a
+    /// wake-up; routes what came.
+    pub fn poll(&mut self, timeout: Option<Duration>) -> io::Result<Polled> {
+        let mut polled = Polled::default();
+        self.route_outbox(&mut polled);
+        let ready: Vec<(bool, bool, bool)> = {
+            let mut fds = Vec::with_capacity(self.peers.len() + 1);
+            fds.push(PollFd::new(&self.wake_read, PollFlags::IN));
+            for p in &self.peers {
+                let mut flags = PollFlags::IN;
+                if !p.out.is_empty() {
+                    flags |= PollFlags::OUT;
+                }
+                fds.push(PollFd::from_borrowed_fd(p.stream.as_fd(), flags));
+            }
+            let timespec = timeout.map(|t| Timespec {
+                tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
+                tv_nsec: t.subsec_nanos() as _,
+            });
+            match poll(&mut fds, timespec.as_ref()) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => return Ok(polled),
+                Err(e) => return Err(e.into()),
+            }
+            fds.iter()
+                .map(|f| {
+                    let r = f.revents();
+                    (
+                        r.intersects(PollFlags::IN),
+                        r.intersects(PollFlags::OUT),
+                        r.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL),
+                    )
+                })
+                .collect()
+        };
+        if ready[0].0 {
+            let mut sink = [0u8; 256];
+            while matches!((&self.wake_read).read(&mut sink), Ok(n) if n > 0) {}
+        }
+        let mut broken = Vec::new();
+        for (i, (readable, writable, hangup)) in ready.into_iter().skip(1).enumerate() {
+            if readable || hangup {
+                match self.read_peer(i, &mut polled) {
+                    Ok(true) => {}
+                    Ok(false) | Err(_) => broken.push(i),
+                }
+            }
+            if writable && flush(&mut self.peers[i]).is_err() {
+                broken.push(i);
+            }
+        }
+        self.route_outbox(&mut polled);
+        broken.sort_unstable();
+        broken.dedup();
+        for i in broken.into_iter().rev() {
+            let peer = self.peers.remove(i);
+            self.router.remove(peer.id);
+            polled.gone.push(peer.id);
+        }
+        Ok(polled)
+    }
+
+    /// Reads what peer `i` sent and routes it; false when its socket closed.
+    fn read_peer(&mut self, i: usize, polled: &mut Polled) -> io::Result<bool> {
+        let mut chunk = [0u8; 64 * 1024];
+        let mut open = true;
+        loop {
+            match (&self.peers[i].stream).read(&mut chunk) {
+                Ok(0) => {
+                    open = false;
+                    break;
+                }
+                Ok(n) => self.peers[i].decoder.push(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let from = self.peers[i].id;
+        loop {
+            let frame = match self.peers[i].decoder.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    crate::error!(
+                        "cluster: a worker sent a broken frame ({}); dropping it",
+                        e.0
+                    );
+                    return Ok(false);
+                }
+            };
+            match frame {
+                Frame::Subscribe { name, pattern } => {
+                    self.router.interest(from, name, pattern, true)
+                }
+                Frame::Unsubscribe { name, pattern } => {
+                    self.router.interest(from, name, pattern, false)
+                }
+                Frame::Publish {
+                    reach,
+                    channel,
+                    message,
+                } => self.route(Some(from), reach, channel, message, polled),
+            }
+        }
+        Ok(open)
+    }
+
+    fn route_outbox(&mut self, polled: &mut Polled) {
+        let queued = std::mem::take(&mut *self.outbox.lock());
+        for (reach, channel, message) in queued {
+            self.route(None, reach, channel, message, polled);
+        }
+    }
+
+    fn route(
+        &mut self,
+        from: Option<PeerId>,
+        reach: Reach,
+        channel: Bytes,
+        message: Bytes,
+        polled: &mut Polled,
+    ) {
+        let route = self.router.route(from, reach, &channel);
+        if !route.peers.is_empty() {
+            // Workers get it as a plain publish (they deliver in their process only).
+            let frame = Frame::Publish {
+                reach: Reach::Cluster,
+                channel: channel.clone(),
+                message: message.clone(),
+            }
+            .to_bytes();
+            for peer in self
+                .peers
+                .iter_mut()
+                .filter(|p| route.peers.contains(&p.id))
+            {
+                send(peer, frame.clone());
+            }
+        }
+        if route.local {
+            polled.delivered += broker().publish(&channel, &message);
+        }
+    }
+}
+
+/// Queues `frame` for `peer` and writes what the socket takes now.
+fn send(peer: &mut Peer, frame: Bytes) {
+    if peer.queued + frame.len() > PEER_BACKLOG {
+        if !peer.warned {
+            crate::warning!("cluster: a worker is not reading its messages; dropping some");
+            peer.warned = true;
+        }
+        return;
+    }
+    peer.queued += frame.len();
+    peer.out.push_back(frame);
+    let _ = flush(peer);
+}
+
+/// Writes queued bytes until the socket is full.
+fn flush(peer: &mut Peer) -> io::Result<()> {
+    while let Some(front) = peer.out.front() {
+        match (&peer.stream).write(&front[peer.offset..]) {
+            Ok(n) => {
+                peer.offset += n;
+                if peer.offset == front.len() {
+                    peer.queued -= front.len();
+                    peer.out.pop_front();
+                    peer.offset = 0;
+                    peer.warned = false;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Publishes made in the master wait in the outbox for the hub's next poll.
+struct MasterUplink {
+    outbox: Arc<Outbox>,
+    waker: HubWaker,
+}
+
+impl Uplink for MasterUplink {
+    fn publish(&self, reach: Reach, channel: Bytes, message: Bytes) {
+        self.outbox.lock().push((reach, channel, message));
+        self.waker.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pubsub::Subscriber;
+
+    fn frame_of(stream: &mut UnixStream) -> Frame {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut decoder = Decoder::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(f) = decoder.next_frame().unwrap() {
+                return f;
+            }
+            let n = stream.read(&mut chunk).expect("a frame");
+            assert!(n > 0, "closed");
+            decoder.push(&chunk[..n]);
+        }
+    }
+
+    fn write(stream: &mut UnixStream, frame: Frame) {
+        stream.write_all(&frame.to_bytes()).unwrap();
+    }
+
+    fn poll_until(hub: &mut Hub, mut done: impl FnMut(&Polled) -> bool) -> Polled {
+        for _ in 0..100 {
+            let p = hub.poll(Some(Duration::from_millis(50))).unwrap();
+            if done(&p) {
+                return p;
+            }
+        }
+        panic!("the hub never got there");
+    }
+
+    #[test]
+    fn a_publish_reaches_the_other_subscribed_workers_and_the_master() {
+        struct Count(Mutex<usize>);
+        impl Subscriber for Count {
+            fn deliver(&self, _: &Bytes, _: &Bytes) {
+                *self.0.lock() += 1;
+            }
+        }
+        let mut hub = Hub::new().unwrap();
+        let (_, mut a) = hub.pair().unwrap();
+        let (_, mut b) = hub.pair().unwrap();
+        let (_, mut c) = hub.pair().unwrap();
+        let count = Arc::new(Count(Mutex::new(0)));
+        let id = broker().subscribe(Bytes::from("hub-test"), false, count.clone());
+        write(
+            &mut b,
+            Frame::Subscribe {
+                name: Bytes::from("hub-*"),
+                pattern: true,
+            },
+        );
+        write(
+            &mut c,
+            Frame::Subscribe {
+                name: Bytes::from("other"),
+                pattern: false,
+            },
+        );
+        wait_names(&mut hub, 2);
+        write(
+            &mut a,
+            Frame::Publish {
+                reach: Reach::Cluster,
+                channel: Bytes::from("hub-test"),
+                message: Bytes::from("hello"),
+            },
+        );
+        poll_until(&mut hub, |p| p.delivered == 1);
+        assert_eq!(
+            frame_of(&mut b),
+            Frame::Publish {
+                reach: Reach::Cluster,
+                channel: Bytes::from("hub-test"),
+                message: Bytes::from("hello"),
+            }
+        );
+        assert_eq!(*count.0.lock(), 1);
+        broker().unsubscribe(id);
+        // c subscribes to nothing that matched: it got nothing.
+        c.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 16];
+        assert!(matches!(c.read(&mut buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock));
+        // A worker leaving is reported.
+        drop(a);
+        let polled = poll_until(&mut hub, |p| !p.gone.is_empty());
+        assert_eq!(polled.gone, vec![1]);
+        assert_eq!(hub.len(), 2);
+    }
+
+    /// Polls until the workers reported `n` interests.
+    fn wait_names(hub: &mut Hub, n: usize) {
+        for _ in 0..100 {
+            if hub.names().len() == n {
+                return;
+            }
+            hub.poll(Some(Duration::from_millis(50))).unwrap();
+        }
+        panic!("the interests never arrived");
+    }
+
+    #[test]
+    fn a_publish_from_the_master_wakes_the_poll_and_reaches_workers() {
+        let mut hub = Hub::new().unwrap();
+        let (_, mut w) = hub.pair().unwrap();
+        write(
+            &mut w,
+            Frame::Subscribe {
+                name: Bytes::from("from-master"),
+                pattern: false,
+            },
+        );
+        wait_names(&mut hub, 1);
+        let uplink = hub.uplink();
+        let started = std::time::Instant::now();
+        uplink.publish(
+            Reach::Siblings,
+            Bytes::from("from-master"),
+            Bytes::from("m"),
+        );
+        hub.poll(Some(Duration::from_secs(5))).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the waker did not wake"
+        );
+        assert_eq!(
+            frame_of(&mut w),
+            Frame::Publish {
+                reach: Reach::Cluster,
+                channel: Bytes::from("from-master"),
+                message: Bytes::from("m"),
+            }
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! The frames master and workers exchange over their Unix socket pair.
+//!
+//! Each frame is a 10-byte header — kind (1 byte), flags (1 byte), channel length and
+//! message length (4 bytes each, big-endian) — followed by the channel and the message.
+//! Lengths are bounded ([`MAX_CHANNEL`], [`MAX_MESSAGE`]): a peer that sends more is broken
+//! and is disconnected, never trusted to allocate without limit.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Longest channel name (or pattern) carried.
+pub const MAX_CHANNEL: usize = 64 * 1024;
+/// Longest message carried.
+pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+const HEADER: usize = 10;
+
+/// Which processes a published message is for (the engines of section 6.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// Every process (`CLUSTER`).
+    Cluster,
+    /// Every process but the publisher's (`SIBLINGS`).
+    Siblings,
+    /// The master only (`PUBLISH2ROOT`).
+    Root,
+}
+
+/// One frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// The sender now has subscribers for `name` (a glob pattern when `pattern`).
+    Subscribe {
+        /// Channel name or pattern.
+        name: Bytes,
+        /// Whether `name` is a pattern.
+        pattern: bool,
+    },
+    /// The sender no longer has subscribers for `name`.
+    Unsubscribe {
+        /// Channel name or pattern.
+        name: Bytes,
+        /// Whether `name` is a pattern.
+        pattern: bool,
+    },
+    /// A message published to `channel`: from a worker, for the master to route (by
+    /// `reach`); from the master, for the worker to deliver in its process.
+    Publish {
+        /// Which processes it is for.
+        reach: Reach,
+        /// The channel.
+        channel: Bytes,
+        /// The message.
+        message: Bytes,
+    },
+}
+
+/// A frame that can't be read: the peer is broken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireError(pub String);
+
+const SUBSCRIBE: u8 = 1;
+const UNSUBSCRIBE: u8 = 2;
+const PUBLISH: u8 = 3;
+
+const PATTERN: u8 = 1;
+const SIBLINGS: u8 = 2;
+const ROOT: u8 = 4;
+
+impl Frame {
+    /// Appends the frame's bytes to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        let (kind, flags, channel, message): (u8, u8, &[u8], &[u8]) = match self {
+            Frame::Subscribe { name, pattern } => (SUBSCRIBE, *pattern as u8 * PATTERN, name, b""),
+            Frame::Unsubscribe { name, pattern } => {
+                (UNSUBSCRIBE, *pattern as u8 * PATTERN, name, b"")
+            }
+            Frame::Publish {
+                reach,
+                channel,
+                message,
+            } => {
+                let flags = match reach {
+                    Reach::Cluster => 0,
+                    Reach::Siblings => SIBLINGS,
+                    Reach::Root => ROOT,
+                };
+                (PUBLISH, flags, channel, message)
+            }
+        };
+        out.reserve(HEADER + channel.len() + message.len());
+        out.put_u8(kind);
+        out.put_u8(flags);
+        out.put_u32(channel.len() as u32);
+        out.put_u32(message.len() as u32);
+        out.put_slice(channel);
+        out.put_slice(message);
+    }
+
+    /// The frame as bytes.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.encode(&mut out);
+        out.freeze()
+    }
+
+    /// Whether encoding it fits the limits (a longer channel or message is refused before
+    /// it is sent, rather than break the link).
+    pub fn fits(channel: &[u8], message: &[u8]) -> bool {
+        channel.len() <= MAX_CHANNEL && message.len() <= MAX_MESSAGE
+    }
+}
+
+/// Reads frames out of the bytes received so far.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    buf: BytesMut,
+}
+
+impl Decoder {
+    /// An empty decoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The buffer to read into directly (then [`Decoder::filled`]).
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// The next complete frame, None when more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, WireError> {
+        if self.buf.len() < HEADER {
+            return Ok(None);
+        }
+        let kind = self.buf[0];
+        let flags = self.buf[1];
+        let channel_len =
+            u32::from_be_bytes([self.buf[2], self.buf[3], self.buf[4], self.buf[5]]) as usize;
+        let message_len =
+            u32::from_be_bytes([self.buf[6], self.buf[7], self.buf[8], self.buf[9]]) as usize;
+        if channel_len > MAX_CHANNEL || message_len > MAX_MESSAGE {
+            return Err(WireError(format!(
+                "a frame of {channel_len} + {message_len} bytes is over the limits"
+            )));
+        }
+        if !matches!(kind, SUBSCRIBE | UNSUBSCRIBE | PUBLISH) {
+            return Err(WireError(format!("unknown frame kind {kind}")));
+        }
+        if self.buf.len() < HEADER + channel_len + message_len {
+            self.buf
+                .reserve(HEADER + channel_len + message_len - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(HEADER);
+        let channel = self.buf.split_to(channel_len).freeze();
+        let message = self.buf.split_to(message_len).freeze();
+        let pattern = flags & PATTERN != 0;
+        Ok(Some(match kind {
+            SUBSCRIBE => Frame::Subscribe {
+                name: channel,
+                pattern,
+            },
+            UNSUBSCRIBE => Frame::Unsubscribe {
+                name: channel,
+                pattern,
+            },
+            _ => Frame::Publish {
+                reach: if flags & ROOT != 0 {
+                    Reach::Root
+                } else if flags & SIBLINGS != 0 {
+                    Reach::Siblings
+                } else {
+                    Reach::Cluster
+                },
+                channel,
+                message,
+            },
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames() -> Vec<Frame> {
+        vec![
+            Frame::Subscribe {
+                name: Bytes::from("chat"),
+                pattern: false,
+            },
+            Frame::Unsubscribe {
+                name: Bytes::from("news.*"),
+                pattern: true,
+            },
+            Frame::Publish {
+                reach: Reach::Siblings,
+                channel: Bytes::from("chat"),
+                message: Bytes::from(vec![0u8, 255, 10, 13]),
+            },
+            Frame::Publish {
+                reach: Reach::Root,
+                channel: Bytes::new(),
+                message: Bytes::new(),
+            },
+            Frame::Publish {
+                reach: Reach::Cluster,
+                channel: Bytes::from("x"),
+                message: Bytes::from("y"),
+            },
+        ]
+    }
+
+    #[test]
+    fn frames_survive_any_split_of_the_stream() {
+        let mut wire = BytesMut::new();
+        for f in frames() {
+            f.encode(&mut wire);
+        }
+        for chunk in [1, 3, 7, 64] {
+            let mut d = Decoder::new();
+            let mut got = Vec::new();
+            for piece in wire.chunks(chunk) {
+                d.push(piece);
+                while let Some(f) = d.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got, frames(), "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn oversized_or_unknown_frames_are_refused() {
+        let mut d = Decoder::new();
+        d.push(&[PUBLISH, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]);
+        assert!(d.next_frame().is_err());
+        let mut d = Decoder::new();
+        d.push(&[9, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(d.next_frame().is_err());
+    }
+}
