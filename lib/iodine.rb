@@ -174,6 +174,7 @@ module Iodine
     def stop
       Base.request_stop
       Base::Runner.wake
+      Base.cluster_wake # a cluster's master polls its workers' sockets instead
       self
     end
   end
@@ -212,6 +213,7 @@ require_relative "iodine/rack_body"
 require_relative "iodine/listen"
 require_relative "iodine/connect"
 require_relative "iodine/runner"
+require_relative "iodine/cluster"
 require_relative "iodine/cli"
 require_relative "iodine/mustache"
 require_relative "iodine/pubsub"

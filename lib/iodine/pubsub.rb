@@ -1,8 +1,10 @@
 # frozen_string_literal: true
 
 module Iodine
-  # Pub/Sub engines: where `Iodine.publish` sends a message. In one process CLUSTER, PROCESS
-  # and PUBLISH2ROOT deliver here and SIBLINGS reaches nobody (there are no other processes).
+  # Pub/Sub engines: where `Iodine.publish` sends a message. In a cluster CLUSTER reaches
+  # every process, SIBLINGS every other one, PUBLISH2ROOT the master, PROCESS this one; a
+  # message is routed through the master only to the workers that subscribe to its channel.
+  # In one process CLUSTER, PROCESS and PUBLISH2ROOT deliver here and SIBLINGS reaches nobody.
   # A Ruby engine subclasses Engine and overrides its hooks.
   module PubSub
     # The base of pub/sub engines. Hooks (called with the GVL, must not raise): `subscribe(channel,
@@ -26,15 +28,19 @@ module Iodine
     class BuiltIn < Engine
       attr_reader :name
 
-      def initialize(name, local)
+      def initialize(name, reach)
         super()
         @name = name
-        @local = local
+        @reach = reach
       end
 
-      # Delivers in this process when the engine's reach includes it; always true.
+      # Delivers to the processes of the engine's reach; always true.
       def publish(channel, message)
-        Base.publish_local(channel, message) if @local
+        if @reach == :process
+          Base.publish_local(channel, message)
+        else
+          Base.publish_cluster(channel, message, @reach)
+        end
         true
       end
 
@@ -43,10 +49,10 @@ module Iodine
       end
     end
 
-    CLUSTER = BuiltIn.new("CLUSTER", true)
-    PROCESS = BuiltIn.new("PROCESS", true)
-    SIBLINGS = BuiltIn.new("SIBLINGS", false)
-    PUBLISH2ROOT = BuiltIn.new("PUBLISH2ROOT", true)
+    CLUSTER = BuiltIn.new("CLUSTER", :cluster)
+    PROCESS = BuiltIn.new("PROCESS", :process)
+    SIBLINGS = BuiltIn.new("SIBLINGS", :siblings)
+    PUBLISH2ROOT = BuiltIn.new("PUBLISH2ROOT", :root)
 
     @default = nil
     @attached = []

@@ -35,26 +35,40 @@ module Iodine
         value.negative? ? cores / value.abs : value
       end
 
-      # Blocks until the server stopped; yields the process mode (:single) when running.
-      def run
-        if @workers_requested != 0 && @workers > 1
-          Base.log(3, "cluster mode (#{@workers} workers) is not available yet; running a single process")
-        end
+      # Blocks until the server stopped; yields the process mode (:single, or :master and,
+      # in each forked worker, :worker) when running.
+      def run(&block)
+        return Cluster.new(self, @workers, @threads).run(&block) if @workers > 1
+
+        run_process(:single, &block)
+      end
+
+      # Serves in this process (one process, or a forked worker) until a stop.
+      def run_process(mode)
         previous = {}
         pool = []
         raise_open_files_limit
         wake_r, wake_w = IO.pipe
         Runner.waker = wake_w
+        Base.set_wake_fd(wake_w.fileno)
         %w[INT TERM].each { |sig| previous[sig] = trap(sig) { Iodine.stop } }
-        Base.fire_state(:pre_start)
-        # One process is its own only worker: the fork events fire as the C gem fired them
-        # in single-process mode (the ActiveRecord/Sequel hooks included), without a fork.
-        %i[before_fork after_fork enter_master].each { |event| Base.fire_state(event) }
+        # A worker's USR1 ends it (its master starts a new one); one process only logs it.
+        previous["USR1"] = trap("USR1") do
+          mode == :worker ? Iodine.stop : Base.log(4, "USR1: a hot restart needs cluster mode (-w 2 or more); ignored")
+        end
+        if mode == :single
+          Base.fire_state(:pre_start)
+          # One process is its own only worker: the fork events fire as the C gem fired them
+          # in single-process mode (the ActiveRecord/Sequel hooks included), without a fork.
+          %i[before_fork after_fork enter_master].each { |event| Base.fire_state(event) }
+        end
         described = Base.start_server(Base.cores, @threads)
-        yield :single
-        Base.log(4, "Starting up Iodine #{Iodine::VERSION} (Rust) on Ruby #{RUBY_VERSION}: " \
-                    "1 Worker X #{@threads} Threads, pid #{Process.pid}")
-        described.each { |where| Base.log(4, "Listening on #{where}") }
+        yield mode
+        if mode == :single
+          Base.log(4, "Starting up Iodine #{Iodine::VERSION} (Rust) on Ruby #{RUBY_VERSION}: " \
+                      "1 Worker X #{@threads} Threads, pid #{Process.pid}")
+          described.each { |where| Base.log(4, "Listening on #{where}") }
+        end
         pool = Array.new(@threads) { |i| worker_thread(i) }
         Runner.pool = pool
         Base.fire_state(:on_start)
@@ -66,9 +80,11 @@ module Iodine
           heal(pool) unless Base.stop_requested?
         end
       ensure
+        Base.fire_state(:on_parent_crush) if mode == :worker && Base.master_lost?
         shutdown(pool)
         Runner.pool = nil
         previous.each { |sig, handler| trap(sig, handler || "DEFAULT") }
+        Base.set_wake_fd(-1)
         Runner.waker = nil
         [wake_r, wake_w].each { |io| io&.close }
       end

@@ -185,6 +185,16 @@ pub fn work(ruby: &Ruby) -> Result<bool, Error> {
     }
 }
 
+/// Runs the tasks queued now on this thread, without waiting for more (the cluster's master,
+/// which has no worker pool, calls it from its main loop).
+pub fn run_pending(ruby: &Ruby) -> Result<(), Error> {
+    queue_idle_blocks();
+    while let Some(task) = BRIDGE.queue.pop() {
+        task.run(ruby)?;
+    }
+    Ok(())
+}
+
 /// Parks until there is work, the bridge closes, or Ruby interrupts (runs without the GVL).
 fn sleep(seen: u64) {
     let mut guard = BRIDGE.lock.lock();

@@ -190,3 +190,15 @@ pub fn dup_fd(fd: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
     // SAFETY: `copy` was just created by fcntl and nothing else owns it.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(copy) })
 }
+
+/// Writes one byte to `fd` (a pipe the main thread waits on) to wake it; ignores errors (a
+/// full pipe already wakes it). Any thread, no GVL needed.
+pub fn write_wake(fd: std::os::fd::RawFd) {
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: write(2) with a valid one-byte buffer; a bad descriptor only gives EBADF.
+    unsafe {
+        libc::write(fd, b".".as_ptr().cast(), 1);
+    }
+}

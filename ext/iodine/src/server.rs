@@ -48,6 +48,36 @@ struct State {
     stop_requested: bool,
 }
 
+/// A forked worker's end of its socket pair to the master, for `start`.
+static CLUSTER_LINK: Mutex<Option<std::os::unix::net::UnixStream>> = Mutex::new(None);
+
+/// Set when a worker's link to its master closed: the master died.
+static MASTER_LOST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The write end of the pipe the main thread waits on (-1: none).
+static WAKE_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Keeps a forked worker's end of its pair to the master: `start` links it.
+pub fn set_cluster_link(stream: std::os::unix::net::UnixStream) {
+    *CLUSTER_LINK.lock() = Some(stream);
+}
+
+/// Whether this worker lost its master.
+pub fn master_lost() -> bool {
+    MASTER_LOST.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// The descriptor to write to so the main thread looks at the stop flag (-1: none).
+pub fn set_wake_fd(fd: i32) {
+    WAKE_FD.store(fd, std::sync::atomic::Ordering::Release);
+}
+
+/// Asks the main thread to stop, from any thread (no Ruby needed).
+fn stop_from_rust() {
+    STATE.lock().stop_requested = true;
+    gvl::write_wake(WAKE_FD.load(std::sync::atomic::Ordering::Acquire));
+}
+
 static STATE: Mutex<State> = Mutex::new(State {
     pending: Vec::new(),
     timers: Vec::new(),
@@ -170,6 +200,16 @@ fn spawn(running: &Running, start: Starter) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The listeners waiting for `start` (for the cluster master's banner).
+pub fn pending_listeners() -> Vec<String> {
+    STATE
+        .lock()
+        .pending
+        .iter()
+        .filter_map(|p| p.described.clone())
+        .collect()
+}
+
 /// Builds the runtime and starts every pending listener.
 pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
     let mut state = STATE.lock();
@@ -196,6 +236,15 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
     for (id, schedule) in state.timers.drain(..) {
         spawn_timer(&running, id, schedule);
     }
+    if let Some(stream) = CLUSTER_LINK.lock().take() {
+        let _enter = running.runtime.enter();
+        let lost = || {
+            MASTER_LOST.store(true, std::sync::atomic::Ordering::Release);
+            stop_from_rust();
+        };
+        let link = iodine_engine::cluster::worker::start(stream, lost)?;
+        iodine_engine::cluster::set_uplink(Some(link));
+    }
     state.stop_requested = false;
     state.running = Some(running);
     Ok(described)
@@ -218,6 +267,17 @@ pub fn runtime_handle() -> Option<Handle> {
 /// Asks the main thread to stop the server (`Iodine.stop`, INT/TERM traps).
 pub fn request_stop() {
     STATE.lock().stop_requested = true;
+}
+
+/// Whether `Iodine.stop` (or a trap) asked for a stop, whether or not the server runs here
+/// (the cluster's master never runs one).
+pub fn stop_flag() -> bool {
+    STATE.lock().stop_requested
+}
+
+/// Clears the stop flag (a master starting its cluster).
+pub fn clear_stop_flag() {
+    STATE.lock().stop_requested = false;
 }
 
 /// Whether a stop was requested since `start`.

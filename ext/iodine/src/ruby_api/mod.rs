@@ -1,6 +1,7 @@
 //! The Ruby-visible API, one file per Ruby module.
 
 mod base;
+mod cluster;
 pub mod connection;
 mod iodine;
 mod mustache;
@@ -20,6 +21,7 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     mustache::init(ruby, iodine)?;
     pubsub::init(ruby, base)?;
     sockets::init(ruby, base)?;
+    cluster::init(ruby, base)?;
     connection::init(ruby, iodine)?;
     crate::rack::init(ruby, base)
 }

@@ -1,0 +1,173 @@
+//! `Iodine::Base.cluster_*`: what lib/iodine/runner.rb needs to run a cluster. The master
+//! keeps the hub (the master's end of every worker's socket pair) and polls it from its main
+//! thread; a forked worker drops its copy of the hub and keeps its own end of its pair for
+//! `start_server`, which connects it to the worker's runtime.
+
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use bytes::Bytes;
+use iodine_engine::cluster::{self, Hub, Reach};
+use magnus::{function, Error, RArray, RModule, RString, Ruby, Symbol};
+use parking_lot::Mutex;
+
+use crate::errors::exception;
+use crate::{bridge, gvl, server};
+
+/// The master's hub (None in workers and single processes).
+static HUB: Mutex<Option<Hub>> = Mutex::new(None);
+
+/// The hub's waker, apart from the hub (which the polling thread holds locked).
+static WAKER: Mutex<Option<iodine_engine::cluster::HubWaker>> = Mutex::new(None);
+
+/// The worker's end of the pair made for the next fork (taken by the child, closed by the
+/// master once the child exists).
+static FORKING: Mutex<Option<UnixStream>> = Mutex::new(None);
+
+/// `cluster_master_init`: this process becomes a cluster's master (before the first fork).
+fn master_init(ruby: &Ruby) -> Result<(), Error> {
+    let hub = Hub::new().map_err(|e| exception(ruby.exception_runtime_error(), e.to_string()))?;
+    cluster::set_uplink(Some(hub.uplink()));
+    *WAKER.lock() = Some(hub.waker());
+    *HUB.lock() = Some(hub);
+    server::clear_stop_flag();
+    // The master's own subscribers and timers run on its main thread (`run_pending`).
+    bridge::open(1);
+    Ok(())
+}
+
+/// `cluster_pair`: a socket pair for the worker about to be forked; returns its peer id.
+fn pair(ruby: &Ruby) -> Result<u64, Error> {
+    let mut hub = HUB.lock();
+    let hub = hub
+        .as_mut()
+        .ok_or_else(|| exception(ruby.exception_runtime_error(), "not a cluster master"))?;
+    let (id, theirs) = hub
+        .pair()
+        .map_err(|e| exception(ruby.exception_runtime_error(), e.to_string()))?;
+    *FORKING.lock() = Some(theirs);
+    Ok(id)
+}
+
+/// `cluster_forked_parent`: the master closes its copy of the child's end.
+fn forked_parent() {
+    FORKING.lock().take();
+}
+
+/// `cluster_forked_child`: in the new worker, drops the master's hub (closing this process's
+/// copies of the master's ends: only the master may hold them, or a worker would never see
+/// its master die) and keeps its own end for `start_server`.
+fn forked_child() {
+    cluster::set_uplink(None);
+    WAKER.lock().take();
+    HUB.lock().take();
+    if let Some(mine) = FORKING.lock().take() {
+        server::set_cluster_link(mine);
+    }
+}
+
+/// `cluster_poll(ms)`: routes what the workers sent, for up to `ms` milliseconds (returns at
+/// once when woken: a signal, `cluster_wake`). Returns the ids of workers whose socket
+/// closed.
+fn poll(ruby: &Ruby, ms: u64) -> Result<RArray, Error> {
+    let Some(waker) = WAKER.lock().clone() else {
+        return Ok(ruby.ary_new());
+    };
+    let polled = gvl::without_gvl(
+        ruby,
+        || match HUB.lock().as_mut() {
+            Some(hub) => hub.poll(Some(Duration::from_millis(ms))),
+            None => Ok(Default::default()),
+        },
+        move || waker.wake(),
+    )?;
+    let polled = polled.map_err(|e| exception(ruby.exception_io_error(), e.to_string()))?;
+    Ok(ruby.ary_from_vec(polled.gone))
+}
+
+/// `cluster_wake`: makes the master's poll return (from a trap or another thread).
+fn wake() {
+    if let Some(waker) = WAKER.lock().as_ref() {
+        waker.wake();
+    }
+}
+
+/// `cluster_master_finish`: the master lets go of the hub (after its workers left).
+fn master_finish() {
+    cluster::set_uplink(None);
+    WAKER.lock().take();
+    HUB.lock().take();
+    bridge::close();
+    bridge::discard_pending();
+}
+
+/// `run_pending`: runs the Ruby work queued in this process (the master's subscribers).
+fn run_pending(ruby: &Ruby) -> Result<(), Error> {
+    bridge::run_pending(ruby)
+}
+
+/// `publish_cluster(channel, message, reach)`: publishes through the cluster (`:cluster`,
+/// `:siblings`, `:root`); outside a cluster `:cluster` and `:root` deliver here.
+fn publish_cluster(
+    ruby: &Ruby,
+    channel: RString,
+    message: RString,
+    reach: Symbol,
+) -> Result<(), Error> {
+    let reach = match reach.name()?.as_ref() {
+        "cluster" => Reach::Cluster,
+        "siblings" => Reach::Siblings,
+        "root" => Reach::Root,
+        other => {
+            return Err(exception(
+                ruby.exception_arg_error(),
+                format!("unknown reach {other}"),
+            ))
+        }
+    };
+    let (channel, message) = (
+        Bytes::from(channel.to_bytes()),
+        Bytes::from(message.to_bytes()),
+    );
+    cluster::publish(Some(reach), channel, message);
+    Ok(())
+}
+
+/// `pending_listeners`: where the workers will listen (for the master's banner).
+fn pending_listeners(ruby: &Ruby) -> RArray {
+    ruby.ary_from_vec(server::pending_listeners())
+}
+
+/// `stop_flag?`: whether a stop was asked for (the master's loop looks at it).
+fn stop_flag() -> bool {
+    server::stop_flag()
+}
+
+/// `set_wake_fd(fd)`: the pipe the main thread waits on, so Rust can wake it (a worker whose
+/// master died); -1 forgets it.
+fn set_wake_fd(fd: i32) {
+    server::set_wake_fd(fd);
+}
+
+/// `master_lost?`: a worker's link to its master closed (the master died).
+fn master_lost() -> bool {
+    server::master_lost()
+}
+
+/// Defines the cluster helpers on `Iodine::Base`.
+pub fn init(_ruby: &Ruby, base: RModule) -> Result<(), Error> {
+    base.define_module_function("cluster_master_init", function!(master_init, 0))?;
+    base.define_module_function("cluster_pair", function!(pair, 0))?;
+    base.define_module_function("cluster_forked_parent", function!(forked_parent, 0))?;
+    base.define_module_function("cluster_forked_child", function!(forked_child, 0))?;
+    base.define_module_function("cluster_poll", function!(poll, 1))?;
+    base.define_module_function("cluster_wake", function!(wake, 0))?;
+    base.define_module_function("cluster_master_finish", function!(master_finish, 0))?;
+    base.define_module_function("run_pending", function!(run_pending, 0))?;
+    base.define_module_function("publish_cluster", function!(publish_cluster, 3))?;
+    base.define_module_function("master_lost?", function!(master_lost, 0))?;
+    base.define_module_function("set_wake_fd", function!(set_wake_fd, 1))?;
+    base.define_module_function("stop_flag?", function!(stop_flag, 0))?;
+    base.define_module_function("pending_listeners", function!(pending_listeners, 0))?;
+    Ok(())
+}

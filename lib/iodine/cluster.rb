@@ -1,0 +1,173 @@
+# frozen_string_literal: true
+
+module Iodine
+  module Base
+    class Runner
+      # Cluster mode (`-w 2` and more): this process is the master. It forks the workers
+      # (each serves the listeners bound before `start`, with its own IO runtime and Ruby
+      # threads), routes pub/sub between them, replaces workers that die, and restarts them
+      # one by one on USR1. The master itself never serves clients and never runs a tokio
+      # runtime or a thread of its own, so it can fork at any time.
+      #
+      # Signals in the master: INT/TERM stop the whole cluster (workers get TERM and finish
+      # their in-flight work; one still running after the grace period is killed); USR1 is a
+      # hot restart. A worker's INT/TERM/USR1 (or `Iodine.stop` in it) ends only that worker,
+      # and the master starts a new one.
+      class Cluster
+        # Seconds workers get to finish after TERM before they are killed.
+        STOP_GRACE = SHUTDOWN_GRACE + 2
+        # How long one turn of the master's loop waits for pub/sub traffic (milliseconds).
+        TURN_MS = 200
+
+        def initialize(runner, workers, threads)
+          @runner = runner
+          @size = workers
+          @threads = threads
+          @children = {} # pid => peer id
+          @retiring = [] # pids being replaced by a hot restart
+          @restart_queue = []
+          @stopping = false
+        end
+
+        def run(&block)
+          previous = {}
+          %w[INT TERM].each { |sig| previous[sig] = trap(sig) { request(:stop) } }
+          previous["USR1"] = trap("USR1") { request(:restart) }
+          Base.fire_state(:pre_start)
+          Base.cluster_master_init
+          @size.times { spawn_worker(&block) }
+          block&.call(:master)
+          Base.log(4, "Starting up Iodine #{Iodine::VERSION} (Rust) on Ruby #{RUBY_VERSION}: " \
+                      "#{@size} Workers X #{@threads} Threads per worker, master pid #{Process.pid}")
+          Base.pending_listeners.each { |where| Base.log(4, "Listening on #{where}") }
+          supervise(&block)
+        ensure
+          stop_workers
+          previous.each { |sig, handler| trap(sig, handler || "DEFAULT") }
+        end
+
+        private
+
+        # A trap only sets flags (and wakes the poll): the work happens in the main loop.
+        def request(what)
+          if what == :stop
+            @stopping = true
+            Base.request_stop
+          else
+            @restart_requested = true
+          end
+          Base.cluster_wake
+        end
+
+        def supervise(&block)
+          until @stopping || Base.stop_flag?
+            Base.cluster_poll(TURN_MS)
+            Base.run_pending
+            reap(&block)
+            restart_step(&block)
+          end
+        end
+
+        # Forks one worker; in the child this never returns.
+        def spawn_worker(&block)
+          Base.fire_state(:before_fork)
+          peer = Base.cluster_pair
+          pid = Process.fork { worker_main(&block) }
+          Base.cluster_forked_parent
+          @children[pid] = peer
+          Base.fire_state(:after_fork)
+          Base.fire_state(:enter_master)
+          pid
+        end
+
+        def worker_main(&block)
+          Base.cluster_forked_child
+          status = 0
+          begin
+            Base.fire_state(:after_fork)
+            Base.fire_state(:enter_child)
+            @runner.run_process(:worker) { |mode| block&.call(mode) }
+          rescue Exception => e # rubocop:disable Lint/RescueException
+            Base.log(1, "worker #{Process.pid} failed: #{e.class}: #{e.message}")
+            status = 1
+          end
+          # at_exit handlers belong to the master (test runners, servers): a worker just ends.
+          $stdout.flush
+          $stderr.flush
+          exit!(status)
+        end
+
+        # Collects workers that ended; starts new ones while the master runs.
+        def reap(&block)
+          loop do
+            pid, status = Process.wait2(-1, Process::WNOHANG)
+            break unless pid
+            next unless @children.delete(pid)
+
+            if @retiring.delete(pid)
+              Base.log(4, "worker #{pid} replaced")
+              next # its replacement started before it was told to leave
+            elsif status.success?
+              Base.log(3, "Child worker (#{pid}) exited; starting a new one") unless @stopping
+            else
+              Base.log(2, "Child worker (#{pid}) crashed. Respawning worker.")
+              Base.fire_state(:on_child_crush)
+            end
+            spawn_worker(&block) unless @stopping || Base.stop_flag?
+          end
+        rescue Errno::ECHILD
+          nil
+        end
+
+        # USR1: each worker is replaced in turn: a new one starts, then the old one is told
+        # to finish; the next waits until it left. The listeners stay open throughout, and
+        # there are always at least as many workers as configured.
+        def restart_step(&block)
+          if @restart_requested
+            @restart_requested = false
+            Base.log(4, "Hot restart: replacing #{@children.size} workers")
+            @restart_queue |= @children.keys
+          end
+          return if @restart_queue.empty? || @retiring.any? { |pid| @children.key?(pid) }
+
+          old = @restart_queue.shift
+          return unless @children.key?(old)
+
+          spawn_worker(&block)
+          @retiring << old
+          signal(old, "TERM")
+        end
+
+        def signal(pid, sig)
+          Process.kill(sig, pid)
+        rescue Errno::ESRCH
+          nil
+        end
+
+        # Graceful stop of the whole cluster: TERM, then wait (still routing pub/sub, so
+        # goodbyes published by on_shutdown arrive), then KILL what is left.
+        def stop_workers
+          @stopping = true
+          Base.fire_state(:start_shutdown)
+          Base.log(4, "Shutting down the cluster (#{@children.size} workers)")
+          @children.each_key { |pid| signal(pid, "TERM") }
+          deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + STOP_GRACE
+          until @children.empty? || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+            Base.cluster_poll(50)
+            Base.run_pending
+            reap
+          end
+          @children.each_key do |pid|
+            Base.log(2, "worker #{pid} did not stop in time; killing it")
+            signal(pid, "KILL")
+            Process.wait(pid) rescue nil # rubocop:disable Style/RescueModifier
+          end
+          @children.clear
+          Base.cluster_master_finish
+          Base.fire_state(:on_finish)
+          Base.log(4, "Shutdown Complete")
+        end
+      end
+    end
+  end
+end
