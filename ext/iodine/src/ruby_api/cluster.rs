@@ -6,7 +6,6 @@
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use bytes::Bytes;
 use iodine_engine::cluster::{self, Hub, Reach};
 use magnus::{function, Error, RArray, RModule, RString, Ruby, Symbol};
 use parking_lot::Mutex;
@@ -125,10 +124,7 @@ fn publish_cluster(
             ))
         }
     };
-    let (channel, message) = (
-        Bytes::from(channel.to_bytes()),
-        Bytes::from(message.to_bytes()),
-    );
+    let (channel, message) = (channel.to_bytes(), message.to_bytes());
     cluster::publish(Some(reach), channel, message);
     Ok(())
 }
