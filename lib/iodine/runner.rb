@@ -15,24 +15,42 @@ module Iodine
         @workers_requested = workers
       end
 
-      # [threads, workers] as the C gem computes them (section 1.5 of the API spec).
+      # [threads, workers] as the C gem (facil.io's fio_expected_concurrency) computes them,
+      # section 1.5 of the API spec:
+      # - both 0: the cores (at most 8) for both, one worker less when cores > 3;
+      # - any negative: cores / abs(value); a 0 counterpart takes the other's raw value
+      #   negated; an auto-derived side loses one when the product reaches the cores (> 3);
+      # - otherwise the values as given (a 0 left alone means one);
+      # then at least one of each.
       def self.concurrency(threads, workers, cores)
-        cores = cores.clamp(1, CORES_LIMIT)
-        t = derive(threads, cores)
-        w = derive(workers, cores)
-        if threads.zero? && workers.zero?
+        t = threads
+        w = workers
+        if t.zero? && w.zero?
+          cores = cores.clamp(1, CORES_LIMIT)
           t = cores
           w = cores > 3 ? cores - 1 : cores
-        elsif t.zero?
-          t = w
-        elsif w.zero?
-          w = t
+        elsif t.negative? || w.negative?
+          cores = [cores, 1].max
+          thread_adjust = t <= 0
+          worker_adjust = w <= 0
+          new_t =
+            if t.negative? then cores / -t
+            elsif t.zero?
+              thread_adjust = false
+              -w
+            else t
+            end
+          if w.negative?
+            w = cores / -w
+          elsif w.zero?
+            w = -t
+            worker_adjust = false
+          end
+          t = new_t
+          w -= 1 if worker_adjust && w * t >= cores && cores > 3
+          t -= 1 if thread_adjust && t * w >= cores && cores > 3
         end
         [[t, 1].max, [w, 1].max]
-      end
-
-      def self.derive(value, cores)
-        value.negative? ? cores / value.abs : value
       end
 
       # Blocks until the server stopped; yields the process mode (:single, or :master and,

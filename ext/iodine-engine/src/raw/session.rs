@@ -69,8 +69,7 @@ where
             batch: Vec::new(),
             written: 0,
             offset: 0,
-            activity: 0,
-            seen: 0,
+            active: Instant::now(),
         },
         timer: tokio::time::sleep(interval),
         stopping,
@@ -123,9 +122,10 @@ struct State<S> {
     batch: Vec<Outgoing>,
     written: usize,
     offset: usize,
-    /// Reads and writes, counted (a timer re-armed per message would cost more).
-    activity: u32,
-    seen: u32,
+    /// The last read or write. The timer is not re-armed per message (that would cost more
+    /// than this clock read): when it fires early it is set again for the moment the
+    /// connection has been quiet for a whole timeout.
+    active: Instant,
 }
 
 impl<S> Future for Session<S>
@@ -220,7 +220,7 @@ where
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Step::End,
                     Poll::Ready(Ok(n)) => n,
                 };
-                self.activity = self.activity.wrapping_add(1);
+                self.active = Instant::now();
                 step = Step::Busy;
                 while n > 0 {
                     let left = bytes_of(&self.batch[self.written]).len() - self.offset;
@@ -304,7 +304,7 @@ where
                 }
             }
             Poll::Ready(Ok(())) => {
-                self.activity = self.activity.wrapping_add(1);
+                self.active = Instant::now();
                 if !self.closing {
                     self.events
                         .on_message(Bytes::copy_from_slice(buf.filled()), false);
@@ -317,10 +317,16 @@ where
     fn timer_fired(&mut self, timer: Pin<&mut Sleep>) -> Step {
         match self.timer_for {
             TimerFor::Idle => {
-                if self.activity == self.seen && !self.closing {
+                let quiet = self.active.elapsed();
+                if quiet < self.interval {
+                    self.set_timer(timer, TimerFor::Idle, self.interval - quiet);
+                    return Step::Busy;
+                }
+                if !self.closing {
                     self.events.on_timeout();
                 }
-                self.seen = self.activity;
+                // Counted from now: what on_timeout writes restarts it anyway.
+                self.active = Instant::now();
                 self.set_timer(timer, TimerFor::Idle, self.interval);
             }
             TimerFor::Grace => {

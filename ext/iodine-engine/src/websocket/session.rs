@@ -101,8 +101,7 @@ where
             ping_due: false,
             close_due: None,
             unflushed: false,
-            activity: 0,
-            seen_at_ping: 0,
+            heard: Instant::now(),
             unanswered: 0,
         },
         timer: tokio::time::sleep(interval),
@@ -169,9 +168,10 @@ struct State<S> {
     close_due: Option<Option<u16>>,
     /// Frames were handed to tungstenite (or it queued a reply) since the last flush.
     unflushed: bool,
-    /// Activity is counted, not timed: re-arming a timer per message would cost more.
-    activity: u32,
-    seen_at_ping: u32,
+    /// When the peer last sent anything. The timer is not re-armed per message (that would
+    /// cost more than this clock read): when it fires early, it is set again for the moment
+    /// the peer has been quiet for a whole interval.
+    heard: Instant,
     /// Pings sent with no sign of life since; the peer is dead after `DEAD_AFTER` of them.
     unanswered: u8,
 }
@@ -350,7 +350,8 @@ where
                 return Step::Busy;
             }
         };
-        self.activity = self.activity.wrapping_add(1);
+        self.heard = Instant::now();
+        self.unanswered = 0;
         if self.closing.is_some() {
             return Step::Busy; // late messages of a closing connection are dropped
         }
@@ -374,17 +375,18 @@ where
     fn timer_fired(&mut self, timer: Pin<&mut Sleep>) -> Step {
         match self.timer_for {
             TimerFor::Ping => {
-                if self.activity == self.seen_at_ping {
-                    if self.unanswered >= DEAD_AFTER {
-                        crate::debug!("closing a WebSocket peer that stopped answering pings");
-                        return Step::End;
-                    }
-                    self.unanswered += 1;
-                    self.ping_due = self.closing.is_none();
-                } else {
-                    self.unanswered = 0;
+                let quiet = self.heard.elapsed();
+                if quiet < self.interval {
+                    // The peer spoke since: wait for a whole quiet interval after that.
+                    self.set_timer(timer, TimerFor::Ping, self.interval - quiet);
+                    return Step::Busy;
                 }
-                self.seen_at_ping = self.activity;
+                if self.unanswered >= DEAD_AFTER {
+                    crate::debug!("closing a WebSocket peer that stopped answering pings");
+                    return Step::End;
+                }
+                self.unanswered += 1;
+                self.ping_due = self.closing.is_none();
                 self.set_timer(timer, TimerFor::Ping, self.interval);
             }
             TimerFor::Grace => {
