@@ -285,3 +285,26 @@ fn shutdown_finishes_in_flight_requests() {
     srv.runtime.block_on(task).expect("accept loop ended");
     assert!(std::net::TcpStream::connect(("127.0.0.1", srv.port)).is_err());
 }
+
+#[test]
+fn at_shutdown_a_keep_alive_request_still_gets_its_answer_with_connection_close() {
+    let srv = TestServer::start(HttpSettings::default(), echo());
+    let mut s = srv.connect();
+    s.write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(read_response(&mut s).starts_with("HTTP/1.1 200"));
+    srv.shutdown.trigger();
+    // The client's next request races the shutdown: it is answered, not reset.
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(b"GET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let second = read_response(&mut s);
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert!(
+        second.to_lowercase().contains("connection: close"),
+        "{second}"
+    );
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "then it closes");
+}

@@ -130,8 +130,12 @@ async fn serve_one(
     let (io, hijack) = HijackableIo::new(stream, idle.clone());
     let slot: Slot = Arc::default();
     let svc_slot = slot.clone();
+    // Set at shutdown: the answers still given say `Connection: close`.
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let svc_draining = draining.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let site = svc_site.clone();
+        let draining = svc_draining.clone();
         let busy = Busy::new(svc_idle.clone());
         let hijack = hijack.clone();
         let slot = svc_slot.clone();
@@ -145,6 +149,10 @@ async fn serve_one(
                 )
             });
             let mut res = respond(req, peer, &site, &hijack, &slot).await;
+            if draining.load(std::sync::atomic::Ordering::Acquire) {
+                res.headers_mut()
+                    .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
             res.body_mut().hold_until_sent(busy);
             // Hijacked and upgraded requests are not logged (the app answered on its own).
             if let (Some((method, path, version)), false) = (logged, hijack.is_taken()) {
@@ -185,10 +193,32 @@ async fn serve_one(
             }
         }
         _ = shutdown.triggered() => {
-            // Idle connections close now; a busy one finishes its response first.
-            Pin::new(&mut conn).graceful_shutdown();
-            if tokio::time::timeout(site.settings.shutdown_grace, run!()).await.is_err() {
-                crate::warning!("closing a connection that outlived the shutdown grace period");
+            // A keep-alive client may be sending its next request right now: closing under
+            // it would fail that request. So for a moment requests are still answered, with
+            // `Connection: close` (the client reconnects, to a process that still listens),
+            // and a connection is closed once it was quiet for LINGER.
+            draining.store(true, std::sync::atomic::Ordering::Release);
+            let quiet = async {
+                while !idle.quiet_for(LINGER) {
+                    tokio::time::sleep(LINGER / 4).await;
+                }
+            };
+            let mut done = false;
+            tokio::select! {
+                res = run!() => {
+                    done = true;
+                    if let Err(e) = res {
+                        crate::debug!("connection ended: {e}");
+                    }
+                }
+                _ = quiet => {}
+                _ = tokio::time::sleep(site.settings.shutdown_grace) => {}
+            }
+            if !done {
+                Pin::new(&mut conn).graceful_shutdown();
+                if tokio::time::timeout(site.settings.shutdown_grace, run!()).await.is_err() {
+                    crate::warning!("closing a connection that outlived the shutdown grace period");
+                }
             }
         }
     }
@@ -217,6 +247,10 @@ async fn serve_one(
     };
     tokio::spawn(takeover::run(io, takeover, settings, raw, shutdown, ticket));
 }
+
+/// At shutdown, how long a keep-alive connection must be quiet before it is closed (until
+/// then each request still arriving is answered, with `Connection: close`).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Checks, receives and dispatches one request.
 async fn respond(

@@ -97,6 +97,14 @@ impl Idle {
     /// Resolves once the connection expired (see the module doc). The timer wakes at least
     /// every `min(timeout, head_timeout)` (a head or a stall may begin at any time) and
     /// otherwise only when a deadline may have passed.
+    /// Whether no request is in flight or arriving and none ended within `quiet`.
+    pub(crate) fn quiet_for(&self, quiet: Duration) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_ms.load(Ordering::Acquire) == 0
+            && self.opened + Duration::from_millis(self.last_ms.load(Ordering::Acquire)) + quiet
+                <= Instant::now()
+    }
+
     pub(crate) async fn expired(&self, timeout: Duration, head_timeout: Duration) -> Expired {
         let tick = timeout.min(head_timeout);
         let mut deadline = self.opened + tick;
