@@ -219,6 +219,7 @@ require_relative "iodine/mustache"
 require_relative "iodine/pubsub"
 require_relative "iodine/connection"
 require_relative "rack/handler/iodine"
+require_relative "iodine/fork_protection"
 
 Iodine::Base::CLI.parse(ARGV) if defined?(IODINE_PARSE_CLI) && IODINE_PARSE_CLI
 Iodine::DEFAULT_SETTINGS[:port] ||= (ENV["PORT"] || "3000")
