@@ -200,6 +200,12 @@ fn spawn(running: &Running, start: Starter) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The timers (and `Iodine.run` blocks) made before `start`: a cluster's master runs them
+/// too, and leaves them for the workers it forks.
+pub fn pending_timers() -> Vec<(u64, Schedule)> {
+    STATE.lock().timers.clone()
+}
+
 /// The listeners waiting for `start` (for the cluster master's banner).
 pub fn pending_listeners() -> Vec<String> {
     STATE

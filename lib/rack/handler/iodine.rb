@@ -9,13 +9,15 @@ module Iodine
     # Set when this handler file was loaded.
     IODINE_RACK_LOADED = true
 
-    # Serves `app` until stopped. Honours :Port and :Host; threads come from THREADS or the
-    # CLI.
+    # Serves `app` until stopped. Honours :Port and :Host; threads come from THREADS and
+    # workers from WEB_CONCURRENCY or WORKERS (or the CLI).
     def self.run(app, options = {})
       port = options[:Port] || options["Port"] || Iodine::DEFAULT_SETTINGS[:port]
       host = options[:Host] || options["Host"] || Iodine::DEFAULT_SETTINGS[:address]
       threads = Iodine::Base::CLI.env_int("THREADS")
       Iodine.threads = threads if threads && Iodine.threads.zero?
+      workers = Iodine::Base::CLI.env_int("WEB_CONCURRENCY") || Iodine::Base::CLI.env_int("WORKERS")
+      Iodine.workers = workers if workers && Iodine.workers.zero?
       Iodine.listen(service: :http, handler: app, port: port, address: host)
       yield Iodine if block_given?
       Iodine.start

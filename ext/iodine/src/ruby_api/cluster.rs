@@ -4,7 +4,7 @@
 //! `start_server`, which connects it to the worker's runtime.
 
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use iodine_engine::cluster::{self, Hub, Reach};
 use magnus::{function, Error, RArray, RModule, RString, Ruby, Symbol};
@@ -19,6 +19,40 @@ static HUB: Mutex<Option<Hub>> = Mutex::new(None);
 /// The hub's waker, apart from the hub (which the polling thread holds locked).
 static WAKER: Mutex<Option<iodine_engine::cluster::HubWaker>> = Mutex::new(None);
 
+/// The master's copies of the timers made before `start`: (next run, block, every, runs left).
+static TIMERS: Mutex<Vec<MasterTimer>> = Mutex::new(Vec::new());
+
+struct MasterTimer {
+    due: Instant,
+    block: u64,
+    every: Option<Duration>,
+    left: Option<u64>,
+}
+
+/// Queues the blocks of the master's timers that are due; the time until the next one.
+fn fire_timers() -> Option<Duration> {
+    let now = Instant::now();
+    let mut timers = TIMERS.lock();
+    timers.retain_mut(|t| {
+        if t.due > now {
+            return true;
+        }
+        // Never the block's last run here: the workers forked later still need it.
+        bridge::push(crate::blocks::run_block(t.block, false));
+        match (t.every, &mut t.left) {
+            (None, _) | (_, Some(0 | 1)) => false,
+            (Some(every), left) => {
+                if let Some(n) = left {
+                    *n -= 1;
+                }
+                t.due = now + every;
+                true
+            }
+        }
+    });
+    timers.iter().map(|t| t.due.saturating_duration_since(now)).min()
+}
+
 /// The worker's end of the pair made for the next fork (taken by the child, closed by the
 /// master once the child exists).
 static FORKING: Mutex<Option<UnixStream>> = Mutex::new(None);
@@ -30,6 +64,16 @@ fn master_init(ruby: &Ruby) -> Result<(), Error> {
     *WAKER.lock() = Some(hub.waker());
     *HUB.lock() = Some(hub);
     server::clear_stop_flag();
+    let now = Instant::now();
+    *TIMERS.lock() = server::pending_timers()
+        .into_iter()
+        .map(|(block, s)| MasterTimer {
+            due: now + s.first,
+            block,
+            every: s.every,
+            left: s.repetitions,
+        })
+        .collect();
     // The master's own subscribers and timers run on its main thread (`run_pending`).
     bridge::open(1);
     Ok(())
@@ -57,6 +101,7 @@ fn forked_parent() {
 /// copies of the master's ends: only the master may hold them, or a worker would never see
 /// its master die) and keeps its own end for `start_server`.
 fn forked_child() {
+    TIMERS.lock().clear(); // the worker runs the pending timers itself, at start
     cluster::set_uplink(None);
     WAKER.lock().take();
     HUB.lock().take();
@@ -72,15 +117,20 @@ fn poll(ruby: &Ruby, ms: u64) -> Result<RArray, Error> {
     let Some(waker) = WAKER.lock().clone() else {
         return Ok(ruby.ary_new());
     };
+    let wait = match fire_timers() {
+        Some(next) => next.min(Duration::from_millis(ms)),
+        None => Duration::from_millis(ms),
+    };
     let polled = gvl::without_gvl(
         ruby,
         || match HUB.lock().as_mut() {
-            Some(hub) => hub.poll(Some(Duration::from_millis(ms))),
+            Some(hub) => hub.poll(Some(wait)),
             None => Ok(Default::default()),
         },
         move || waker.wake(),
     )?;
     let polled = polled.map_err(|e| exception(ruby.exception_io_error(), e.to_string()))?;
+    fire_timers();
     Ok(ruby.ary_from_vec(polled.gone))
 }
 
@@ -93,6 +143,7 @@ fn wake() {
 
 /// `cluster_master_finish`: the master lets go of the hub (after its workers left).
 fn master_finish() {
+    TIMERS.lock().clear();
     cluster::set_uplink(None);
     WAKER.lock().take();
     HUB.lock().take();
