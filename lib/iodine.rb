@@ -224,3 +224,5 @@ require_relative "iodine/fork_protection"
 Iodine::Base::CLI.parse(ARGV) if defined?(IODINE_PARSE_CLI) && IODINE_PARSE_CLI
 Iodine::DEFAULT_SETTINGS[:port] ||= (ENV["PORT"] || "3000")
 Iodine::DEFAULT_SETTINGS[:address] ||= nil
+require_relative "iodine/top_level"
+
