@@ -33,12 +33,14 @@ module Iodine
           previous = {}
           %w[INT TERM].each { |sig| previous[sig] = trap(sig) { request(:stop) } }
           previous["USR1"] = trap("USR1") { request(:restart) }
+          @runner.raise_open_files_limit # the workers inherit it
           Base.fire_state(:pre_start)
           Base.cluster_master_init
           @size.times { spawn_worker(&block) }
           block&.call(:master)
           Base.log(4, "Starting up Iodine #{Iodine::VERSION} (Rust) on Ruby #{RUBY_VERSION}: " \
-                      "#{@size} Workers X #{@threads} Threads per worker, master pid #{Process.pid}")
+                      "#{@size} Workers X #{@threads} Threads per worker, " \
+                      "max open files #{Runner.open_files}, master pid #{Process.pid}")
           Base.pending_listeners.each { |where| Base.log(4, "Listening on #{where}") }
           supervise(&block)
         ensure

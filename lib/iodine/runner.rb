@@ -84,7 +84,7 @@ module Iodine
         yield mode
         if mode == :single
           Base.log(4, "Starting up Iodine #{Iodine::VERSION} (Rust) on Ruby #{RUBY_VERSION}: " \
-                      "1 Worker X #{@threads} Threads, pid #{Process.pid}")
+                      "1 Worker X #{@threads} Threads, max open files #{Runner.open_files}, pid #{Process.pid}")
           described.each { |where| Base.log(4, "Listening on #{where}") }
         end
         pool = Array.new(@threads) { |i| worker_thread(i) }
@@ -114,6 +114,11 @@ module Iodine
         # The Ruby worker threads of the running server (nil when not running).
         attr_accessor :pool
 
+        # The open-files limit each process serves with (the soft limit, raised to the hard one).
+        def open_files
+          Process.getrlimit(:NOFILE)[0]
+        end
+
         # Wakes the main thread after a stop request (safe inside a trap).
         def wake
           waker&.write_nonblock(".", exception: false)
@@ -121,8 +126,6 @@ module Iodine
           nil
         end
       end
-
-      private
 
       # Lets the process hold as many connections as the hard limit allows (the soft limit is
       # often 1024), as the C gem did.
@@ -132,6 +135,8 @@ module Iodine
       rescue StandardError => e
         Base.log(3, "couldn't raise the open files limit: #{e.message}")
       end
+
+      private
 
       def worker_thread(index)
         Thread.new do
