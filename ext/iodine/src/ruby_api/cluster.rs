@@ -57,6 +57,11 @@ fn fire_timers() -> Option<Duration> {
 /// master once the child exists).
 static FORKING: Mutex<Option<UnixStream>> = Mutex::new(None);
 
+/// Whether this process is a running cluster's master.
+pub fn is_master() -> bool {
+    WAKER.lock().is_some()
+}
+
 /// `cluster_master_init`: this process becomes a cluster's master (before the first fork).
 fn master_init(ruby: &Ruby) -> Result<(), Error> {
     let hub = Hub::new().map_err(|e| exception(ruby.exception_runtime_error(), e.to_string()))?;

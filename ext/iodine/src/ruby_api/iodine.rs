@@ -2,8 +2,9 @@
 
 use magnus::{function, Error, RModule, Ruby};
 
+/// The server runs in this process, or this process is a running cluster's master.
 fn running() -> bool {
-    crate::server::is_running()
+    crate::server::is_running() || super::cluster::is_master()
 }
 
 fn verbosity() -> i64 {

@@ -1,7 +1,7 @@
 //! The Ruby-visible API, one file per Ruby module.
 
 mod base;
-mod cluster;
+pub mod cluster;
 pub mod connection;
 mod iodine;
 mod mustache;
