@@ -84,6 +84,7 @@ module Iodine
 
         def worker_main(&block)
           Base.cluster_forked_child
+          block&.call(:worker) # master?/worker? are right from the first event on
           status = 0
           begin
             Base.fire_state(:after_fork)

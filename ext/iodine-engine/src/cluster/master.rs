@@ -37,6 +37,9 @@ struct Peer {
     warned: bool,
 }
 
+/// A publish read from a worker: who sent it, its reach, channel and message.
+type Publish = (PeerId, Reach, Bytes, Bytes);
+
 /// Publishes made in the master (by Ruby, on any thread) waiting for the next poll.
 type Outbox = Mutex<Vec<(Reach, Bytes, Bytes)>>;
 
@@ -185,16 +188,22 @@ impl Hub {
             while matches!((&self.wake_read).read(&mut sink), Ok(n) if n > 0) {}
         }
         let mut broken = Vec::new();
-        for (i, (readable, writable, hangup)) in ready.into_iter().skip(1).enumerate() {
-            if readable || hangup {
-                match self.read_peer(i, &mut polled) {
-                    Ok(true) => {}
-                    Ok(false) | Err(_) => broken.push(i),
-                }
+        // Every worker is read before anything is routed, and subscriptions are applied
+        // before publishes: a worker subscribes (and says so) before its client can hear
+        // about it, so a publish that client then causes elsewhere, even one read first in
+        // this turn, must find the subscription in place.
+        let mut publishes = Vec::new();
+        for (i, (_, writable, hangup)) in ready.into_iter().skip(1).enumerate() {
+            match self.read_peer(i, &mut publishes) {
+                Ok(true) if !hangup => {}
+                Ok(_) | Err(_) => broken.push(i),
             }
             if writable && flush(&mut self.peers[i]).is_err() {
                 broken.push(i);
             }
+        }
+        for (from, reach, channel, message) in publishes {
+            self.route(Some(from), reach, channel, message, &mut polled);
         }
         self.route_outbox(&mut polled);
         broken.sort_unstable();
@@ -207,8 +216,9 @@ impl Hub {
         Ok(polled)
     }
 
-    /// Reads what peer `i` sent and routes it; false when its socket closed.
-    fn read_peer(&mut self, i: usize, polled: &mut Polled) -> io::Result<bool> {
+    /// Reads what peer `i` sent: its interests are applied, its publishes collected for
+    /// routing; false when its socket closed.
+    fn read_peer(&mut self, i: usize, publishes: &mut Vec<Publish>) -> io::Result<bool> {
         let mut chunk = [0u8; 64 * 1024];
         let mut open = true;
         loop {
@@ -247,7 +257,7 @@ impl Hub {
                     reach,
                     channel,
                     message,
-                } => self.route(Some(from), reach, channel, message, polled),
+                } => publishes.push((from, reach, channel, message)),
             }
         }
         Ok(open)

@@ -1,27 +1,80 @@
 //! A worker's link to the master, on the worker's tokio runtime: what the master routes here
 //! is delivered through the local broker; what this process publishes for the cluster, and
 //! which channels it has subscribers for, go up.
+//!
+//! Frames are written by the thread that makes them (the socket is non-blocking; what it
+//! can't take waits for the writer task, in order). So a subscription is in the master's
+//! socket before the subscribing callback returns: before its connection can tell its
+//! client, and so before any publish that client may cause in another worker.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use bytes::{Buf, Bytes};
+use parking_lot::Mutex;
+use tokio::net::UnixStream;
+use tokio::sync::Notify;
 
 use super::wire::{Decoder, Frame, Reach};
 use super::Uplink;
 use crate::pubsub::{broker, Watcher};
 
-/// The worker's uplink (and the broker's watcher): frames for the master are queued for the
-/// link's writer task.
+/// The worker's uplink (and the broker's watcher).
 pub struct WorkerLink {
-    tx: mpsc::UnboundedSender<Bytes>,
+    stream: Arc<UnixStream>,
+    /// Bytes the socket did not take yet, in order (the writer task sends them).
+    backlog: Mutex<VecDeque<Bytes>>,
+    more: Notify,
 }
 
 impl WorkerLink {
     fn send(&self, frame: Frame) {
-        let _ = self.tx.send(frame.to_bytes());
+        let mut bytes = frame.to_bytes();
+        let mut backlog = self.backlog.lock();
+        if backlog.is_empty() {
+            while !bytes.is_empty() {
+                match self.stream.try_write(&bytes) {
+                    Ok(n) => bytes.advance(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return, // the master is gone; the reader notices
+                }
+            }
+            if bytes.is_empty() {
+                return;
+            }
+        }
+        backlog.push_back(bytes);
+        drop(backlog);
+        self.more.notify_one();
+    }
+
+    /// Writes the backlog as the socket takes it (the writer task).
+    async fn drain(&self) {
+        loop {
+            self.more.notified().await;
+            loop {
+                if self.backlog.lock().is_empty() {
+                    break;
+                }
+                if self.stream.writable().await.is_err() {
+                    return;
+                }
+                let mut backlog = self.backlog.lock();
+                while let Some(front) = backlog.front_mut() {
+                    match self.stream.try_write(front) {
+                        Ok(n) if n == front.len() => {
+                            backlog.pop_front();
+                        }
+                        Ok(n) => front.advance(n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => return,
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -63,30 +116,27 @@ pub fn start(
     lost: impl FnOnce() + Send + 'static,
 ) -> io::Result<Arc<WorkerLink>> {
     stream.set_nonblocking(true)?;
-    let stream = tokio::net::UnixStream::from_std(stream)?;
-    let (mut reader, mut writer) = stream.into_split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
-    let link = Arc::new(WorkerLink { tx });
-    tokio::spawn(async move {
-        let mut batch = BytesMut::new();
-        while let Some(first) = rx.recv().await {
-            batch.extend_from_slice(&first);
-            while let Ok(more) = rx.try_recv() {
-                batch.extend_from_slice(&more);
-            }
-            if writer.write_all(&batch).await.is_err() {
-                return;
-            }
-            batch.clear();
-        }
+    let stream = Arc::new(UnixStream::from_std(stream)?);
+    let link = Arc::new(WorkerLink {
+        stream: stream.clone(),
+        backlog: Mutex::default(),
+        more: Notify::new(),
     });
+    let writer = link.clone();
+    tokio::spawn(async move { writer.drain().await });
     tokio::spawn(async move {
         let mut decoder = Decoder::new();
         'reading: loop {
+            if stream.readable().await.is_err() {
+                break;
+            }
             decoder.buffer().reserve(64 * 1024);
-            match reader.read_buf(decoder.buffer()).await {
-                Ok(0) | Err(_) => break,
+            match stream.try_read_buf(decoder.buffer()) {
+                Ok(0) => break,
                 Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
             }
             loop {
                 match decoder.next_frame() {

@@ -50,7 +50,10 @@ fn fire_timers() -> Option<Duration> {
             }
         }
     });
-    timers.iter().map(|t| t.due.saturating_duration_since(now)).min()
+    timers
+        .iter()
+        .map(|t| t.due.saturating_duration_since(now))
+        .min()
 }
 
 /// The worker's end of the pair made for the next fork (taken by the child, closed by the
