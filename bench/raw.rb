@@ -39,23 +39,6 @@ CASES = [
   ["echo 16 KiB x 100", %w[--url tcp://HOST --clients 100 --size 16384]]
 ].freeze
 
-# The load path of a built C gem (iodine 0.7), or nil with the reason it is not available.
-def c_gem
-  if (paths = ENV["BENCH_CGEM"])
-    dirs = paths.split(":")
-    missing = dirs.reject { |d| File.directory?(d) }
-    return [nil, "BENCH_CGEM names missing folders: #{missing.join(', ')}"] unless missing.empty?
-
-    return [dirs, nil]
-  end
-  spec = Gem::Specification.find_all_by_name("iodine").find do |s|
-    s.version.segments.first(2) == [0, 7] && s.files.any? { |f| f.end_with?(".c") }
-  end
-  return [spec.full_require_paths, nil] if spec
-
-  [nil, "it is not installed here (gem install iodine -v '~> 0.7', or BENCH_CGEM=its lib:its extension folder)"]
-end
-
 # How to start each server on a port: [name, command].
 def servers(c_gem_paths)
   list = {

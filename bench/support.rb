@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
-# What the benchmark scripts share: free ports, a server pinned to a core for one run, and its
-# resident memory.
+# What the benchmark scripts share: free ports, a server pinned to a core for one run, its
+# resident memory and its connections per process, and where the C gem (iodine 0.7) is.
 
 require "socket"
 
@@ -66,4 +66,60 @@ def rss_mb(pid)
   kb / 1024.0
 rescue Errno::ENOENT
   Float::NAN
+end
+
+# The load path of a built C gem (iodine 0.7), or nil with the reason it is not available.
+def c_gem
+  if (paths = ENV["BENCH_CGEM"])
+    dirs = paths.split(":")
+    missing = dirs.reject { |d| File.directory?(d) }
+    return [nil, "BENCH_CGEM names missing folders: #{missing.join(', ')}"] unless missing.empty?
+
+    return [dirs, nil]
+  end
+  spec = Gem::Specification.find_all_by_name("iodine").find do |s|
+    s.version.segments.first(2) == [0, 7] && s.files.any? { |f| f.end_with?(".c") }
+  end
+  return [spec.full_require_paths, nil] if spec
+
+  [nil, "it is not installed here (gem install iodine -v '~> 0.7', or BENCH_CGEM=its lib:its extension folder)"]
+end
+
+
+# The C gem's `iodine` executable (exe/ or bin/ beside one of its load-path folders), or nil.
+def c_gem_exe(paths)
+  paths.flat_map { |d| %w[exe bin].map { |b| File.expand_path(File.join(d, "..", b, "iodine")) } }
+       .find { |f| File.file?(f) }
+end
+
+# The ids of the processes whose parent is `pid`.
+def children(pid)
+  Dir.glob("/proc/[0-9]*/stat").filter_map do |stat|
+    fields = File.read(stat).split
+    fields[0].to_i if fields[3].to_i == pid
+  rescue Errno::ENOENT, Errno::ESRCH
+    nil
+  end
+end
+
+# Established TCP connections accepted on `port`, per process: { pid => count } for `pids`.
+def connections_by_process(pids, port)
+  inodes = {}
+  %w[/proc/net/tcp /proc/net/tcp6].each do |table|
+    File.foreach(table).drop(1).each do |line|
+      fields = line.split
+      # local address "HEX_IP:HEX_PORT", state 01 = ESTABLISHED, inode
+      inodes[fields[9]] = true if fields[3] == "01" && fields[1].end_with?(format(":%04X", port))
+    end
+  rescue Errno::ENOENT
+    next
+  end
+  pids.to_h do |pid|
+    fds = Dir.glob("/proc/#{pid}/fd/*").count do |fd|
+      inodes.key?(File.readlink(fd)[/\Asocket:\[(\d+)\]/, 1])
+    rescue Errno::ENOENT
+      false
+    end
+    [pid, fds]
+  end
 end

@@ -77,7 +77,7 @@ async fn echo(
         }
         conn.flush().await.map_err(|e| e.to_string())?;
         ws::next_data(conn).await?;
-        due = 1 + ws::drain_ready(conn)?;
+        due = 1 + ws::drain_ready(conn, |_| {})?;
         stats.deliver(due);
     }
 }

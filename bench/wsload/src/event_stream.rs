@@ -3,22 +3,43 @@
 
 use memchr::memchr2;
 
+/// Bytes kept of a line's start: `data: ` and a message's stamp (`stamp::MIN_SIZE`).
+const KEPT: usize = 40;
+
 /// Splits an event stream into events: counts the events that carry data (comments such as
-/// `: ping` and `retry:` blocks are not events) once the first `data: ready` event went by.
-#[derive(Default)]
+/// `: ping` and `retry:` blocks are not events) once the first `data: ready` event went by,
+/// and passes the start of each one's first data line on.
 pub struct EventParser {
-    /// The first bytes of the current line: enough to recognise `data:` and `data: ready`.
-    start: [u8; 12],
+    /// The first bytes of the current line: enough for `data: ready` and a message's stamp.
+    start: [u8; KEPT],
     /// The current line's length so far (it may be longer than `start`).
     len: usize,
     /// The last byte was `\r`, so a `\n` right after it ends nothing more.
     after_cr: bool,
     /// The current event has a data field.
     has_data: bool,
+    /// The start of the current event's first data line's value, and its length.
+    first: [u8; KEPT],
+    first_len: usize,
     /// The current event has the line `data: ready`.
     is_ready: bool,
     /// The ready event ended: events from now on are counted.
     ready: bool,
+}
+
+impl Default for EventParser {
+    fn default() -> EventParser {
+        EventParser {
+            start: [0; KEPT],
+            len: 0,
+            after_cr: false,
+            has_data: false,
+            first: [0; KEPT],
+            first_len: 0,
+            is_ready: false,
+            ready: false,
+        }
+    }
 }
 
 impl EventParser {
@@ -27,8 +48,9 @@ impl EventParser {
         self.ready
     }
 
-    /// Reads the next bytes of the stream; returns how many counted events they completed.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> u64 {
+    /// Reads the next bytes of the stream; returns how many counted events they completed,
+    /// and calls `each` with the start (up to 40 bytes less `data: `) of each one's data.
+    pub fn feed(&mut self, mut bytes: &[u8], mut each: impl FnMut(&[u8])) -> u64 {
         let mut events = 0;
         if self.after_cr && !bytes.is_empty() {
             if bytes[0] == b'\n' {
@@ -39,7 +61,7 @@ impl EventParser {
         // Lines end with "\r\n", "\n" or "\r".
         while let Some(end) = memchr2(b'\r', b'\n', bytes) {
             self.extend(&bytes[..end]);
-            events += self.end_line();
+            events += self.end_line(&mut each);
             let crlf = bytes[end] == b'\r' && bytes.get(end + 1) == Some(&b'\n');
             self.after_cr = bytes[end] == b'\r' && end + 1 == bytes.len();
             bytes = &bytes[end + 1 + usize::from(crlf)..];
@@ -57,18 +79,30 @@ impl EventParser {
         self.len += part.len();
     }
 
-    /// Ends the current line; returns 1 when it was the blank line ending a counted event.
-    fn end_line(&mut self) -> u64 {
+    /// Ends the current line; returns 1 when it was the blank line ending a counted event
+    /// (and calls `each` with that event's data).
+    fn end_line(&mut self, each: &mut impl FnMut(&[u8])) -> u64 {
         let len = std::mem::take(&mut self.len);
         if len == 0 {
             let counted = self.ready && self.has_data;
+            if counted {
+                each(&self.first[..self.first_len]);
+            }
             self.ready |= self.is_ready;
             self.has_data = false;
             self.is_ready = false;
             return u64::from(counted);
         }
         let line = &self.start[..len.min(self.start.len())];
-        self.has_data |= line == b"data" || line.starts_with(b"data:");
+        let is_data = line == b"data" || line.starts_with(b"data:");
+        if is_data && !self.has_data {
+            // The value: after `data:` and one optional space.
+            let value = &line[line.len().min(5)..];
+            let value = value.strip_prefix(b" ").unwrap_or(value);
+            self.first[..value.len()].copy_from_slice(value);
+            self.first_len = value.len();
+        }
+        self.has_data |= is_data;
         self.is_ready |=
             len <= self.start.len() && (line == b"data: ready" || line == b"data:ready");
         0
@@ -155,7 +189,10 @@ mod tests {
     /// Feeds `input` in pieces of `step` bytes; returns the events counted.
     fn events(input: &[u8], step: usize) -> (u64, bool) {
         let mut parser = EventParser::default();
-        let counted = input.chunks(step).map(|piece| parser.feed(piece)).sum();
+        let counted = input
+            .chunks(step)
+            .map(|piece| parser.feed(piece, |_| {}))
+            .sum();
         (counted, parser.ready())
     }
 
@@ -183,6 +220,25 @@ mod tests {
         stream.extend(std::iter::repeat_n(b'x', 5000));
         stream.extend(b"\n\n");
         assert_eq!(events(&stream, 7), (1, true));
+    }
+
+    #[test]
+    fn passes_each_events_data_on() {
+        let mut stream = b"data: ready\r\n\r\ndata: one\r\ndata: two\r\n\r\ndata:".to_vec();
+        stream.extend(std::iter::repeat_n(b'7', 50));
+        stream.extend(b"\n\n: ping\n\ndata\n\n");
+        for step in 1..=stream.len() {
+            let mut parser = EventParser::default();
+            let mut seen = Vec::new();
+            for piece in stream.chunks(step) {
+                parser.feed(piece, |data| seen.push(data.to_vec()));
+            }
+            assert_eq!(
+                seen,
+                [b"one".to_vec(), vec![b'7'; KEPT - 5], Vec::new()],
+                "step {step}"
+            );
+        }
     }
 
     /// Decodes `input` in pieces of `step` bytes.

@@ -1,5 +1,7 @@
-//! `fanout` and `sse`: N subscribers (WebSocket or SSE), one publisher, deliveries counted.
+//! `fanout` and `sse`: N subscribers (WebSocket or SSE), one publisher, deliveries counted and
+//! timed (each message carries its publish time: `stamp`), gaps and starved subscribers spotted.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -7,9 +9,11 @@ use tokio::task::JoinSet;
 
 use crate::args::Args;
 use crate::publisher;
+use crate::receiver::Receiver;
 use crate::report::Report;
 use crate::setup::{open_all, within};
 use crate::sse;
+use crate::stamp;
 use crate::stats::Stats;
 use crate::target::Target;
 use crate::ws::{self, Ws};
@@ -26,7 +30,8 @@ pub enum Mode {
     Sse,
 }
 
-/// Runs a fan-out mode and prints `{"mode":…,"delivered_per_sec":…}`.
+/// Runs a fan-out mode: prints `{"mode":…,"subscribed":N}` once every subscriber and the
+/// publisher are connected, then `{"mode":…,"delivered_per_sec":…,"p50_us":…,"p99_us":…}`.
 pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
     args.only(&[
         "url",
@@ -44,13 +49,15 @@ pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
     let target = Target::parse(args.required("url")?, scheme)?;
     let publish = Target::parse(args.required("publish")?, "ws")?;
     let subscribers = args.get("subscribers", 100_usize)?;
-    let size = args.get("size", 32_usize)?;
+    let size = args.get("size", 32_usize)?.max(stamp::MIN_SIZE);
     let ahead = args.get("ahead", 64_u64)?.max(1);
     let (warmup, seconds) = (args.seconds("warmup", 1.0)?, args.seconds("seconds", 5.0)?);
 
     // Every subscriber is open and confirmed ("ready") before the first message is published.
+    stamp::now_ns(); // starts the clock
     let stats = Arc::new(Stats::default());
     let mut tasks = JoinSet::new();
+    let mut counters = Vec::with_capacity(subscribers);
     let read_buffer = ws::read_buffer(size, ahead as usize);
     match mode {
         Mode::WebSocket => {
@@ -59,12 +66,16 @@ pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
             })
             .await
             {
-                tasks.spawn(listen(conn, stats.clone()));
+                let (receiver, counter) = Receiver::new(stats.clone());
+                counters.push(counter);
+                tasks.spawn(listen(conn, receiver, stats.clone()));
             }
         }
         Mode::Sse => {
             for conn in open_all(subscribers, PARALLEL, &stats, |_| sse::subscribe(&target)).await {
-                tasks.spawn(sse::listen(conn, stats.clone()));
+                let (receiver, counter) = Receiver::new(stats.clone());
+                counters.push(counter);
+                tasks.spawn(sse::listen(conn, receiver, stats.clone()));
             }
         }
     }
@@ -73,9 +84,15 @@ pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
         return Err(stats.nothing_opened("subscribers"));
     }
     let publisher = ws::connect(&publish, 4096).await?;
+    println!(
+        "{}",
+        Report::new(name)
+            .int("subscribed", listening)
+            .int("failed", stats.errors())
+    );
     tasks.spawn(publisher::run(
         publisher,
-        ws::text(size),
+        size,
         ahead,
         listening,
         stats.clone(),
@@ -84,10 +101,25 @@ pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
     tasks.abort_all();
 
     stats.log_errors();
+    let starved = counters.iter().filter(|c| c.load(Relaxed) == 0).count() as u64;
+    let per_subscriber = counters.iter().map(|c| c.load(Relaxed));
+    let least = per_subscriber.clone().min().unwrap_or(0);
+    let most = per_subscriber.max().unwrap_or(0);
+    let micros = |ns: u64| ns as f64 / 1000.0;
     let report = Report::new(name)
         .rate("delivered_per_sec", counted.per_sec(counted.delivered))
         .rate("published_per_sec", counted.per_sec(counted.published))
+        .rate("p50_us", micros(stats.latency.quantile(0.5)))
+        .rate("p99_us", micros(stats.latency.quantile(0.99)))
+        .rate("max_us", micros(stats.latency.max()))
+        .int("timed", stats.latency.count())
         .int("subscribers", listening)
+        .int("starved", starved)
+        .int("least", least)
+        .int("most", most)
+        .int("lost", stats.lost.load(Relaxed))
+        .int("disordered", stats.disordered.load(Relaxed))
+        .int("unstamped", stats.unstamped.load(Relaxed))
         .int("size", size as u64)
         .int("ahead", ahead)
         .int("errors", stats.errors());
@@ -105,12 +137,21 @@ async fn subscribe(target: &Target, read_buffer: usize) -> Result<Ws, String> {
     }
 }
 
-/// Counts a WebSocket subscriber's messages until aborted.
-async fn listen(mut conn: Ws, stats: Arc<Stats>) {
+/// Counts and times a WebSocket subscriber's messages until aborted.
+async fn listen(mut conn: Ws, mut receiver: Receiver, stats: Arc<Stats>) {
     let result: Result<(), String> = async {
         loop {
-            let first = u64::from(ws::data(conn.next().await)?.is_some());
-            let count = first + ws::drain_ready(&mut conn)?;
+            let first = ws::data(conn.next().await)?;
+            // One clock read per wake-up: what is drained below had arrived by now.
+            let now = stamp::now_ns();
+            let mut count = 0;
+            if let Some(message) = first {
+                receiver.message(ws::payload(&message), now);
+                count += 1;
+            }
+            count += ws::drain_ready(&mut conn, |message| {
+                receiver.message(ws::payload(message), now);
+            })?;
             if count > 0 {
                 stats.deliver(count);
             }

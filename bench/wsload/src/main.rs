@@ -6,7 +6,9 @@
 //! Modules: `args` reads the options and `target` the URLs; `setup` opens many connections at
 //! a bounded pace; `ws` is the WebSocket client; `stats` counts and times; the modes are
 //! `echo`, `fanout` (with `publisher`, and `sse` + `event_stream` for SSE subscribers),
-//! `idle`, and `raw` (plain TCP echo, no WebSocket); `report` writes the result line.
+//! `idle`, and `raw` (plain TCP echo, no WebSocket); `report` writes the result line. In the
+//! fan-out modes `stamp` puts the publish time and a sequence number in each message,
+//! `receiver` checks and times them per subscriber, and `latency` keeps the histogram.
 #![deny(unsafe_code)]
 
 mod args;
@@ -14,11 +16,14 @@ mod echo;
 mod event_stream;
 mod fanout;
 mod idle;
+mod latency;
 mod publisher;
 mod raw;
+mod receiver;
 mod report;
 mod setup;
 mod sse;
+mod stamp;
 mod stats;
 mod target;
 mod ws;
@@ -39,7 +44,11 @@ usage: wsload MODE --option value ...
   fanout --url ws://HOST:PORT/sub --publish ws://HOST:PORT/pub [--subscribers 100]
          [--size 32] [--ahead 64] [--seconds 5] [--warmup 1]
          subscribers wait for \"ready\"; the publisher stays at most AHEAD messages
-         past the average subscriber -> {\"mode\":\"fanout\",\"delivered_per_sec\":N,...}
+         past the average subscriber; each message (at least 32 bytes) starts with its
+         publish time and sequence number. Prints {\"mode\":\"fanout\",\"subscribed\":N,...}
+         once all are connected, then {\"mode\":\"fanout\",\"delivered_per_sec\":N,
+         \"p50_us\":T,\"p99_us\":T,...} (latencies of the messages delivered in the
+         measured window; starved: subscribers that got none; lost: gaps seen)
   sse    --url http://HOST:PORT/sse --publish ws://HOST:PORT/pub [options of fanout]
          the same with SSE subscribers (raw HTTP/1.1, Accept: text/event-stream)
   idle   --url ws://HOST:PORT/echo [--count 10000] [--hold 5] [--parallel 200]

@@ -1,18 +1,21 @@
 //! The publisher of the fan-out modes: one WebSocket whose messages the server publishes to
 //! every subscriber, paced so it never runs more than `ahead` messages past the subscribers.
+//! Each message carries its publish time and sequence number (`stamp`).
 
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::stamp;
 use crate::stats::Stats;
 use crate::ws::{self, Ws};
 
-/// Publishes `payload` until aborted, keeping at most `ahead` messages beyond what the average
-/// subscriber (delivered ÷ `subscribers`) has received; errors are counted in `stats`.
-pub async fn run(mut conn: Ws, payload: Message, ahead: u64, subscribers: u64, stats: Arc<Stats>) {
-    if let Err(e) = publish(&mut conn, &payload, ahead, subscribers.max(1), &stats).await {
+/// Publishes messages of `size` bytes until aborted, keeping at most `ahead` messages beyond
+/// what the average subscriber (delivered ÷ `subscribers`) has received; errors are counted in
+/// `stats`.
+pub async fn run(mut conn: Ws, size: usize, ahead: u64, subscribers: u64, stats: Arc<Stats>) {
+    if let Err(e) = publish(&mut conn, size, ahead, subscribers.max(1), &stats).await {
         stats.error(format!("publisher: {e}"));
     }
 }
@@ -20,7 +23,7 @@ pub async fn run(mut conn: Ws, payload: Message, ahead: u64, subscribers: u64, s
 /// The publisher's loop; only returns on an error.
 async fn publish(
     conn: &mut Ws,
-    payload: &Message,
+    size: usize,
     ahead: u64,
     subscribers: u64,
     stats: &Stats,
@@ -36,8 +39,9 @@ async fn publish(
             }
             continue;
         }
-        for _ in 0..allowed {
-            conn.feed(payload.clone())
+        // Each stamped as it is queued; the flush follows right after.
+        for seq in sent..sent + allowed {
+            conn.feed(Message::text(stamp::text(seq, size)))
                 .await
                 .map_err(|e| e.to_string())?;
         }

@@ -1,5 +1,5 @@
 //! SSE subscribers over raw TCP: the GET, the response head, the wait for `data: ready`, then
-//! counting events as they arrive.
+//! counting and timing events as they arrive.
 
 use std::sync::Arc;
 
@@ -8,7 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::event_stream::{Chunked, EventParser};
+use crate::receiver::Receiver;
 use crate::setup::within;
+use crate::stamp;
 use crate::stats::Stats;
 use crate::target::Target;
 
@@ -28,8 +30,9 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Parses the `len` bytes just read into `buf`; returns the events they completed.
-    fn parse(&mut self, len: usize) -> Result<u64, String> {
+    /// Parses the `len` bytes just read into `buf`; returns the events they completed, after
+    /// passing each one's data to `each`.
+    fn parse(&mut self, len: usize, mut each: impl FnMut(&[u8])) -> Result<u64, String> {
         let Subscriber {
             buf,
             chunked,
@@ -38,8 +41,10 @@ impl Subscriber {
         } = self;
         let mut count = 0;
         match chunked {
-            Some(decoder) => decoder.feed(&buf[..len], |data| count += events.feed(data))?,
-            None => count = events.feed(&buf[..len]),
+            Some(decoder) => {
+                decoder.feed(&buf[..len], |data| count += events.feed(data, &mut each))?;
+            }
+            None => count = events.feed(&buf[..len], each),
         }
         Ok(count)
     }
@@ -92,20 +97,25 @@ pub async fn subscribe(target: &Target) -> Result<Subscriber, String> {
         }
         // What followed the head is the body's start.
         conn.buf.copy_within(head_len..filled, 0);
-        conn.parse(filled - head_len)?;
+        conn.parse(filled - head_len, |_| {})?;
         while !conn.events.ready() {
             let len = conn.read().await?;
-            conn.parse(len)?;
+            conn.parse(len, |_| {})?;
         }
         Ok(conn)
     })
     .await
 }
 
-/// Counts a subscriber's events until aborted.
-pub async fn listen(mut conn: Subscriber, stats: Arc<Stats>) {
+/// Counts and times a subscriber's events until aborted.
+pub async fn listen(mut conn: Subscriber, mut receiver: Receiver, stats: Arc<Stats>) {
     loop {
-        match conn.read().await.and_then(|len| conn.parse(len)) {
+        let parsed = conn.read().await.and_then(|len| {
+            // One clock read per read: every event in it had arrived by now.
+            let now = stamp::now_ns();
+            conn.parse(len, |data| receiver.message(data, now))
+        });
+        match parsed {
             Ok(0) => {}
             Ok(events) => stats.deliver(events),
             Err(e) => return stats.error(format!("SSE subscriber: {e}")),

@@ -1,14 +1,18 @@
 //! The counters a run's tasks share, and the timed window the result is taken over.
 
 use std::fmt::Display;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::latency::Histogram;
+
 /// What every task of a run reports to: messages delivered and published, errors (with the
-/// first one kept for the log), and a wake-up for a publisher waiting on deliveries.
+/// first one kept for the log), and a wake-up for a publisher waiting on deliveries; for the
+/// fan-out modes also the delivery latencies (recorded during the measured window only) and
+/// the messages that went missing.
 #[derive(Default)]
 pub struct Stats {
     delivered: AtomicU64,
@@ -16,6 +20,16 @@ pub struct Stats {
     errors: AtomicU64,
     first_error: Mutex<Option<String>>,
     progress: Notify,
+    /// Set during the measured window.
+    recording: AtomicBool,
+    /// Delivery latencies in nanoseconds, of the messages delivered during the window.
+    pub latency: Histogram,
+    /// Messages a subscriber never got: gaps in the sequence numbers it saw.
+    pub lost: AtomicU64,
+    /// Messages that came out of order or twice.
+    pub disordered: AtomicU64,
+    /// Messages without a readable stamp (not sent by the publisher).
+    pub unstamped: AtomicU64,
 }
 
 /// The counts of one measurement window.
@@ -76,12 +90,19 @@ impl Stats {
         self.first_error.lock().ok().and_then(|first| first.clone())
     }
 
+    /// Whether this is the measured window (when latencies are recorded).
+    pub fn recording(&self) -> bool {
+        self.recording.load(Relaxed)
+    }
+
     /// Lets the running tasks warm up for `warmup` seconds, then counts over `seconds`.
     pub async fn measure(&self, warmup: f64, seconds: f64) -> Window {
         tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
         let (delivered, published) = (self.delivered(), self.published.load(Relaxed));
         let start = Instant::now();
+        self.recording.store(true, Relaxed);
         tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        self.recording.store(false, Relaxed);
         Window {
             delivered: self.delivered() - delivered,
             published: self.published.load(Relaxed) - published,

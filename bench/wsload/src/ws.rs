@@ -54,13 +54,25 @@ pub async fn next_data(ws: &mut Ws) -> Result<Message, String> {
 }
 
 /// Counts the data messages that can be read without waiting (already buffered or already in
-/// the socket), so a burst of them costs one wake-up.
-pub fn drain_ready(ws: &mut Ws) -> Result<u64, String> {
+/// the socket), so a burst of them costs one wake-up; `each` sees every one.
+pub fn drain_ready(ws: &mut Ws, mut each: impl FnMut(&Message)) -> Result<u64, String> {
     let mut count = 0;
     while let Some(item) = ws.next().now_or_never() {
-        count += u64::from(data(item)?.is_some());
+        if let Some(message) = data(item)? {
+            each(&message);
+            count += 1;
+        }
     }
     Ok(count)
+}
+
+/// The bytes of a data message (empty for a control frame).
+pub fn payload(message: &Message) -> &[u8] {
+    match message {
+        Message::Text(text) => text.as_bytes(),
+        Message::Binary(bytes) => bytes,
+        _ => &[],
+    }
 }
 
 /// Sorts one item read from a connection: `Some` for a data message, `None` for a control

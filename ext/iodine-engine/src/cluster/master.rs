@@ -455,6 +455,39 @@ mod tests {
     }
 
     #[test]
+    fn a_subscription_read_in_the_same_turn_as_a_publish_gets_it() {
+        let mut hub = Hub::new().unwrap();
+        let (_, mut first) = hub.pair().unwrap();
+        let (_, mut second) = hub.pair().unwrap();
+        // The second worker subscribes, then (causally later) the first one publishes; both
+        // frames wait in their sockets for one poll, the publisher's read first.
+        write(
+            &mut second,
+            Frame::Subscribe {
+                name: Bytes::from("same-turn"),
+                pattern: false,
+            },
+        );
+        write(
+            &mut first,
+            Frame::Publish {
+                reach: Reach::Cluster,
+                channel: Bytes::from("same-turn"),
+                message: Bytes::from("m"),
+            },
+        );
+        hub.poll(Some(Duration::from_secs(1))).unwrap();
+        assert_eq!(
+            frame_of(&mut second),
+            Frame::Publish {
+                reach: Reach::Cluster,
+                channel: Bytes::from("same-turn"),
+                message: Bytes::from("m"),
+            }
+        );
+    }
+
+    #[test]
     fn a_publish_from_the_master_wakes_the_poll_and_reaches_workers() {
         let mut hub = Hub::new().unwrap();
         let (_, mut w) = hub.pair().unwrap();
