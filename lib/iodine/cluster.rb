@@ -18,12 +18,17 @@ module Iodine
         STOP_GRACE = SHUTDOWN_GRACE + 2
         # How long one turn of the master's loop waits for pub/sub traffic (milliseconds).
         TURN_MS = 200
+        # A worker that dies sooner than this after its fork is replaced only after this long
+        # (a worker that fails at boot would otherwise be forked in a tight loop).
+        QUICK_DEATH = 1.0
 
         def initialize(runner, workers, threads)
           @runner = runner
           @size = workers
           @threads = threads
           @children = {} # pid => peer id
+          @born = {} # pid => when it was forked
+          @respawns = [] # when to fork the next replacements
           @retiring = [] # pids being replaced by a hot restart
           @restart_queue = []
           @stopping = false
@@ -65,7 +70,8 @@ module Iodine
           until @stopping || Base.stop_flag?
             Base.cluster_poll(TURN_MS)
             Base.run_pending
-            reap(&block)
+            reap
+            respawn(&block)
             restart_step(&block)
           end
         end
@@ -77,6 +83,7 @@ module Iodine
           pid = Process.fork { worker_main(&block) }
           Base.cluster_forked_parent
           @children[pid] = peer
+          @born[pid] = now
           Base.fire_state(:after_fork)
           Base.fire_state(:enter_master)
           pid
@@ -100,13 +107,26 @@ module Iodine
           exit!(status)
         end
 
-        # Collects workers that ended; starts new ones while the master runs.
-        def reap(&block)
+        def now
+          Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        end
+
+        # Forks the replacements that are due.
+        def respawn(&block)
+          return if @stopping || Base.stop_flag?
+
+          due, @respawns = @respawns.partition { |at| at <= now }
+          due.each { spawn_worker(&block) }
+        end
+
+        # Collects workers that ended and schedules their replacements.
+        def reap
           loop do
             pid, status = Process.wait2(-1, Process::WNOHANG)
             break unless pid
             next unless @children.delete(pid)
 
+            lived = now - (@born.delete(pid) || now)
             if @retiring.delete(pid)
               Base.log(4, "worker #{pid} replaced")
               next # its replacement started before it was told to leave
@@ -116,7 +136,14 @@ module Iodine
               Base.log(2, "Child worker (#{pid}) crashed. Respawning worker.")
               Base.fire_state(:on_child_crush)
             end
-            spawn_worker(&block) unless @stopping || Base.stop_flag?
+            next if @stopping || Base.stop_flag?
+
+            if lived < QUICK_DEATH
+              Base.log(2, "worker #{pid} died #{lived.round(2)} s after it started; the next one starts in #{QUICK_DEATH} s")
+              @respawns << (now + QUICK_DEATH)
+            else
+              @respawns << now
+            end
           end
         rescue Errno::ECHILD
           nil
