@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::task::JoinSet;
@@ -17,9 +18,6 @@ use crate::stamp;
 use crate::stats::Stats;
 use crate::target::Target;
 use crate::ws::{self, Ws};
-
-/// Connections opened at once while setting up.
-const PARALLEL: usize = 200;
 
 /// How the subscribers listen.
 #[derive(Clone, Copy)]
@@ -41,6 +39,7 @@ pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
         "warmup",
         "size",
         "ahead",
+        "parallel",
     ])?;
     let (name, scheme) = match mode {
         Mode::WebSocket => ("fanout", "ws"),
@@ -51,6 +50,7 @@ pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
     let subscribers = args.get("subscribers", 100_usize)?;
     let size = args.get("size", 32_usize)?.max(stamp::MIN_SIZE);
     let ahead = args.get("ahead", 64_u64)?.max(1);
+    let parallel = args.get("parallel", 200_usize)?;
     let (warmup, seconds) = (args.seconds("warmup", 1.0)?, args.seconds("seconds", 5.0)?);
 
     // Every subscriber is open and confirmed ("ready") before the first message is published.
@@ -61,7 +61,7 @@ pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
     let read_buffer = ws::read_buffer(size, ahead as usize);
     match mode {
         Mode::WebSocket => {
-            for conn in open_all(subscribers, PARALLEL, &stats, |_| {
+            for conn in open_all(subscribers, parallel, &stats, |_| {
                 subscribe(&target, read_buffer)
             })
             .await
@@ -72,7 +72,7 @@ pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
             }
         }
         Mode::Sse => {
-            for conn in open_all(subscribers, PARALLEL, &stats, |_| sse::subscribe(&target)).await {
+            for conn in open_all(subscribers, parallel, &stats, |_| sse::subscribe(&target)).await {
                 let (receiver, counter) = Receiver::new(stats.clone());
                 counters.push(counter);
                 tasks.spawn(sse::listen(conn, receiver, stats.clone()));
@@ -97,6 +97,15 @@ pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
         listening,
         stats.clone(),
     ));
+    // The warm-up starts once the queue has turned over: a slow server may take seconds to
+    // deliver the first AHEAD messages to thousands of subscribers.
+    let primed = prime(&stats, ahead * listening).await;
+    if primed.is_none() {
+        eprintln!(
+            "wsload: the first {ahead} messages were not delivered within {} s; measuring anyway",
+            PRIME_LIMIT.as_secs()
+        );
+    }
     let counted = stats.measure(warmup, seconds).await;
     tasks.abort_all();
 
@@ -113,6 +122,7 @@ pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
         .rate("p99_us", micros(stats.latency.quantile(0.99)))
         .rate("max_us", micros(stats.latency.max()))
         .int("timed", stats.latency.count())
+        .rate("primed_ms", primed.map_or(f64::NAN, |s| s * 1000.0))
         .int("subscribers", listening)
         .int("starved", starved)
         .int("least", least)
@@ -125,6 +135,22 @@ pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
         .int("errors", stats.errors());
     println!("{report}");
     Ok(())
+}
+
+/// How long `prime` waits at most.
+const PRIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// Waits until `deliveries` messages were delivered, at most `PRIME_LIMIT`; the seconds it
+/// took, or `None` if that was not enough.
+async fn prime(stats: &Stats, deliveries: u64) -> Option<f64> {
+    let start = Instant::now();
+    while stats.delivered() < deliveries {
+        if start.elapsed() >= PRIME_LIMIT {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Some(start.elapsed().as_secs_f64())
 }
 
 /// Opens a WebSocket subscriber and waits for the server's `ready` message.

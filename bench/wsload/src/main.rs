@@ -42,13 +42,15 @@ usage: wsload MODE --option value ...
          each client keeps WINDOW text messages of SIZE bytes in flight
          -> {\"mode\":\"echo\",\"msgs_per_sec\":N,...}
   fanout --url ws://HOST:PORT/sub --publish ws://HOST:PORT/pub [--subscribers 100]
-         [--size 32] [--ahead 64] [--seconds 5] [--warmup 1]
-         subscribers wait for \"ready\"; the publisher stays at most AHEAD messages
-         past the average subscriber; each message (at least 32 bytes) starts with its
-         publish time and sequence number. Prints {\"mode\":\"fanout\",\"subscribed\":N,...}
-         once all are connected, then {\"mode\":\"fanout\",\"delivered_per_sec\":N,
-         \"p50_us\":T,\"p99_us\":T,...} (latencies of the messages delivered in the
-         measured window; starved: subscribers that got none; lost: gaps seen)
+         [--size 32] [--ahead 64] [--seconds 5] [--warmup 1] [--parallel 200]
+         subscribers (PARALLEL connecting at a time) wait for \"ready\"; the publisher
+         stays at most AHEAD messages past the average subscriber; each message (at
+         least 32 bytes) starts with its publish time and sequence number. The warm-up
+         starts once the first AHEAD messages were delivered (at most 30 s). Prints
+         {\"mode\":\"fanout\",\"subscribed\":N,...} once all are connected, then
+         {\"mode\":\"fanout\",\"delivered_per_sec\":N,\"p50_us\":T,\"p99_us\":T,...}
+         (latencies of the deliveries in the measured window; starved: subscribers
+         that got none in it; lost: gaps in the sequence numbers)
   sse    --url http://HOST:PORT/sse --publish ws://HOST:PORT/pub [options of fanout]
          the same with SSE subscribers (raw HTTP/1.1, Accept: text/event-stream)
   idle   --url ws://HOST:PORT/echo [--count 10000] [--hold 5] [--parallel 200]
