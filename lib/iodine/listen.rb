@@ -5,7 +5,7 @@ module Iodine
     # `Iodine.listen`: merges DEFAULT_SETTINGS, decides the service and address, and binds.
     module Listen
       # Keys filled from DEFAULT_SETTINGS when the caller did not pass them (or passed nil).
-      DEFAULTED = %i[address app body_timeout cookies handler head_timeout headers log max_body max_clients
+      DEFAULTED = %i[address app body_timeout cache_control cookies handler head_timeout headers log max_body max_clients
                      max_headers max_msg method min_upload_rate path ping port public timeout tls].freeze
       # Connections kept free of `max_clients` for files, pipes and the rest (the C gem's 64).
       FD_MARGIN = 64
@@ -100,6 +100,12 @@ module Iodine
           max_msg: positive(opts[:max_msg], 256) * 1024,
           ping: timeout(opts[:ping])
         }
+        if opts[:public]
+          folder = opts[:public].to_s
+          folder = File.join(Dir.home, folder[2..]) if folder.start_with?("~/")
+          native[:public] = folder
+          native[:cache_control] = opts[:cache_control].to_s if opts[:cache_control]
+        end
         Base.listen_http(handler, native)
       end
 

@@ -13,6 +13,7 @@
 //! - [`link`]: a long-lived connection as the app sees it: bounded outgoing queue, events.
 //! - [`mailbox`]: a connection's events, run one at a time and in order.
 //! - [`mustache`]: Mustache templates: parser, compiled template, renderer over a `Context`.
+//! - [`public`]: static files from a public folder (validators, ranges, gzip twins).
 //! - [`pubsub`]: the process's pub/sub broker (exact channels and glob patterns).
 //! - [`raw`]: raw TCP/Unix connections: listener, session, the `upgrade.tcp` head.
 //! - [`sse`]: Server-Sent Events: the wire format, the ping comment, the stream session.
@@ -28,6 +29,7 @@ pub mod link;
 pub mod log;
 pub mod mailbox;
 pub mod mustache;
+pub mod public;
 pub mod pubsub;
 pub mod raw;
 pub mod server;

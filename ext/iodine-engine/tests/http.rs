@@ -308,3 +308,43 @@ fn at_shutdown_a_keep_alive_request_still_gets_its_answer_with_connection_close(
     let _ = s.read_to_end(&mut rest);
     assert!(rest.is_empty(), "then it closes");
 }
+
+#[test]
+fn a_public_folder_is_served_before_the_app_and_nothing_escapes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("page.html"), "<h1>static</h1>").unwrap();
+    std::fs::write(outside.path().join("canary"), "CANARY").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("canary"), dir.path().join("leak")).unwrap();
+    let settings = HttpSettings {
+        public: Some(Arc::new(
+            iodine_engine::public::Public::new(dir.path(), "max-age=60").unwrap(),
+        )),
+        ..HttpSettings::default()
+    };
+    let srv = TestServer::start(settings, echo());
+    let reply =
+        srv.roundtrip_close(b"GET /page.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("cache-control: max-age=60"), "{reply}");
+    assert!(reply.ends_with("<h1>static</h1>"), "{reply}");
+    let head =
+        srv.roundtrip_close(b"HEAD /page.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(head.contains("content-length: 15"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "no body: {head}");
+    let canary = outside.path().join("canary");
+    let escapes = [
+        "/leak".to_string(),
+        "/../canary".to_string(),
+        "/%2e%2e/canary".to_string(),
+        "/..%2fcanary".to_string(),
+        format!("/%2e%2e%2f%2e%2e{}", canary.display()),
+        "/page.html%00".to_string(),
+    ];
+    for path in escapes {
+        let reply = srv.roundtrip_close(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert!(!reply.contains("CANARY"), "{path} escaped: {reply}");
+    }
+}

@@ -265,6 +265,14 @@ async fn respond(
     if let Err(rejected) = check(&parts, &site.settings) {
         return rejected;
     }
+    // Static files first, on this IO thread (requests that ask for an upgrade never).
+    if let Some(public) = &site.settings.public {
+        if !parts.headers.contains_key(header::UPGRADE) {
+            if let Some(file) = public.serve(&parts.method, parts.uri.path(), &parts.headers) {
+                return file.into_hyper(head_request);
+            }
+        }
+    }
     // Settled now, while the headers are at hand: the app may accept an upgrade.
     let websocket = (parts.headers.contains_key(header::UPGRADE)
         && websocket::is_upgrade_request(&parts.headers))

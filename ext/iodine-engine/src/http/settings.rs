@@ -39,6 +39,8 @@ pub struct HttpSettings {
     pub shutdown_grace: Duration,
     /// WebSocket and SSE connections upgraded from this listener.
     pub websocket: crate::websocket::WsSettings,
+    /// The public folder served before the application (`public:` / `-www`), if any.
+    pub public: Option<std::sync::Arc<crate::public::Public>>,
 }
 
 impl Default for HttpSettings {
@@ -56,6 +58,7 @@ impl Default for HttpSettings {
             tls: false,
             shutdown_grace: Duration::from_secs(8),
             websocket: crate::websocket::WsSettings::default(),
+            public: None,
         }
     }
 }

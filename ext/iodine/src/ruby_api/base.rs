@@ -27,7 +27,23 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
         },
     };
     let defaults = HttpSettings::default();
+    let public = match opts.lookup::<_, Option<String>>(ruby.to_symbol("public"))? {
+        Some(folder) => {
+            let cache = opts
+                .lookup::<_, Option<String>>(ruby.to_symbol("cache_control"))?
+                .unwrap_or_else(|| iodine_engine::public::CACHE_CONTROL.to_owned());
+            let public = iodine_engine::public::Public::new(&folder, &cache).map_err(|e| {
+                crate::errors::exception(
+                    ruby.exception_arg_error(),
+                    format!("the public folder {folder:?} can't be served: {e}"),
+                )
+            })?;
+            Some(std::sync::Arc::new(public))
+        }
+        None => None,
+    };
     let settings = HttpSettings {
+        public,
         max_body: opts
             .lookup::<_, Option<u64>>(ruby.to_symbol("max_body"))?
             .unwrap_or(defaults.max_body),

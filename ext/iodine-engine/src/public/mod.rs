@@ -1,0 +1,425 @@
+//! Static files from a public folder (`public:` / `-www`), served on the IO threads before
+//! the application sees the request: GET and HEAD (OPTIONS answers `Allow`), `index.html`
+//! for paths ending in `/`, a `.gz` twin when the client accepts gzip, a quoted `ETag` and
+//! `Last-Modified` with `If-None-Match` / `If-Modified-Since` (304), single byte ranges
+//! (206 / 416, `If-Range`). Anything else — other methods, paths that are refused or find
+//! nothing — goes on to the application.
+//!
+//! Rules the C gem got wrong and this follows instead: quoted ETags, `If-Modified-Since`,
+//! correct suffix ranges, `Vary: Accept-Encoding` when a `.gz` twin exists, PUT/DELETE/PATCH
+//! on a file go to the application (no 403). A request with several ranges gets the whole
+//! file (200), as RFC 9110 allows.
+
+mod path;
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Method};
+
+use crate::http::{Body, Response};
+
+pub use path::segments;
+
+/// The default `Cache-Control` of static files (the C gem's).
+pub const CACHE_CONTROL: &str = "max-age=3600";
+
+/// A public folder.
+#[derive(Debug, Clone)]
+pub struct Public {
+    root: PathBuf,
+    cache_control: Bytes,
+}
+
+impl Public {
+    /// Serves `root` (which must be a folder) with `cache_control` on every file.
+    pub fn new(root: impl AsRef<Path>, cache_control: &str) -> io::Result<Public> {
+        let root = root.as_ref().canonicalize()?;
+        if !root.is_dir() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a folder"));
+        }
+        Ok(Public {
+            root,
+            cache_control: Bytes::copy_from_slice(cache_control.as_bytes()),
+        })
+    }
+
+    /// The folder (resolved).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The answer for a request, or None when it is the application's.
+    pub fn serve(&self, method: &Method, raw_path: &str, headers: &HeaderMap) -> Option<Response> {
+        let head = *method == Method::HEAD;
+        if *method != Method::GET && !head && *method != Method::OPTIONS {
+            return None;
+        }
+        let file = path::resolve(&self.root, raw_path)?;
+        if *method == Method::OPTIONS {
+            return Some(Response::new(
+                200,
+                vec![pair("allow", "GET, HEAD, OPTIONS")],
+                Bytes::new(),
+            ));
+        }
+        self.respond(&file, headers).ok()
+    }
+
+    fn respond(&self, file: &Path, headers: &HeaderMap) -> io::Result<Response> {
+        let twin = gz_twin(&self.root, file);
+        let gzip = twin.is_some() && accepts_gzip(headers);
+        let served = match (&twin, gzip) {
+            (Some(twin), true) => twin.as_path(),
+            _ => file,
+        };
+        let mut f = File::open(served)?;
+        let meta = f.metadata()?;
+        let len = meta.len();
+        let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+        let nanos = mtime
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let etag = format!("\"{len:x}-{nanos:x}{}\"", if gzip { "-gz" } else { "" });
+        let mut out = vec![
+            pair("etag", &etag),
+            pair("last-modified", &httpdate::fmt_http_date(mtime)),
+            (
+                Bytes::from_static(b"cache-control"),
+                self.cache_control.clone(),
+            ),
+        ];
+        if twin.is_some() {
+            out.push(pair("vary", "Accept-Encoding"));
+        }
+        if not_modified(headers, &etag, mtime) {
+            return Ok(Response::new(304, out, Bytes::new()));
+        }
+        out.push(pair("content-type", &content_type(file)));
+        out.push(pair("accept-ranges", "bytes"));
+        if gzip {
+            out.push(pair("content-encoding", "gzip"));
+        }
+        match range(headers, &etag, mtime, len) {
+            Range::Whole => Ok(Response {
+                status: 200,
+                headers: with_length(out, len),
+                body: Body::File(f, len),
+            }),
+            Range::Part(start, end) => {
+                f.seek(SeekFrom::Start(start))?;
+                out.push(pair("content-range", &format!("bytes {start}-{end}/{len}")));
+                Ok(Response {
+                    status: 206,
+                    headers: with_length(out, end - start + 1),
+                    body: Body::File(f, end - start + 1),
+                })
+            }
+            Range::Unsatisfiable => {
+                out.push(pair("content-range", &format!("bytes */{len}")));
+                Ok(Response::new(416, out, Bytes::new()))
+            }
+        }
+    }
+}
+
+/// The headers with the body's length (a HEAD answer carries it too).
+fn with_length(mut headers: Vec<(Bytes, Bytes)>, len: u64) -> Vec<(Bytes, Bytes)> {
+    headers.push(pair("content-length", &len.to_string()));
+    headers
+}
+
+fn pair(name: &'static str, value: &str) -> (Bytes, Bytes) {
+    (
+        Bytes::from_static(name.as_bytes()),
+        Bytes::copy_from_slice(value.as_bytes()),
+    )
+}
+
+/// `file.gz` when it exists as a regular file inside the folder (and `file` is no `.gz`).
+fn gz_twin(root: &Path, file: &Path) -> Option<PathBuf> {
+    if file.extension().is_some_and(|e| e == "gz") {
+        return None;
+    }
+    let mut name = file.as_os_str().to_owned();
+    name.push(".gz");
+    path::inside(root, Path::new(&name))
+}
+
+/// Whether `Accept-Encoding` allows gzip (listed, and not with `q=0`).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let zero = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q == 0.0))
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !zero
+        })
+}
+
+fn content_type(file: &Path) -> String {
+    let mime = mime_guess::from_path(file).first_or_octet_stream();
+    match mime.type_() == mime_guess::mime::TEXT || mime.subtype() == "javascript" {
+        true => format!("{mime}; charset=utf-8"),
+        false => mime.to_string(),
+    }
+}
+
+/// RFC 9110 §13.1.2/13.1.3: `If-None-Match` (any listed tag, weak compare, or `*`) decides
+/// when present; otherwise `If-Modified-Since` (no change since that second).
+fn not_modified(headers: &HeaderMap, etag: &str, mtime: SystemTime) -> bool {
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
+        let Ok(inm) = inm.to_str() else { return false };
+        return inm
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.trim_start_matches("W/") == etag);
+    }
+    headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .is_some_and(|since| secs(mtime) <= secs(since))
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+enum Range {
+    Whole,
+    /// First and last byte, inclusive.
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// RFC 9110 §14: one `bytes=` range (`a-b`, `a-`, `-n`); several ranges, other units or a
+/// malformed header give the whole file; `If-Range` that no longer matches too.
+fn range(headers: &HeaderMap, etag: &str, mtime: SystemTime, len: u64) -> Range {
+    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Range::Whole;
+    };
+    if let Some(if_range) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        let current = match httpdate::parse_http_date(if_range) {
+            Ok(date) => secs(date) == secs(mtime),
+            Err(_) => if_range.trim() == etag,
+        };
+        if !current {
+            return Range::Whole;
+        }
+    }
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Range::Whole;
+    };
+    if spec.contains(',') {
+        return Range::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Range::Whole;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parse = |s: &str| s.parse::<u64>().ok();
+    match (a.is_empty(), b.is_empty()) {
+        // `-n`: the last n bytes.
+        (true, false) => match parse(b) {
+            Some(0) => Range::Unsatisfiable,
+            Some(_) if len == 0 => Range::Unsatisfiable,
+            Some(n) => Range::Part(len.saturating_sub(n), len - 1),
+            None => Range::Whole,
+        },
+        (false, _) => {
+            let Some(start) = parse(a) else {
+                return Range::Whole;
+            };
+            let end = if b.is_empty() {
+                Some(u64::MAX)
+            } else {
+                parse(b)
+            };
+            match end {
+                None => Range::Whole,
+                Some(end) if end < start => Range::Whole,
+                Some(_) if start >= len => Range::Unsatisfiable,
+                Some(end) => Range::Part(start, end.min(len - 1)),
+            }
+        }
+        (true, true) => Range::Whole,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder() -> (tempfile::TempDir, Public) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hello.txt"), "hello world").unwrap();
+        std::fs::write(dir.path().join("app.js"), "js").unwrap();
+        std::fs::write(dir.path().join("app.js.gz"), "gzipped").unwrap();
+        std::fs::create_dir(dir.path().join("docs")).unwrap();
+        std::fs::write(dir.path().join("docs/index.html"), "<p>").unwrap();
+        let public = Public::new(dir.path(), CACHE_CONTROL).unwrap();
+        (dir, public)
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    fn header_of<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(n, _)| n.as_ref() == name.as_bytes())
+            .map(|(_, v)| std::str::from_utf8(v).unwrap())
+    }
+
+    fn get(p: &Public, path: &str, h: &[(&'static str, &str)]) -> Option<Response> {
+        p.serve(&Method::GET, path, &headers(h))
+    }
+
+    fn body_len(r: &Response) -> u64 {
+        match &r.body {
+            Body::File(_, len) => *len,
+            Body::Full(b) => b.len() as u64,
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn files_get_their_type_validators_and_cache_control() {
+        let (_d, p) = folder();
+        let r = get(&p, "/hello.txt", &[]).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(body_len(&r), 11);
+        assert_eq!(
+            header_of(&r, "content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+        assert_eq!(header_of(&r, "cache-control"), Some("max-age=3600"));
+        let etag = header_of(&r, "etag").unwrap();
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"'),
+            "quoted: {etag}"
+        );
+        assert!(header_of(&r, "last-modified").is_some());
+        assert_eq!(get(&p, "/docs/", &[]).map(|r| r.status), Some(200));
+        assert!(get(&p, "/docs", &[]).is_none(), "no redirect: the app's");
+        assert!(get(&p, "/nothing", &[]).is_none());
+        assert!(p
+            .serve(&Method::POST, "/hello.txt", &HeaderMap::new())
+            .is_none());
+        assert!(p
+            .serve(&Method::DELETE, "/hello.txt", &HeaderMap::new())
+            .is_none());
+        let options = p
+            .serve(&Method::OPTIONS, "/hello.txt", &HeaderMap::new())
+            .unwrap();
+        assert_eq!(header_of(&options, "allow"), Some("GET, HEAD, OPTIONS"));
+    }
+
+    #[test]
+    fn validators_give_304() {
+        let (_d, p) = folder();
+        let r = get(&p, "/hello.txt", &[]).unwrap();
+        let etag = header_of(&r, "etag").unwrap().to_owned();
+        let modified = header_of(&r, "last-modified").unwrap().to_owned();
+        assert_eq!(
+            get(&p, "/hello.txt", &[("if-none-match", &etag)])
+                .unwrap()
+                .status,
+            304
+        );
+        let weak = format!("\"x\", W/{etag}");
+        assert_eq!(
+            get(&p, "/hello.txt", &[("if-none-match", &weak)])
+                .unwrap()
+                .status,
+            304
+        );
+        assert_eq!(
+            get(&p, "/hello.txt", &[("if-none-match", "\"other\"")])
+                .unwrap()
+                .status,
+            200
+        );
+        assert_eq!(
+            get(&p, "/hello.txt", &[("if-modified-since", &modified)])
+                .unwrap()
+                .status,
+            304
+        );
+        let old = "Mon, 01 Jan 2001 00:00:00 GMT";
+        assert_eq!(
+            get(&p, "/hello.txt", &[("if-modified-since", old)])
+                .unwrap()
+                .status,
+            200
+        );
+    }
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        let (_d, p) = folder();
+        let part = |range: &str| {
+            let r = get(&p, "/hello.txt", &[("range", range)]).unwrap();
+            (
+                r.status,
+                header_of(&r, "content-range").map(str::to_owned),
+                body_len(&r),
+            )
+        };
+        assert_eq!(part("bytes=0-4"), (206, Some("bytes 0-4/11".into()), 5));
+        assert_eq!(part("bytes=6-"), (206, Some("bytes 6-10/11".into()), 5));
+        assert_eq!(part("bytes=-3"), (206, Some("bytes 8-10/11".into()), 3));
+        assert_eq!(part("bytes=-50"), (206, Some("bytes 0-10/11".into()), 11));
+        assert_eq!(part("bytes=5-100"), (206, Some("bytes 5-10/11".into()), 6));
+        assert_eq!(part("bytes=11-"), (416, Some("bytes */11".into()), 0));
+        assert_eq!(part("bytes=-0"), (416, Some("bytes */11".into()), 0));
+        assert_eq!(part("bytes=0-1,3-4"), (200, None, 11));
+        assert_eq!(part("items=0-1"), (200, None, 11));
+        assert_eq!(part("bytes=4-2"), (200, None, 11));
+        let stale = get(
+            &p,
+            "/hello.txt",
+            &[("range", "bytes=0-1"), ("if-range", "\"old\"")],
+        )
+        .unwrap();
+        assert_eq!(stale.status, 200);
+    }
+
+    #[test]
+    fn a_gz_twin_is_preferred_when_accepted_and_always_varies() {
+        let (_d, p) = folder();
+        let r = get(&p, "/app.js", &[("accept-encoding", "br, gzip")]).unwrap();
+        assert_eq!(header_of(&r, "content-encoding"), Some("gzip"));
+        assert_eq!(
+            header_of(&r, "content-type"),
+            Some("text/javascript; charset=utf-8")
+        );
+        assert_eq!(header_of(&r, "vary"), Some("Accept-Encoding"));
+        assert_eq!(body_len(&r), 7);
+        let plain = get(&p, "/app.js", &[("accept-encoding", "gzip;q=0")]).unwrap();
+        assert_eq!(header_of(&plain, "content-encoding"), None);
+        assert_eq!(header_of(&plain, "vary"), Some("Accept-Encoding"));
+        assert_eq!(body_len(&plain), 2);
+        let hello = get(&p, "/hello.txt", &[("accept-encoding", "gzip")]).unwrap();
+        assert_eq!(header_of(&hello, "vary"), None);
+    }
+}
