@@ -18,8 +18,20 @@ RSpec.describe "static files (-www)" do
       File.write(File.join(@root, "app.js.gz"), "GZIPPED")
       File.write(File.join(dir, "canary.txt"), "CANARY")
       File.symlink(File.join(dir, "canary.txt"), File.join(@root, "leak"))
+      @secret = File.join(dir, "served-by-header.txt")
+      File.write(@secret, "0123456789")
       app = File.join(dir, "app.ru")
-      File.write(app, "run ->(env) { [200, { 'content-type' => 'text/plain' }, ['app:' + env['PATH_INFO']]] }\n")
+      File.write(app, <<~RUBY)
+        run(lambda do |env|
+          case env["PATH_INFO"]
+          when "/send" then [200, { "X-Sendfile" => #{@secret.inspect}, "x-custom" => "kept", "content-type" => "application/x-thing" }, ["ignored"]]
+          when "/send-lower" then [200, { "x-sendfile" => #{@secret.inspect} }, []]
+          when "/send-missing" then [200, { "x-sendfile" => "/no/such/file" }, []]
+          when "/type" then [200, {}, [env["sendfile.type"].to_s]]
+          else [200, { "content-type" => "text/plain" }, ["app:" + env["PATH_INFO"]]]
+          end
+        end)
+      RUBY
       @server = ServerProcess.new(["-t", "1", "-www", @root, app])
       example.run
     ensure
@@ -76,5 +88,20 @@ RSpec.describe "static files (-www)" do
       expect(curl("--path-as-is", url(path))).not_to include("CANARY"), path
       expect(raw_request(@server.port, "GET #{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).not_to include("CANARY"), path
     end
+  end
+
+  it "serves an app's X-Sendfile answer from Rust, with the static rules and the app's headers" do
+    answer = curl("-i", url("/send"))
+    expect(answer).to start_with("HTTP/1.1 200")
+    expect(answer).to match(/^x-custom: kept\r$/)
+    expect(answer).to match(/^content-type: application\/x-thing\r$/)
+    expect(answer).not_to match(/^x-sendfile/i)
+    expect(answer).to end_with("0123456789")
+    expect(curl(url("/send-lower"))).to eq("0123456789")
+    expect(curl("-H", "Range: bytes=-3", url("/send-lower"))).to eq("789")
+    etag = answer[/^etag: (".+")\r$/, 1]
+    expect(curl("-o", "/dev/null", "-w", "%{http_code}", "-H", "If-None-Match: #{etag}", url("/send"))).to eq("304")
+    expect(curl("-o", "/dev/null", "-w", "%{http_code}", url("/send-missing"))).to eq("404")
+    expect(curl(url("/type"))).to eq("X-Sendfile") # so Rack::Sendfile hands file bodies over
   end
 end

@@ -133,6 +133,75 @@ fn with_length(mut headers: Vec<(Bytes, Bytes)>, len: u64) -> Vec<(Bytes, Bytes)
     headers
 }
 
+/// Headers of a file answer that describe its body: they stay the server's when an app's
+/// `X-Sendfile` answer is merged; the app's own other headers win.
+const FILE_OWNED: &[&str] = &[
+    "content-length",
+    "content-range",
+    "content-encoding",
+    "accept-ranges",
+    "etag",
+    "last-modified",
+    "vary",
+];
+
+/// An application's `X-Sendfile` answer: `path` (absolute, chosen by the app) served with
+/// every static-file rule (validators, ranges, gzip twin), the app's other headers kept
+/// (they win over the file's, except those describing the body). 404 when there is no such
+/// regular file. `status` is the app's (used when the file is served whole).
+pub fn send_file(
+    path: &Path,
+    status: u16,
+    app_headers: Vec<(Bytes, Bytes)>,
+    request: &HeaderMap,
+    cache_control: &str,
+) -> Response {
+    let Some(file) = path
+        .canonicalize()
+        .ok()
+        .filter(|p| p.metadata().is_ok_and(|m| m.is_file()))
+    else {
+        crate::debug!("X-Sendfile: no file at {}", path.display());
+        return Response::new(
+            404,
+            vec![pair("content-type", "text/plain")],
+            Bytes::from_static(b"404 Not Found"),
+        );
+    };
+    let root = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let folder = Public {
+        root,
+        cache_control: Bytes::copy_from_slice(cache_control.as_bytes()),
+    };
+    let mut answer = match folder.respond(&file, request) {
+        Ok(answer) => answer,
+        Err(e) => {
+            crate::error!("X-Sendfile: {}: {e}", path.display());
+            return Response::new(
+                500,
+                vec![pair("content-type", "text/plain")],
+                Bytes::from_static(b"500 Internal Server Error"),
+            );
+        }
+    };
+    if answer.status == 200 && (200..300).contains(&status) {
+        answer.status = status;
+    }
+    for (name, value) in app_headers {
+        let lower = String::from_utf8_lossy(&name).to_ascii_lowercase();
+        if lower == "x-sendfile" || FILE_OWNED.contains(&lower.as_str()) {
+            continue;
+        }
+        answer
+            .headers
+            .retain(|(n, _)| !n.as_ref().eq_ignore_ascii_case(lower.as_bytes()));
+        answer
+            .headers
+            .push((Bytes::from(lower.into_bytes()), value));
+    }
+    answer
+}
+
 fn pair(name: &'static str, value: &str) -> (Bytes, Bytes) {
     (
         Bytes::from_static(name.as_bytes()),

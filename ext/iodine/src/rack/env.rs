@@ -164,6 +164,8 @@ pub fn template(ruby: &Ruby, tls: bool, port: u16) -> Result<RHash, Error> {
     t.aset("rack.upgrade?", ruby.qnil())?;
     t.aset("rack.upgrade", ruby.qnil())?;
     t.aset("rack.url_scheme", if tls { "https" } else { "http" })?;
+    // Rack::Sendfile then answers file bodies with `X-Sendfile`, served from Rust.
+    t.aset("sendfile.type", "X-Sendfile")?;
     let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
     let script_name = if script_name == "/" {
         String::new()

@@ -99,7 +99,7 @@ impl Job for RackJob {
                     replies::reply(self.reply, res);
                     Ok(())
                 }
-                Ok(None) => respond(ruby, self.reply, result, head),
+                Ok(None) => respond(ruby, self.reply, result, head, &self.request.headers),
                 Err(response::Invalid::Response(why)) => {
                     iodine_engine::error!("(Iodine) invalid Rack response: {why}");
                     replies::reply(self.reply, server_error());
@@ -110,7 +110,7 @@ impl Job for RackJob {
                     errors::contain(ruby, e)
                 }
             },
-            _ => respond(ruby, self.reply, result, head),
+            _ => respond(ruby, self.reply, result, head, &self.request.headers),
         };
         if let Some(input) = input {
             input.release();
@@ -125,6 +125,7 @@ fn respond(
     reply: Reply,
     result: Result<Value, Error>,
     head: bool,
+    request: &http::HeaderMap,
 ) -> Result<(), Error> {
     let value = match result {
         Ok(v) => v,
@@ -145,6 +146,20 @@ fn respond(
             return errors::contain(ruby, e);
         }
     };
+    if let Some(path) = sendfile_path(&res.headers) {
+        // `X-Sendfile`: the file is served from Rust with every static rule; the app's body
+        // is not sent (closed unconverted if it was to stream).
+        let cache = iodine_engine::public::CACHE_CONTROL;
+        let status = res.status;
+        let file = iodine_engine::public::send_file(&path, status, res.headers, request, cache);
+        replies::reply(reply, file);
+        return match rest {
+            response::Rest::Stream(body, _) | response::Rest::Call(body, _) => {
+                response::close(body).or_else(|e| errors::contain(ruby, e))
+            }
+            response::Rest::Done => Ok(()),
+        };
+    }
     let (body, sender, callable) = match rest {
         response::Rest::Done => {
             replies::reply(reply, res);
@@ -175,6 +190,15 @@ fn respond(
             errors::contain(ruby, e)
         }
     }
+}
+
+/// The path of an `X-Sendfile` answer (the header's name in any case).
+fn sendfile_path(headers: &[(bytes::Bytes, bytes::Bytes)]) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(b"x-sendfile"))
+        .map(|(_, value)| std::path::Path::new(std::ffi::OsStr::from_bytes(value)).to_path_buf())
 }
 
 fn server_error() -> Response {
