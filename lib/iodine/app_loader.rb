@@ -53,7 +53,7 @@ module Iodine
       end
 
       def static_only
-        ->(_env) { [404, { "Content-Type" => "text/plain" }, ["Not Found!"]] }
+        Listen.not_found_app(Iodine::DEFAULT_SETTINGS[:public])
       end
     end
   end

@@ -86,7 +86,7 @@ module Iodine
       end
 
       def listen_http(opts, handler)
-        handler = not_found_app if handler == false
+        handler = not_found_app(opts[:public]) if handler == false
         address, port, unix = where(opts)
         native = {
           address: address, port: port, unix: unix, log: opts[:log] ? true : false,
@@ -156,8 +156,17 @@ module Iodine
         [hard - FD_MARGIN, 1].max
       end
 
-      def not_found_app
-        ->(_env) { [404, { "Content-Type" => "text/plain", "Content-Length" => "10" }, ["Not Found!"]] }
+      # The app of a static-only listener: every request no file answered is a 404, with the
+      # public folder's 404.html when it has one.
+      def not_found_app(public = nil)
+        page = public && File.join(public.to_s, "404.html")
+        lambda do |_env|
+          if page && File.file?(page)
+            [404, { "content-type" => "text/html; charset=utf-8" }, [File.binread(page)]]
+          else
+            [404, { "Content-Type" => "text/plain", "Content-Length" => "10" }, ["Not Found!"]]
+          end
+        end
       end
     end
   end

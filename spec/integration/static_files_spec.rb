@@ -17,6 +17,7 @@ RSpec.describe "static files (-www)" do
       File.write(File.join(@root, "app.js"), "plain();")
       File.write(File.join(@root, "app.js.gz"), "GZIPPED")
       File.write(File.join(dir, "canary.txt"), "CANARY")
+      File.write(File.join(@root, "400.html"), "<h1>bad request page</h1>")
       File.symlink(File.join(dir, "canary.txt"), File.join(@root, "leak"))
       @secret = File.join(dir, "served-by-header.txt")
       File.write(@secret, "0123456789")
@@ -103,5 +104,23 @@ RSpec.describe "static files (-www)" do
     expect(curl("-o", "/dev/null", "-w", "%{http_code}", "-H", "If-None-Match: #{etag}", url("/send"))).to eq("304")
     expect(curl("-o", "/dev/null", "-w", "%{http_code}", url("/send-missing"))).to eq("404")
     expect(curl(url("/type"))).to eq("X-Sendfile") # so Rack::Sendfile hands file bodies over
+  end
+
+  it "uses the folder's <code>.html for errors the server answers itself" do
+    answer = raw_request(@server.port, "GET / HTTP/1.1\r\n\r\n") # no Host: 400
+    expect(answer).to start_with("HTTP/1.1 400")
+    expect(answer).to include("content-type: text/html")
+    expect(answer).to end_with("<h1>bad request page</h1>")
+  end
+
+  it "serves a static-only folder (no app) with its 404.html" do
+    File.write(File.join(@root, "404.html"), "<h1>custom 404</h1>")
+    static = ServerProcess.new(["-t", "1", "-www", @root], chdir: Dir.tmpdir)
+    expect(http_get(static.port, "/hello.txt").body).to eq("hello world")
+    missing = http_get(static.port, "/missing")
+    expect(missing.code).to eq("404")
+    expect(missing.body).to eq("<h1>custom 404</h1>")
+  ensure
+    static&.stop
   end
 end

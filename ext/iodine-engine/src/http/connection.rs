@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 
 use super::access_log::Entry;
 use super::body::{self, BodyError, Pace};
-use super::errors::error_response;
+use super::errors::{error_response, ServerMade};
 use super::handler::{Handler, Reply};
 use super::hijack::{Hijack, HijackableIo};
 use super::idle::{Busy, Expired, Idle};
@@ -149,6 +149,20 @@ async fn serve_one(
                 )
             });
             let mut res = respond(req, peer, &site, &hijack, &slot).await;
+            if res.status().as_u16() >= 400 && res.extensions().get::<ServerMade>().is_some() {
+                if let Some(page) = site
+                    .settings
+                    .public
+                    .as_ref()
+                    .and_then(|p| p.error_page(res.status().as_u16()))
+                {
+                    *res.body_mut() = ResponseBody::full(page);
+                    res.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/html; charset=utf-8"),
+                    );
+                }
+            }
             if draining.load(std::sync::atomic::Ordering::Acquire) {
                 res.headers_mut()
                     .insert(header::CONNECTION, http::HeaderValue::from_static("close"));

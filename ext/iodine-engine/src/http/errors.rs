@@ -5,6 +5,10 @@ use http::{header, HeaderValue, StatusCode};
 
 use super::response::ResponseBody;
 
+/// Marks a response the server made itself (a public folder's `<code>.html` may replace it).
+#[derive(Clone, Copy, Debug)]
+pub struct ServerMade;
+
 /// A plain-text error response; `close` also asks the client to close the connection.
 pub fn error_response(status: StatusCode, close: bool) -> hyper::Response<ResponseBody> {
     let text = format!(
@@ -19,5 +23,6 @@ pub fn error_response(status: StatusCode, close: bool) -> hyper::Response<Respon
     if close {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    res.extensions_mut().insert(ServerMade);
     res
 }

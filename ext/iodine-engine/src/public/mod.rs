@@ -52,6 +52,16 @@ impl Public {
         &self.root
     }
 
+    /// The folder's page for an error the server answers itself (`<code>.html`, at most
+    /// 1 MiB), if there is one.
+    pub fn error_page(&self, status: u16) -> Option<Bytes> {
+        let page = path::inside(&self.root, &self.root.join(format!("{status}.html")))?;
+        if page.metadata().ok()?.len() > 1024 * 1024 {
+            return None;
+        }
+        std::fs::read(page).ok().map(Bytes::from)
+    }
+
     /// The answer for a request, or None when it is the application's.
     pub fn serve(&self, method: &Method, raw_path: &str, headers: &HeaderMap) -> Option<Response> {
         let head = *method == Method::HEAD;
