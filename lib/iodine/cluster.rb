@@ -41,12 +41,13 @@ module Iodine
           @runner.raise_open_files_limit # the workers inherit it
           Base.fire_state(:pre_start)
           Base.cluster_master_init
-          @size.times { spawn_worker(&block) }
-          block&.call(:master)
+          # The banner comes before the workers accept: whoever waits for the port sees it.
           Base.log(4, "Starting up Iodine #{Iodine::VERSION} (Rust) on Ruby #{RUBY_VERSION}: " \
                       "#{@size} Workers X #{@threads} Threads per worker, " \
                       "max open files #{Runner.open_files}, master pid #{Process.pid}")
           Base.pending_listeners.each { |where| Base.log(4, "Listening on #{where}") }
+          @size.times { spawn_worker(&block) }
+          block&.call(:master)
           supervise(&block)
         ensure
           stop_workers

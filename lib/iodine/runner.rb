@@ -80,13 +80,14 @@ module Iodine
           # in single-process mode (the ActiveRecord/Sequel hooks included), without a fork.
           %i[before_fork after_fork enter_master].each { |event| Base.fire_state(event) }
         end
-        described = Base.start_server(Base.cores, @threads)
-        yield mode
+        # The banner comes before the listeners accept: whoever waits for the port sees it.
         if mode == :single
           Base.log(4, "Starting up Iodine #{Iodine::VERSION} (Rust) on Ruby #{RUBY_VERSION}: " \
                       "1 Worker X #{@threads} Threads, max open files #{Runner.open_files}, pid #{Process.pid}")
-          described.each { |where| Base.log(4, "Listening on #{where}") }
+          Base.pending_listeners.each { |where| Base.log(4, "Listening on #{where}") }
         end
+        Base.start_server(Base.cores, @threads)
+        yield mode
         pool = Array.new(@threads) { |i| worker_thread(i) }
         Runner.pool = pool
         Base.fire_state(:on_start)
