@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use iodine_engine::http::{serve, Handler, HttpSettings};
 use iodine_engine::raw::{self, RawSettings};
-use iodine_engine::server::{BoundListener, Shutdown};
+use iodine_engine::server::{BoundListener, Listener, Shutdown};
 use iodine_engine::timers::{self, Schedule};
 use parking_lot::Mutex;
 use tokio::runtime::{Handle, Runtime};
@@ -148,14 +148,9 @@ pub fn add_http(
     settings: HttpSettings,
     handler: Arc<dyn Handler>,
 ) -> std::io::Result<()> {
-    let described = bound.describe();
-    add(
-        Some(described),
-        Box::new(move |shutdown| {
-            let listener = bound.into_async()?;
-            Ok(Box::pin(serve(listener, settings, handler, shutdown.clone())) as Task)
-        }),
-    )
+    add_listener(bound, move |listener, shutdown| {
+        Box::pin(serve(listener, settings, handler, shutdown))
+    })
 }
 
 /// Adds a raw listener (`accept` makes each connection's link and events).
@@ -164,13 +159,20 @@ pub fn add_raw(
     settings: RawSettings,
     accept: Arc<dyn raw::Accept>,
 ) -> std::io::Result<()> {
+    add_listener(bound, move |listener, shutdown| {
+        Box::pin(raw::serve(listener, settings, accept, shutdown))
+    })
+}
+
+/// Adds a listener whose accept loop `serve` makes once the runtime runs.
+fn add_listener(
+    bound: BoundListener,
+    serve: impl FnOnce(Listener, Shutdown) -> Task + Send + 'static,
+) -> std::io::Result<()> {
     let described = bound.describe();
     add(
         Some(described),
-        Box::new(move |shutdown| {
-            let listener = bound.into_async()?;
-            Ok(Box::pin(raw::serve(listener, settings, accept, shutdown.clone())) as Task)
-        }),
+        Box::new(move |shutdown| Ok(serve(bound.into_async()?, shutdown.clone()))),
     )
 }
 

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use iodine_engine::http::HttpSettings;
-use iodine_engine::server::{bind, Address};
 use iodine_engine::timers::Schedule;
 use iodine_engine::websocket::WsSettings;
 use magnus::{function, prelude::*, Error, RArray, RHash, RModule, Ruby, Value};
@@ -16,16 +15,6 @@ use crate::{bridge, server};
 /// `:body_timeout` (seconds), `:min_upload_rate` (bytes/s), `:max_clients`, `:log`,
 /// `:max_msg` (bytes), `:ping` (seconds).
 fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
-    let unix: Option<String> = opts.lookup(ruby.to_symbol("unix"))?;
-    let address = match unix {
-        Some(path) => Address::Unix(path.into()),
-        None => Address::Tcp {
-            host: opts.lookup(ruby.to_symbol("address"))?,
-            port: opts
-                .lookup::<_, Option<u16>>(ruby.to_symbol("port"))?
-                .unwrap_or(3000),
-        },
-    };
     let defaults = HttpSettings::default();
     let public = match opts.lookup::<_, Option<String>>(ruby.to_symbol("public"))? {
         Some(folder) => {
@@ -83,14 +72,7 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
         },
         ..defaults
     };
-    let bound = bind(&address).map_err(|e| {
-        let address = super::sockets::describe(&address);
-        iodine_engine::error!("couldn't listen on {address}: {e}");
-        crate::errors::exception(
-            ruby.exception_runtime_error(),
-            "Couldn't open listening socket.",
-        )
-    })?;
+    let bound = super::sockets::bind_listener(ruby, opts)?;
     let port = bound.port();
     let handler = crate::rack::RackApp::new(ruby, app, settings.tls, port)?;
     server::add_http(bound, settings, handler).map_err(|e| {

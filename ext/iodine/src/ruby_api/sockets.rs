@@ -9,7 +9,7 @@ use std::time::Duration;
 use iodine_engine::client::{self, Target, WsRequest};
 use iodine_engine::link::{Link, Protocol, Upgrade};
 use iodine_engine::raw::{self, RawSettings};
-use iodine_engine::server::{bind, Address, Peer, Stream, Ticket};
+use iodine_engine::server::{bind, Address, BoundListener, Peer, Stream, Ticket};
 use iodine_engine::websocket::WsSettings;
 use magnus::{function, prelude::*, Error, RArray, RHash, RModule, Ruby, TryConvert, Value};
 
@@ -22,14 +22,7 @@ use crate::server;
 /// calls `factory.call` (on a worker, when it opens) for its handler. Options: `:address`,
 /// `:port`, `:unix`, `:max_clients`. Returns the port.
 fn listen_raw(ruby: &Ruby, factory: Value, opts: RHash) -> Result<u16, Error> {
-    let address = address_of(ruby, opts)?;
-    let bound = bind(&address).map_err(|e| {
-        iodine_engine::error!("couldn't listen on {}: {e}", describe(&address));
-        exception(
-            ruby.exception_runtime_error(),
-            "Couldn't open listening socket.",
-        )
-    })?;
+    let bound = bind_listener(ruby, opts)?;
     let port = bound.port();
     let defaults = RawSettings::default();
     let settings = RawSettings {
@@ -174,6 +167,19 @@ fn started(
     })
 }
 
+/// Binds the listener `opts` names (`:unix`, or `:address` and `:port`); a failure is logged
+/// with the address and raised as the C gem's RuntimeError.
+pub(super) fn bind_listener(ruby: &Ruby, opts: RHash) -> Result<BoundListener, Error> {
+    let address = address_of(ruby, opts)?;
+    bind(&address).map_err(|e| {
+        iodine_engine::error!("couldn't listen on {}: {e}", describe(&address));
+        exception(
+            ruby.exception_runtime_error(),
+            "Couldn't open listening socket.",
+        )
+    })
+}
+
 fn address_of(ruby: &Ruby, opts: RHash) -> Result<Address, Error> {
     Ok(
         match opts.lookup::<_, Option<String>>(ruby.to_symbol("unix"))? {
@@ -189,7 +195,7 @@ fn address_of(ruby: &Ruby, opts: RHash) -> Result<Address, Error> {
 }
 
 /// `host:port` or the socket path, for log lines.
-pub fn describe(address: &Address) -> String {
+fn describe(address: &Address) -> String {
     match address {
         Address::Tcp { host, port } => format!("{}:{port}", host.as_deref().unwrap_or("*")),
         Address::Unix(path) => path.display().to_string(),
