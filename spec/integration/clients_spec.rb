@@ -42,6 +42,13 @@ module ClientScripts
     peer.wait.join
   end
 
+  # What `io` holds until EOF, or until it is closed under the reader ("" then).
+  def read_all(io)
+    io.read
+  rescue IOError
+    ""
+  end
+
   # Runs `body` (after `require client_recorder.rb`) in a new Ruby, killed after `seconds`;
   # returns the JSON of its last stdout line (a script that printed none raises, with its
   # stderr). SHOW_RESULTS=1 prints each result.
@@ -51,8 +58,9 @@ module ClientScripts
       file.flush
       Open3.popen3(RbConfig.ruby, "-I#{ROOT}/lib", file.path) do |stdin, stdout, stderr, wait|
         stdin.close
-        out = Thread.new { stdout.read }
-        err = Thread.new { stderr.read }
+        # A grandchild may hold the pipes past the script's exit; closing them then ends these.
+        out = Thread.new { read_all(stdout) }
+        err = Thread.new { read_all(stderr) }
         unless wait.join(seconds)
           Process.kill("KILL", wait.pid)
           wait.join

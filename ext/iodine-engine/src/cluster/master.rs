@@ -26,6 +26,9 @@ use crate::pubsub::broker;
 /// rather than grow the master without end.
 const PEER_BACKLOG: usize = 64 * 1024 * 1024;
 
+/// How many times a turn reads every worker again while publishes keep arriving.
+const SWEEPS: usize = 4;
+
 struct Peer {
     id: PeerId,
     stream: UnixStream,
@@ -51,6 +54,11 @@ pub struct Hub {
     wake_read: UnixStream,
     waker: HubWaker,
     outbox: Arc<Outbox>,
+    /// Publishes read in the last sweep of a turn that never went quiet: routed next turn.
+    held: Vec<Publish>,
+    /// Runs after each worker's read in a turn's first pass (tests stage races with it).
+    #[cfg(test)]
+    after_read: Option<Box<dyn FnMut(usize)>>,
 }
 
 /// Wakes a [`Hub::poll`] from any thread.
@@ -90,6 +98,9 @@ impl Hub {
                 write: Arc::new(wake_write),
             },
             outbox: Arc::default(),
+            held: Vec::new(),
+            #[cfg(test)]
+            after_read: None,
         })
     }
 
@@ -153,6 +164,11 @@ impl Hub {
     pub fn poll(&mut self, timeout: Option<Duration>) -> io::Result<Polled> {
         let mut polled = Polled::default();
         self.route_outbox(&mut polled);
+        let timeout = if self.held.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
         let ready: Vec<(bool, bool, bool)> = {
             let mut fds = Vec::with_capacity(self.peers.len() + 1);
             fds.push(PollFd::new(&self.wake_read, PollFlags::IN));
@@ -188,20 +204,37 @@ impl Hub {
             while matches!((&self.wake_read).read(&mut sink), Ok(n) if n > 0) {}
         }
         let mut broken = Vec::new();
-        // Every worker is read before anything is routed, and subscriptions are applied
-        // before publishes: a worker subscribes (and says so) before its client can hear
-        // about it, so a publish that client then causes elsewhere, even one read first in
-        // this turn, must find the subscription in place.
-        let mut publishes = Vec::new();
+        // Subscriptions are applied as they are read, publishes only routed once every worker
+        // has been read again after them. A worker subscribes (and says so) before its client
+        // can hear about it, so a publish that client then causes elsewhere was written after
+        // the subscription: reading every worker once more after reading the publish is
+        // sure to find that subscription, even if the subscriber's socket was read (empty)
+        // just before.
+        let mut publishes = std::mem::take(&mut self.held);
+        let mut fresh = Vec::new();
         for (i, (_, writable, hangup)) in ready.into_iter().skip(1).enumerate() {
-            match self.read_peer(i, &mut publishes) {
+            match self.read_peer(i, &mut fresh) {
                 Ok(true) if !hangup => {}
                 Ok(_) | Err(_) => broken.push(i),
             }
             if writable && flush(&mut self.peers[i]).is_err() {
                 broken.push(i);
             }
+            #[cfg(test)]
+            if let Some(hook) = self.after_read.as_mut() {
+                hook(i);
+            }
         }
+        for _ in 0..SWEEPS {
+            if fresh.is_empty() {
+                break;
+            }
+            publishes.append(&mut fresh);
+            self.sweep(&mut fresh, &mut broken);
+        }
+        // Still arriving after a few sweeps (a flood): the last ones wait for the next turn,
+        // which then does not block.
+        self.held = fresh;
         for (from, reach, channel, message) in publishes {
             self.route(Some(from), reach, channel, message, &mut polled);
         }
@@ -214,6 +247,15 @@ impl Hub {
             polled.gone.push(peer.id);
         }
         Ok(polled)
+    }
+
+    /// Reads every worker once more; those whose socket closed are added to `broken`.
+    fn sweep(&mut self, publishes: &mut Vec<Publish>, broken: &mut Vec<usize>) {
+        for i in 0..self.peers.len() {
+            if !matches!(self.read_peer(i, publishes), Ok(true)) {
+                broken.push(i);
+            }
+        }
     }
 
     /// Reads what peer `i` sent: its interests are applied, its publishes collected for
@@ -483,6 +525,51 @@ mod tests {
                 reach: Reach::Cluster,
                 channel: Bytes::from("same-turn"),
                 message: Bytes::from("m"),
+            }
+        );
+    }
+
+    #[test]
+    fn a_subscription_written_after_its_socket_was_read_still_gets_the_publish_it_caused() {
+        let mut hub = Hub::new().unwrap();
+        let (_, mut subscriber) = hub.pair().unwrap();
+        let (_, publisher) = hub.pair().unwrap();
+        // The race: the subscriber's socket is read (nothing there yet), then it subscribes and
+        // its client causes a publish on the other worker, read next in the same pass.
+        let mut publisher = Some(publisher);
+        let mut subscriber_writer = Some(subscriber.try_clone().unwrap());
+        hub.after_read = Some(Box::new(move |i| {
+            if i == 0 {
+                if let (Some(mut s), Some(mut p)) = (subscriber_writer.take(), publisher.take()) {
+                    write(
+                        &mut s,
+                        Frame::Subscribe {
+                            name: Bytes::from("late"),
+                            pattern: false,
+                        },
+                    );
+                    write(
+                        &mut p,
+                        Frame::Publish {
+                            reach: Reach::Cluster,
+                            channel: Bytes::from("late"),
+                            message: Bytes::from("caused"),
+                        },
+                    );
+                    // Kept open until the hook is dropped.
+                    std::mem::forget(p);
+                }
+            }
+        }));
+        // Something for the poll to wake on.
+        hub.waker().wake();
+        hub.poll(Some(Duration::from_secs(1))).unwrap();
+        assert_eq!(
+            frame_of(&mut subscriber),
+            Frame::Publish {
+                reach: Reach::Cluster,
+                channel: Bytes::from("late"),
+                message: Bytes::from("caused"),
             }
         );
     }
