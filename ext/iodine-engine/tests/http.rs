@@ -348,3 +348,121 @@ fn a_public_folder_is_served_before_the_app_and_nothing_escapes_it() {
         assert!(!reply.contains("CANARY"), "{path} escaped: {reply}");
     }
 }
+
+/// Reads one response on a keep-alive connection: (head, body bytes).
+fn read_binary_response(s: &mut std::net::TcpStream) -> (String, Vec<u8>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).expect("head"), 1, "closed in the head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse::<usize>().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).expect("body");
+    (head, body)
+}
+
+#[test]
+fn large_files_arrive_whole_and_exact_in_pieces_ranges_and_on_keep_alive() {
+    // Several sendfile pieces (1 MiB each) plus a tail, with bytes that differ everywhere:
+    // a placeholder sent as itself would show as zeros.
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 12_345u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 1)
+        .collect();
+    std::fs::write(dir.path().join("big.bin"), &data).unwrap();
+    std::fs::write(dir.path().join("small.txt"), "small").unwrap();
+    let settings = HttpSettings {
+        public: Some(Arc::new(
+            iodine_engine::public::Public::new(dir.path(), "max-age=60").unwrap(),
+        )),
+        ..HttpSettings::default()
+    };
+    let srv = TestServer::start(settings, echo());
+    let mut s = srv.connect();
+    // A whole file, then a range from inside the second piece, a suffix range, then a small
+    // file: all on one connection (sent bodies leave nothing behind for the next answer).
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (head, body) = read_binary_response(&mut s);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(body == data, "the whole file, byte for byte");
+    let (a, b) = (1_500_000usize, 2_600_000usize);
+    s.write_all(
+        format!("GET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes={a}-{b}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let (head, body) = read_binary_response(&mut s);
+    assert!(head.starts_with("http/1.1 206"), "{head}");
+    assert!(body == data[a..=b], "the range, byte for byte");
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=-100\r\n\r\n")
+        .unwrap();
+    let (_, body) = read_binary_response(&mut s);
+    assert!(body == data[data.len() - 100..]);
+    s.write_all(b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (head, body) = read_binary_response(&mut s);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"small");
+    // A client that reads slowly (a small receive window) still gets every byte.
+    let slow = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    slow.set_recv_buffer_size(4096).unwrap();
+    slow.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], srv.port)).into())
+        .unwrap();
+    let mut slow: std::net::TcpStream = slow.into();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        slow.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let mut got = Vec::with_capacity(data.len());
+    let mut chunk = [0u8; 1000];
+    while got.len() < data.len() {
+        let n = slow.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&chunk[..n]);
+        if got.len() < 200_000 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    assert!(got == data, "the slow client's copy, byte for byte");
+}
+
+#[test]
+fn a_client_that_leaves_in_the_middle_of_a_large_file_costs_nothing_and_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big.bin"), vec![7u8; 8 * 1024 * 1024]).unwrap();
+    let settings = HttpSettings {
+        public: Some(Arc::new(
+            iodine_engine::public::Public::new(dir.path(), "max-age=60").unwrap(),
+        )),
+        ..HttpSettings::default()
+    };
+    let srv = TestServer::start(settings, echo());
+    for _ in 0..20 {
+        let mut s = srv.connect();
+        s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut some = [0u8; 4096];
+        let _ = s.read(&mut some).unwrap();
+        drop(s); // reset with most of the file unsent
+    }
+    let mut s = srv.connect();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (head, body) = read_binary_response(&mut s);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body.len(), 8 * 1024 * 1024);
+    assert!(body.iter().all(|&b| b == 7));
+}

@@ -110,8 +110,9 @@ fn builder(settings: &HttpSettings) -> http1::Builder {
         .header_read_timeout(None)
         .max_header_size(settings.max_head)
         .max_buf_size(settings.max_head.max(8192) + 8192)
-        // Small responses go out in one write: headers and body copied into one buffer.
-        .writev(false)
+        // Vectored writes: body bytes are never copied into hyper's buffer, which is what
+        // lets a file body be sent with sendfile(2) (see sendfile.rs).
+        .writev(true)
         .keep_alive(true)
         .half_close(false);
     b
@@ -128,6 +129,7 @@ async fn serve_one(
     let idle = Arc::new(Idle::new());
     let svc_idle = idle.clone();
     let (io, hijack) = HijackableIo::new(stream, idle.clone());
+    let spool = io.spool();
     let slot: Slot = Arc::default();
     let svc_slot = slot.clone();
     // Set at shutdown: the answers still given say `Connection: close`.
@@ -139,6 +141,7 @@ async fn serve_one(
         let busy = Busy::new(svc_idle.clone());
         let hijack = hijack.clone();
         let slot = svc_slot.clone();
+        let spool = spool.clone();
         async move {
             let started = Instant::now();
             let logged = site.settings.log.then(|| {
@@ -168,6 +171,7 @@ async fn serve_one(
                     .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
             }
             res.body_mut().hold_until_sent(busy);
+            res.body_mut().send_files_with(spool.clone());
             // Hijacked and upgraded requests are not logged (the app answered on its own).
             if let (Some((method, path, version)), false) = (logged, hijack.is_taken()) {
                 let status = res.status().as_u16();

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::idle::Idle;
+use super::sendfile::{self, Plan, Spool};
 use crate::server::Stream;
 
 /// What a connection and the claims of its requests share.
@@ -71,8 +72,11 @@ pub(crate) struct HijackableIo {
     /// None once handed on ([`HijackableIo::into_stream`]).
     inner: Option<Stream>,
     shared: Arc<Shared>,
-    /// Told when bytes arrive (the request-head deadline starts with the first byte).
+    /// Told when bytes arrive (the request-head deadline starts with the first byte), and
+    /// when a file body makes progress.
     idle: Arc<Idle>,
+    /// The pieces of files behind the placeholders hyper writes (see `sendfile.rs`).
+    spool: Arc<Spool>,
 }
 
 impl HijackableIo {
@@ -89,9 +93,31 @@ impl HijackableIo {
                 inner: Some(inner),
                 shared,
                 idle,
+                spool: Arc::default(),
             },
             hijack,
         )
+    }
+
+    /// The spool file bodies of this connection push their pieces on.
+    pub(crate) fn spool(&self) -> Arc<Spool> {
+        self.spool.clone()
+    }
+
+    /// Sends the front piece of a file in place of its placeholder.
+    fn poll_file(
+        &mut self,
+        cx: &mut Context<'_>,
+        skip: usize,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        let stream = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
+        let sent = std::task::ready!(sendfile::poll_send(stream, &self.spool, skip, len, cx))?;
+        self.idle.note_written();
+        Poll::Ready(Ok(sent))
     }
 
     fn taken(&self) -> bool {
@@ -150,6 +176,9 @@ impl AsyncWrite for HijackableIo {
         if this.taken() {
             return Poll::Ready(Ok(buf.len()));
         }
+        if let Plan::File { skip, len } = sendfile::plan(&this.spool, &[io::IoSlice::new(buf)]) {
+            return this.poll_file(cx, skip, len);
+        }
         Pin::new(this.stream()?).poll_write(cx, buf)
     }
 
@@ -162,7 +191,11 @@ impl AsyncWrite for HijackableIo {
         if this.taken() {
             return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
-        Pin::new(this.stream()?).poll_write_vectored(cx, bufs)
+        match sendfile::plan(&this.spool, bufs) {
+            Plan::Plain => Pin::new(this.stream()?).poll_write_vectored(cx, bufs),
+            Plan::Before(n) => this.stream()?.poll_write_more(cx, &bufs[..n]),
+            Plan::File { skip, len } => this.poll_file(cx, skip, len),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {

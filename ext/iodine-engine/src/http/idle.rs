@@ -87,6 +87,12 @@ impl Idle {
         }
     }
 
+    /// The client took bytes of a file body (sent by the connection's IO, not polled from
+    /// the body).
+    pub(crate) fn note_written(&self) {
+        self.body_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
     /// Its response was produced.
     pub(crate) fn end(&self) {
         self.streaming.store(false, Ordering::Relaxed);

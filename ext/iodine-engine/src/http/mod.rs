@@ -16,6 +16,7 @@ mod hijack;
 mod idle;
 mod request;
 mod response;
+mod sendfile;
 mod settings;
 mod stream_body;
 mod takeover;

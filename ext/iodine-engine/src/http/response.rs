@@ -2,17 +2,19 @@
 
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, StatusCode};
 use hyper::body::{Frame, SizeHint};
-use tokio::io::{AsyncRead, ReadBuf};
 
 use super::access_log::Entry;
 use super::idle::Busy;
+use super::sendfile::{self, Spool};
 use super::stream_body::{self, BodySender, StreamReceiver};
 
 /// Read size for file bodies.
@@ -62,6 +64,9 @@ pub struct ResponseBody {
     busy: Option<Busy>,
     /// Written when the body is dropped, with the bytes actually sent.
     log: Option<Box<Entry>>,
+    /// When set, a file is sent with `sendfile(2)` by the connection's IO (placeholders
+    /// are yielded, see `sendfile.rs`) rather than read here.
+    spool: Option<Arc<Spool>>,
 }
 
 impl Drop for ResponseBody {
@@ -87,7 +92,9 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     File {
-        file: tokio::fs::File,
+        file: Arc<File>,
+        /// Where the next byte is read from (None: the file's position was unknowable).
+        offset: Option<u64>,
         remaining: u64,
     },
     Stream(StreamReceiver),
@@ -100,6 +107,7 @@ impl ResponseBody {
             sent: 0,
             busy: None,
             log: None,
+            spool: None,
         }
     }
 
@@ -121,8 +129,9 @@ impl ResponseBody {
         match body {
             Body::Empty => Self::empty(),
             Body::Full(b) => Self::full(b),
-            Body::File(f, len) => Self::new(Kind::File {
-                file: tokio::fs::File::from_std(f),
+            Body::File(mut file, len) => Self::new(Kind::File {
+                offset: io::Seek::stream_position(&mut file).ok(),
+                file: Arc::new(file),
                 remaining: len,
             }),
             Body::Stream(rx) => Self::new(Kind::Stream(rx)),
@@ -135,6 +144,11 @@ impl ResponseBody {
     /// Keeps `guard` until hyper has taken the whole body (or dropped it).
     pub(crate) fn hold_until_sent(&mut self, guard: Busy) {
         self.busy = Some(guard);
+    }
+
+    /// Lets a file body be sent with `sendfile(2)` by the connection whose spool this is.
+    pub(crate) fn send_files_with(&mut self, spool: Arc<Spool>) {
+        self.spool = Some(spool);
     }
 
     /// Writes `entry` to the access log once the body has been sent (or dropped).
@@ -182,35 +196,44 @@ impl hyper::body::Body for ResponseBody {
                     other => other.map(|c| c.map(|r| r.map(Frame::data))),
                 }
             }
-            Kind::File { file, remaining } => {
+            Kind::File {
+                file,
+                offset,
+                remaining,
+            } => {
                 if *remaining == 0 {
                     return Poll::Ready(None);
                 }
-                let want = (*remaining).min(FILE_CHUNK as u64) as usize;
-                let mut buf = BytesMut::zeroed(want);
-                let mut read_buf = ReadBuf::new(&mut buf);
-                let polled = Pin::new(file).poll_read(cx, &mut read_buf);
-                // A file always has data for a client that reads (a pending disk read is not
-                // the client's doing): the stalled-reader rule applies as to streams.
+                let Some(at) = *offset else {
+                    return Poll::Ready(Some(Err(io::Error::other("file position unknown"))));
+                };
                 if let Some(busy) = &this.busy {
-                    busy.note_stream(polled.is_pending());
+                    busy.note_stream(false);
                 }
-                match polled {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-                    Poll::Ready(Ok(())) => {
-                        let n = read_buf.filled().len();
-                        if n == 0 {
-                            // The file shrank under us: abort rather than send a short body.
-                            return Poll::Ready(Some(Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "file shorter than its length",
-                            ))));
-                        }
+                if let Some(spool) = &this.spool {
+                    let len = (*remaining).min(sendfile::MARK as u64) as usize;
+                    *offset = Some(at + len as u64);
+                    *remaining -= len as u64;
+                    this.sent += len as u64;
+                    return Poll::Ready(Some(Ok(Frame::data(spool.push(file, at, len)))));
+                }
+                // Read here, on the IO thread, as nginx does without aio: a file in the page
+                // cache costs a copy; a thread hop per chunk would cost more.
+                let want = (*remaining).min(FILE_CHUNK as u64) as usize;
+                let mut chunk = vec![0u8; want];
+                match file.read_at(&mut chunk, at) {
+                    Err(e) => Poll::Ready(Some(Err(e))),
+                    // The file shrank under us: abort rather than send a short body.
+                    Ok(0) => Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shorter than its length",
+                    )))),
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        *offset = Some(at + n as u64);
                         *remaining -= n as u64;
                         this.sent += n as u64;
-                        buf.truncate(n);
-                        Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
+                        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
                     }
                 }
             }

@@ -10,11 +10,13 @@
 //! on a file go to the application (no 403). A request with several ranges gets the whole
 //! file (200), as RFC 9110 allows.
 
+mod cache;
 mod path;
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -22,16 +24,18 @@ use http::{header, HeaderMap, Method};
 
 use crate::http::{Body, Response};
 
+pub use cache::{Cache, Meta};
 pub use path::segments;
 
 /// The default `Cache-Control` of static files (the C gem's).
 pub const CACHE_CONTROL: &str = "max-age=3600";
 
 /// A public folder.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Public {
     root: PathBuf,
     cache_control: Bytes,
+    cache: Cache,
 }
 
 impl Public {
@@ -44,6 +48,7 @@ impl Public {
         Ok(Public {
             root,
             cache_control: Bytes::copy_from_slice(cache_control.as_bytes()),
+            cache: Cache::default(),
         })
     }
 
@@ -68,7 +73,11 @@ impl Public {
         if *method != Method::GET && !head && *method != Method::OPTIONS {
             return None;
         }
-        let file = path::resolve(&self.root, raw_path)?;
+        let (file, twin) = self.cache.route(raw_path, || {
+            let file = path::resolve(&self.root, raw_path)?;
+            let twin = gz_twin(&self.root, &file).map(Arc::from);
+            Some((Arc::from(file), twin))
+        })?;
         if *method == Method::OPTIONS {
             return Some(Response::new(
                 200,
@@ -76,65 +85,82 @@ impl Public {
                 Bytes::new(),
             ));
         }
-        self.respond(&file, headers).ok()
+        respond(
+            &file,
+            twin.as_ref(),
+            headers,
+            &self.cache_control,
+            Some(&self.cache),
+        )
+        .ok()
     }
+}
 
-    fn respond(&self, file: &Path, headers: &HeaderMap) -> io::Result<Response> {
-        let twin = gz_twin(&self.root, file);
-        let gzip = twin.is_some() && accepts_gzip(headers);
-        let served = match (&twin, gzip) {
-            (Some(twin), true) => twin.as_path(),
-            _ => file,
-        };
-        let mut f = File::open(served)?;
-        let meta = f.metadata()?;
-        let len = meta.len();
-        let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-        let nanos = mtime
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let etag = format!("\"{len:x}-{nanos:x}{}\"", if gzip { "-gz" } else { "" });
-        let mut out = vec![
-            pair("etag", &etag),
-            pair("last-modified", &httpdate::fmt_http_date(mtime)),
-            (
-                Bytes::from_static(b"cache-control"),
-                self.cache_control.clone(),
-            ),
-        ];
-        if twin.is_some() {
-            out.push(pair("vary", "Accept-Encoding"));
+/// The answer with `file` (or its gzip `twin`, when the client takes gzip) to a GET with
+/// `headers`: validators, 304, ranges. Through `cache` when given.
+fn respond(
+    file: &Arc<Path>,
+    twin: Option<&Arc<Path>>,
+    headers: &HeaderMap,
+    cache_control: &Bytes,
+    cache: Option<&Cache>,
+) -> io::Result<Response> {
+    let served = match twin {
+        Some(twin) if accepts_gzip(headers) => twin,
+        _ => file,
+    };
+    let gzip = !Arc::ptr_eq(served, file);
+    let (meta, open) = match cache {
+        Some(cache) => cache.file(served, file, gzip)?,
+        None => {
+            let f = File::open(served)?;
+            (Arc::new(Meta::of(&f, file, gzip)?), Some(f))
         }
-        if not_modified(headers, &etag, mtime) {
-            return Ok(Response::new(304, out, Bytes::new()));
-        }
-        out.push(pair("content-type", &content_type(file)));
-        out.push(pair("accept-ranges", "bytes"));
-        if gzip {
-            out.push(pair("content-encoding", "gzip"));
-        }
-        match range(headers, &etag, mtime, len) {
-            Range::Whole => Ok(Response {
-                status: 200,
-                headers: with_length(out, len),
-                body: Body::File(f, len),
-            }),
-            Range::Part(start, end) => {
-                f.seek(SeekFrom::Start(start))?;
-                out.push(pair("content-range", &format!("bytes {start}-{end}/{len}")));
-                Ok(Response {
-                    status: 206,
-                    headers: with_length(out, end - start + 1),
-                    body: Body::File(f, end - start + 1),
-                })
-            }
-            Range::Unsatisfiable => {
-                out.push(pair("content-range", &format!("bytes */{len}")));
-                Ok(Response::new(416, out, Bytes::new()))
-            }
-        }
+    };
+    let shared =
+        |name: &'static str, value: &Bytes| (Bytes::from_static(name.as_bytes()), value.clone());
+    let mut out = Vec::with_capacity(9);
+    out.push(shared("etag", &meta.etag));
+    out.push(shared("last-modified", &meta.last_modified));
+    out.push(shared("cache-control", cache_control));
+    if twin.is_some() {
+        out.push(pair("vary", "Accept-Encoding"));
     }
+    if not_modified(headers, meta.tag(), meta.mtime) {
+        return Ok(Response::new(304, out, Bytes::new()));
+    }
+    out.push(shared("content-type", &meta.content_type));
+    out.push(pair("accept-ranges", "bytes"));
+    if gzip {
+        out.push(pair("content-encoding", "gzip"));
+    }
+    let len = meta.len;
+    let (status, start, count) = match range(headers, meta.tag(), meta.mtime, len) {
+        Range::Whole => (200, 0, len),
+        Range::Part(start, end) => {
+            out.push(pair("content-range", &format!("bytes {start}-{end}/{len}")));
+            (206, start, end - start + 1)
+        }
+        Range::Unsatisfiable => {
+            out.push(pair("content-range", &format!("bytes */{len}")));
+            return Ok(Response::new(416, out, Bytes::new()));
+        }
+    };
+    let body = match (&meta.body, open) {
+        (Some(bytes), _) => Body::Full(bytes.slice(start as usize..(start + count) as usize)),
+        (None, Some(mut f)) => {
+            if start > 0 {
+                f.seek(SeekFrom::Start(start))?;
+            }
+            Body::File(f, count)
+        }
+        (None, None) => return Err(io::ErrorKind::NotFound.into()),
+    };
+    Ok(Response {
+        status,
+        headers: with_length(out, count),
+        body,
+    })
 }
 
 /// The headers with the body's length (a HEAD answer carries it too).
@@ -179,11 +205,10 @@ pub fn send_file(
         );
     };
     let root = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let folder = Public {
-        root,
-        cache_control: Bytes::copy_from_slice(cache_control.as_bytes()),
-    };
-    let mut answer = match folder.respond(&file, request) {
+    let twin = gz_twin(&root, &file).map(Arc::from);
+    let cache_control = Bytes::copy_from_slice(cache_control.as_bytes());
+    let file: Arc<Path> = Arc::from(file);
+    let mut answer = match respond(&file, twin.as_ref(), request, &cache_control, None) {
         Ok(answer) => answer,
         Err(e) => {
             crate::error!("X-Sendfile: {}: {e}", path.display());

@@ -59,6 +59,69 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Waits until the socket may take more bytes.
+    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_write_ready(cx),
+            Stream::Unix(s) => s.poll_write_ready(cx),
+        }
+    }
+
+    /// Writes `bufs` telling TCP that more follows at once (`MSG_MORE`): a response head
+    /// written before a file then leaves in the same segments as the file's first bytes
+    /// instead of a small segment of its own. Unix sockets write as usual.
+    pub fn poll_write_more(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let Stream::Tcp(tcp) = self else {
+            return Pin::new(self).poll_write_vectored(cx, bufs);
+        };
+        let flags = rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL;
+        loop {
+            std::task::ready!(tcp.poll_write_ready(cx))?;
+            let sent = tcp.try_io(tokio::io::Interest::WRITABLE, || {
+                let mut control = rustix::net::SendAncillaryBuffer::default();
+                rustix::net::sendmsg(&*tcp, bufs, &mut control, flags).map_err(io::Error::from)
+            });
+            match sent {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// Sends up to `len` bytes of `file` from `offset` with `sendfile(2)`: what the socket
+    /// took (0 when the file ended first).
+    pub fn poll_sendfile(
+        &self,
+        cx: &mut Context<'_>,
+        file: &std::fs::File,
+        offset: u64,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        let send = || {
+            let mut at = offset;
+            rustix::fs::sendfile(self, file, Some(&mut at), len).map_err(io::Error::from)
+        };
+        loop {
+            std::task::ready!(self.poll_write_ready(cx))?;
+            let sent = match self {
+                Stream::Tcp(s) => s.try_io(tokio::io::Interest::WRITABLE, send),
+                Stream::Unix(s) => s.try_io(tokio::io::Interest::WRITABLE, send),
+            };
+            match sent {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -110,6 +173,15 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+impl std::os::fd::AsFd for Stream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
         }
     }
 }
