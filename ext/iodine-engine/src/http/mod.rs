@@ -28,6 +28,7 @@ pub use handler::{Handler, Reply};
 pub use head::put_app_headers;
 pub use hijack::Hijack;
 pub use request::{env_key, forwarded_https, Request};
+pub(crate) use response::server_made;
 pub use response::{stream_channel, Body, Response, ResponseBody};
 pub use settings::HttpSettings;
 pub use stream_body::{BodySender, StreamReceiver};

@@ -379,6 +379,25 @@ impl Response {
     }
 }
 
+/// A response the server made itself (a static file's): `headers` are valid by
+/// construction and carry the length; `head_request` (or a 304) leaves the body out.
+pub(crate) fn server_made(
+    status: u16,
+    headers: http::HeaderMap,
+    body: Body,
+    head_request: bool,
+) -> hyper::Response<ResponseBody> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let bodiless = head_request || status == StatusCode::NOT_MODIFIED;
+    let mut res = hyper::Response::new(match bodiless {
+        true => ResponseBody::empty(),
+        false => ResponseBody::from_body(body),
+    });
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    res
+}
+
 /// What the app's `Content-Length` header(s) said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Declared {

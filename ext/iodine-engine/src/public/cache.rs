@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use http::HeaderValue;
 use parking_lot::Mutex;
 
 /// How long a resolved request path is trusted.
@@ -46,11 +47,11 @@ pub struct Meta {
     /// Device and inode: a file replaced by another of the same size and time is reloaded.
     id: (u64, u64),
     /// The quoted `ETag`.
-    pub etag: Bytes,
+    pub etag: HeaderValue,
     /// `Last-Modified`.
-    pub last_modified: Bytes,
+    pub last_modified: HeaderValue,
     /// `Content-Type` (of the file asked for, also when its gzip twin is served).
-    pub content_type: Bytes,
+    pub content_type: HeaderValue,
     /// The contents, for a small file read through the cache.
     pub body: Option<Bytes>,
 }
@@ -71,16 +72,16 @@ impl Meta {
             len,
             mtime,
             id: (stat.dev(), stat.ino()),
-            etag: Bytes::from(etag),
-            last_modified: Bytes::from(httpdate::fmt_http_date(mtime)),
-            content_type: Bytes::from(super::content_type(asked)),
+            etag: super::text(etag),
+            last_modified: super::text(httpdate::fmt_http_date(mtime)),
+            content_type: super::text(super::content_type(asked)),
             body: None,
         })
     }
 
     /// The `ETag` as text (made here, always ASCII).
     pub fn tag(&self) -> &str {
-        std::str::from_utf8(&self.etag).unwrap_or_default()
+        self.etag.to_str().unwrap_or_default()
     }
 
     /// Whether `stat` still describes the file this was made from.

@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Method};
+use http::{header, HeaderMap, HeaderValue, Method};
 
-use crate::http::{Body, Response};
+use crate::http::{Body, Response, ResponseBody};
 
 pub use cache::{Cache, Meta};
 pub use path::segments;
@@ -34,7 +34,7 @@ pub const CACHE_CONTROL: &str = "max-age=3600";
 #[derive(Debug)]
 pub struct Public {
     root: PathBuf,
-    cache_control: Bytes,
+    cache_control: HeaderValue,
     cache: Cache,
 }
 
@@ -47,7 +47,9 @@ impl Public {
         }
         Ok(Public {
             root,
-            cache_control: Bytes::copy_from_slice(cache_control.as_bytes()),
+            cache_control: HeaderValue::from_str(cache_control).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "invalid Cache-Control")
+            })?,
             cache: Cache::default(),
         })
     }
@@ -68,7 +70,7 @@ impl Public {
     }
 
     /// The answer for a request, or None when it is the application's.
-    pub fn serve(&self, method: &Method, raw_path: &str, headers: &HeaderMap) -> Option<Response> {
+    pub fn serve(&self, method: &Method, raw_path: &str, headers: &HeaderMap) -> Option<Answer> {
         let head = *method == Method::HEAD;
         if *method != Method::GET && !head && *method != Method::OPTIONS {
             return None;
@@ -79,11 +81,12 @@ impl Public {
             Some((Arc::from(file), twin))
         })?;
         if *method == Method::OPTIONS {
-            return Some(Response::new(
-                200,
-                vec![pair("allow", "GET, HEAD, OPTIONS")],
-                Bytes::new(),
-            ));
+            let mut allow = HeaderMap::with_capacity(1);
+            allow.insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, OPTIONS"),
+            );
+            return Some(Answer::new(200, allow, Body::Empty));
         }
         respond(
             &file,
@@ -96,15 +99,61 @@ impl Public {
     }
 }
 
+/// A static answer: its headers are made by the server (valid by construction), so they go
+/// to hyper as they are.
+#[derive(Debug)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Headers, `Content-Length` included (a HEAD answer carries it too).
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Body,
+}
+
+impl Answer {
+    fn new(status: u16, headers: HeaderMap, body: Body) -> Answer {
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// As a hyper response; `head_request` leaves the body out.
+    pub(crate) fn into_hyper(self, head_request: bool) -> hyper::Response<ResponseBody> {
+        crate::http::server_made(self.status, self.headers, self.body, head_request)
+    }
+
+    /// As an application's response (raw header pairs), to merge with an app's headers.
+    pub fn into_response(self) -> Response {
+        let mut headers = Vec::with_capacity(self.headers.len());
+        let mut last = None;
+        for (name, value) in self.headers {
+            if let Some(name) = name {
+                last = Some(Bytes::copy_from_slice(name.as_str().as_bytes()));
+            }
+            if let Some(name) = &last {
+                headers.push((name.clone(), Bytes::copy_from_slice(value.as_bytes())));
+            }
+        }
+        Response {
+            status: self.status,
+            headers,
+            body: self.body,
+        }
+    }
+}
+
 /// The answer with `file` (or its gzip `twin`, when the client takes gzip) to a GET with
 /// `headers`: validators, 304, ranges. Through `cache` when given.
 fn respond(
     file: &Arc<Path>,
     twin: Option<&Arc<Path>>,
     headers: &HeaderMap,
-    cache_control: &Bytes,
+    cache_control: &HeaderValue,
     cache: Option<&Cache>,
-) -> io::Result<Response> {
+) -> io::Result<Answer> {
     let served = match twin {
         Some(twin) if accepts_gzip(headers) => twin,
         _ => file,
@@ -117,33 +166,35 @@ fn respond(
             (Arc::new(Meta::of(&f, file, gzip)?), Some(f))
         }
     };
-    let shared =
-        |name: &'static str, value: &Bytes| (Bytes::from_static(name.as_bytes()), value.clone());
-    let mut out = Vec::with_capacity(9);
-    out.push(shared("etag", &meta.etag));
-    out.push(shared("last-modified", &meta.last_modified));
-    out.push(shared("cache-control", cache_control));
+    let mut out = HeaderMap::with_capacity(12);
+    out.insert(header::ETAG, meta.etag.clone());
+    out.insert(header::LAST_MODIFIED, meta.last_modified.clone());
+    out.insert(header::CACHE_CONTROL, cache_control.clone());
     if twin.is_some() {
-        out.push(pair("vary", "Accept-Encoding"));
+        out.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
     if not_modified(headers, meta.tag(), meta.mtime) {
-        return Ok(Response::new(304, out, Bytes::new()));
+        return Ok(Answer::new(304, out, Body::Empty));
     }
-    out.push(shared("content-type", &meta.content_type));
-    out.push(pair("accept-ranges", "bytes"));
+    out.insert(header::CONTENT_TYPE, meta.content_type.clone());
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if gzip {
-        out.push(pair("content-encoding", "gzip"));
+        out.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     let len = meta.len;
     let (status, start, count) = match range(headers, meta.tag(), meta.mtime, len) {
         Range::Whole => (200, 0, len),
         Range::Part(start, end) => {
-            out.push(pair("content-range", &format!("bytes {start}-{end}/{len}")));
+            out.insert(
+                header::CONTENT_RANGE,
+                text(format!("bytes {start}-{end}/{len}")),
+            );
             (206, start, end - start + 1)
         }
         Range::Unsatisfiable => {
-            out.push(pair("content-range", &format!("bytes */{len}")));
-            return Ok(Response::new(416, out, Bytes::new()));
+            out.insert(header::CONTENT_RANGE, text(format!("bytes */{len}")));
+            out.insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
+            return Ok(Answer::new(416, out, Body::Empty));
         }
     };
     let body = match (&meta.body, open) {
@@ -156,17 +207,13 @@ fn respond(
         }
         (None, None) => return Err(io::ErrorKind::NotFound.into()),
     };
-    Ok(Response {
-        status,
-        headers: with_length(out, count),
-        body,
-    })
+    out.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    Ok(Answer::new(status, out, body))
 }
 
-/// The headers with the body's length (a HEAD answer carries it too).
-fn with_length(mut headers: Vec<(Bytes, Bytes)>, len: u64) -> Vec<(Bytes, Bytes)> {
-    headers.push(pair("content-length", &len.to_string()));
-    headers
+/// A header value from text the server wrote (always visible ASCII).
+fn text(value: String) -> HeaderValue {
+    HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Headers of a file answer that describe its body: they stay the server's when an app's
@@ -206,10 +253,11 @@ pub fn send_file(
     };
     let root = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let twin = gz_twin(&root, &file).map(Arc::from);
-    let cache_control = Bytes::copy_from_slice(cache_control.as_bytes());
+    let cache_control = HeaderValue::from_str(cache_control)
+        .unwrap_or_else(|_| HeaderValue::from_static(CACHE_CONTROL));
     let file: Arc<Path> = Arc::from(file);
     let mut answer = match respond(&file, twin.as_ref(), request, &cache_control, None) {
-        Ok(answer) => answer,
+        Ok(answer) => answer.into_response(),
         Err(e) => {
             crate::error!("X-Sendfile: {}: {e}", path.display());
             return Response::new(
@@ -387,18 +435,15 @@ mod tests {
         h
     }
 
-    fn header_of<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
-        r.headers
-            .iter()
-            .find(|(n, _)| n.as_ref() == name.as_bytes())
-            .map(|(_, v)| std::str::from_utf8(v).unwrap())
+    fn header_of<'a>(r: &'a Answer, name: &str) -> Option<&'a str> {
+        r.headers.get(name).map(|v| v.to_str().unwrap())
     }
 
-    fn get(p: &Public, path: &str, h: &[(&'static str, &str)]) -> Option<Response> {
+    fn get(p: &Public, path: &str, h: &[(&'static str, &str)]) -> Option<Answer> {
         p.serve(&Method::GET, path, &headers(h))
     }
 
-    fn body_len(r: &Response) -> u64 {
+    fn body_len(r: &Answer) -> u64 {
         match &r.body {
             Body::File(_, len) => *len,
             Body::Full(b) => b.len() as u64,
