@@ -18,6 +18,7 @@ RSpec.describe "static files (-www)" do
       File.write(File.join(@root, "app.js.gz"), "GZIPPED")
       File.write(File.join(dir, "canary.txt"), "CANARY")
       File.write(File.join(@root, "400.html"), "<h1>bad request page</h1>")
+      File.write(File.join(@root, "500.html"), "<h1>we broke it</h1>")
       File.symlink(File.join(dir, "canary.txt"), File.join(@root, "leak"))
       @secret = File.join(dir, "served-by-header.txt")
       File.write(@secret, "0123456789")
@@ -29,6 +30,9 @@ RSpec.describe "static files (-www)" do
           when "/send-lower" then [200, { "x-sendfile" => #{@secret.inspect} }, []]
           when "/send-missing" then [200, { "x-sendfile" => "/no/such/file" }, []]
           when "/type" then [200, {}, [env["sendfile.type"].to_s]]
+          when "/boom" then raise "boom"
+          when "/broken" then [200, { "bad header" => "x" }, 42]
+          when "/own-500" then [500, { "content-type" => "text/plain" }, ["the app's own 500"]]
           else [200, { "content-type" => "text/plain" }, ["app:" + env["PATH_INFO"]]]
           end
         end)
@@ -111,6 +115,19 @@ RSpec.describe "static files (-www)" do
     expect(answer).to start_with("HTTP/1.1 400")
     expect(answer).to include("content-type: text/html")
     expect(answer).to end_with("<h1>bad request page</h1>")
+  end
+
+  it "uses the folder's 500.html when the app raises or answers garbage, never for the app's own 500" do
+    %w[/boom /broken].each do |path|
+      res = http_get(@server.port, path)
+      expect(res.code).to eq("500"), path
+      expect(res["content-type"]).to eq("text/html; charset=utf-8"), path
+      expect(res.body).to eq("<h1>we broke it</h1>"), path
+    end
+    own = http_get(@server.port, "/own-500")
+    expect(own.code).to eq("500")
+    expect(own.body).to eq("the app's own 500")
+    expect(http_get(@server.port, "/hello.txt").body).to eq("hello world")
   end
 
   it "serves a static-only folder (no app) with its 404.html" do

@@ -159,6 +159,8 @@ async fn serve_one(
                     .as_ref()
                     .and_then(|p| p.error_page(res.status().as_u16()))
                 {
+                    res.headers_mut()
+                        .insert(header::CONTENT_LENGTH, http::HeaderValue::from(page.len()));
                     *res.body_mut() = ResponseBody::full(page);
                     res.headers_mut().insert(
                         header::CONTENT_TYPE,

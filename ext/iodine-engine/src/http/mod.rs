@@ -23,7 +23,7 @@ mod takeover;
 
 pub use body::RequestBody;
 pub use connection::{serve, serve_connection};
-pub use errors::error_response;
+pub use errors::{error_response, server_error};
 pub use handler::{Handler, Reply};
 pub use head::put_app_headers;
 pub use hijack::Hijack;

@@ -283,6 +283,7 @@ impl Response {
                 return super::errors::error_response(StatusCode::INTERNAL_SERVER_ERROR, false);
             }
         };
+        let server_made = super::errors::is_server_error(&self);
         let bodiless = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
         let mut body = if bodiless || head_request {
             ResponseBody::empty()
@@ -292,6 +293,9 @@ impl Response {
 
         let mut res = hyper::Response::new(ResponseBody::empty());
         *res.status_mut() = status;
+        if server_made {
+            res.extensions_mut().insert(super::errors::ServerMade);
+        }
         if status.canonical_reason().is_none() {
             res.extensions_mut()
                 .insert(hyper::ext::ReasonPhrase::from_static(b"Unknown"));

@@ -11,7 +11,7 @@ mod upgrade;
 
 use std::sync::Arc;
 
-use iodine_engine::http::{Handler, Reply, Request, Response};
+use iodine_engine::http::{Handler, Reply, Request};
 use magnus::value::{LazyId, Opaque};
 use magnus::{prelude::*, Error, RHash, RModule, Ruby, Value};
 
@@ -84,7 +84,7 @@ impl Job for RackJob {
         let (env, input) = match built {
             Ok(built) => built,
             Err(e) => {
-                replies::reply(self.reply, server_error());
+                replies::reply(self.reply, iodine_engine::http::server_error());
                 return errors::contain(ruby, e);
             }
         };
@@ -102,11 +102,11 @@ impl Job for RackJob {
                 Ok(None) => respond(ruby, self.reply, result, head, &self.request.headers),
                 Err(response::Invalid::Response(why)) => {
                     iodine_engine::error!("(Iodine) invalid Rack response: {why}");
-                    replies::reply(self.reply, server_error());
+                    replies::reply(self.reply, iodine_engine::http::server_error());
                     Ok(())
                 }
                 Err(response::Invalid::Ruby(e)) => {
-                    replies::reply(self.reply, server_error());
+                    replies::reply(self.reply, iodine_engine::http::server_error());
                     errors::contain(ruby, e)
                 }
             },
@@ -130,7 +130,7 @@ fn respond(
     let value = match result {
         Ok(v) => v,
         Err(e) => {
-            replies::reply(reply, server_error());
+            replies::reply(reply, iodine_engine::http::server_error());
             return errors::contain(ruby, e);
         }
     };
@@ -138,11 +138,11 @@ fn respond(
         Ok(converted) => converted,
         Err(response::Invalid::Response(why)) => {
             iodine_engine::error!("(Iodine) invalid Rack response: {why}");
-            replies::reply(reply, server_error());
+            replies::reply(reply, iodine_engine::http::server_error());
             return Ok(());
         }
         Err(response::Invalid::Ruby(e)) => {
-            replies::reply(reply, server_error());
+            replies::reply(reply, iodine_engine::http::server_error());
             return errors::contain(ruby, e);
         }
     };
@@ -199,18 +199,6 @@ fn sendfile_path(headers: &[(bytes::Bytes, bytes::Bytes)]) -> Option<std::path::
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(b"x-sendfile"))
         .map(|(_, value)| std::path::Path::new(std::ffi::OsStr::from_bytes(value)).to_path_buf())
-}
-
-fn server_error() -> Response {
-    let headers = vec![(
-        bytes::Bytes::from_static(b"content-type"),
-        bytes::Bytes::from_static(b"text/plain"),
-    )];
-    Response::new(
-        500,
-        headers,
-        bytes::Bytes::from_static(b"500 Internal Server Error"),
-    )
 }
 
 /// Defines the Rack helpers under `Iodine::Base` and interns the env keys.
