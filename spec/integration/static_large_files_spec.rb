@@ -131,4 +131,27 @@ RSpec.describe "static files, large and changing (-www)" do
     end
     expect(code).to eq("404")
   end
+
+  it "logs static answers with -v: status, bytes, and (cut) for a download the client left" do
+    logged = ServerProcess.new(["-t", "1", "-v", "-www", @root], chdir: Dir.tmpdir)
+    base = "http://127.0.0.1:#{logged.port}"
+    expect(`curl -s #{base}/small.txt`).to eq("one")
+    etag = `curl -s -I #{base}/small.txt`[/^etag: (.+)\r$/, 1]
+    expect(`curl -s -o /dev/null -w '%{http_code}' -H 'If-None-Match: #{etag}' #{base}/small.txt`).to eq("304")
+    expect(`curl -s -H 'Range: bytes=0-1' #{base}/small.txt`).to eq("on")
+    socket = TCPSocket.new("127.0.0.1", logged.port)
+    socket.write("GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    socket.readpartial(65_536)
+    socket.close
+    deadline = Time.now + 5
+    sleep 0.05 until logged.log.include?("/huge.bin") || Time.now > deadline
+    log = logged.log
+    expect(log).to match(%r{"GET /small.txt HTTP/1.1" 200 3b})
+    expect(log).to match(%r{"HEAD /small.txt HTTP/1.1" 200 0b})
+    expect(log).to match(%r{"GET /small.txt HTTP/1.1" 304 0b})
+    expect(log).to match(%r{"GET /small.txt HTTP/1.1" 206 2b})
+    expect(log).to match(%r{"GET /huge.bin HTTP/1.1" 200 \d+b \d+ms \(cut\)})
+  ensure
+    logged&.stop
+  end
 end
