@@ -194,7 +194,7 @@ module Iodine
 
     # Registers a block through a deprecated name, with a warning.
     def self.deprecated_state(event, name, &block)
-      warn "#{name} is deprecated, use Iodine.on_state(#{event.inspect})"
+      log(3, "#{name} is deprecated, use Iodine.on_state(#{event.inspect})")
       Iodine.on_state(event, &block)
     end
 
@@ -218,11 +218,21 @@ require_relative "iodine/cli"
 require_relative "iodine/mustache"
 require_relative "iodine/pubsub"
 require_relative "iodine/connection"
-require_relative "rack/handler/iodine"
+require_relative "iodine/rack_utils"
+require_relative "iodine/deprecated"
+require_relative "iodine/rack_handler"
+require_relative "iodine/warmup"
 require_relative "iodine/fork_protection"
+
+Iodine::Rack.register_handlers
 
 Iodine::Base::CLI.parse(ARGV) if defined?(IODINE_PARSE_CLI) && IODINE_PARSE_CLI
 Iodine::DEFAULT_SETTINGS[:port] ||= (ENV["PORT"] || "3000")
 Iodine::DEFAULT_SETTINGS[:address] ||= nil
 require_relative "iodine/top_level"
+
+# -C FILE, for every script that parses the command line (§1.1 step 11), not only exe/iodine.
+if (conf = Iodine::DEFAULT_SETTINGS.delete(:conf_))
+  require File.expand_path(conf)
+end
 

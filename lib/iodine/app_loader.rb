@@ -10,7 +10,6 @@ module Iodine
       # The app in `filename` (tried as given, then with `.ru`), else ./config.ru. Exits with
       # a message when there is none (or serves only static files with -www).
       def load(filename)
-        require_config
         path = find(filename)
         return from_file(path) if path
         return static_only if Iodine::DEFAULT_SETTINGS[:public]
@@ -20,15 +19,10 @@ module Iodine
         exit 1
       end
 
-      def require_config
-        conf = Iodine::DEFAULT_SETTINGS.delete(:conf_)
-        require File.expand_path(conf) if conf
-      end
-
       def find(filename)
         if filename
           [filename, "#{filename}.ru"].each { |f| return f if File.file?(f) }
-          warn "WARNING: #{filename.inspect} not found, trying config.ru" if File.file?("config.ru")
+          Base.log(3, "#{filename.inspect} not found, trying config.ru") if File.file?("config.ru")
         end
         "config.ru" if File.file?("config.ru")
       end

@@ -32,7 +32,7 @@ module Iodine
         [%w[-config -C], :string, :conf_, "Ruby file to require before loading the app."],
         [%w[-pid -pidfile], :string, :pid_, "Write the master's pid to this file."],
         [%w[-verbosity -V], :int, :verbosity, "Log level 0..5 (0 none, 4 info = default, 5 debug)."],
-        [%w[-warmup --preload], :bool, :warmup, "Load the app's constants before serving."]
+        [%w[-warmup -preload --preload], :bool, :warmup, "Warm the app up before serving: load its autoloaded constants, then answer one GET / (in the master, before forking)."]
       ].freeze
       HELP_FLAGS = %w[-? -h -help --help].freeze
 
@@ -46,8 +46,13 @@ module Iodine
       def parse(argv)
         values, positional = scan(argv.dup)
         apply(values, positional)
-      rescue Error => e
-        warn "Error: #{e.message}"
+      rescue Error, RangeError, ArgumentError, TypeError => e
+        fail_with(e.message)
+      end
+
+      # Prints `message` as the command line's error and exits 1.
+      def fail_with(message)
+        warn "Error: #{message}"
         warn "Run `iodine -?` for the list of options."
         exit 1
       end
@@ -83,7 +88,11 @@ module Iodine
       def match(arg)
         flag = arg.sub(/\A--(?=[a-z])/i, "-")
         name, eq, rest = flag.partition("=")
-        FLAGS.each { |names, type, key, _| return [names, type, key, eq.empty? ? nil : rest] if names.include?(name) }
+        raw = arg.partition("=").first
+        # A registered flag is never split by the prefix rule (`--preload` is not `-p reload`).
+        FLAGS.each do |names, type, key, _|
+          return [names, type, key, eq.empty? ? nil : rest] if names.include?(name) || names.include?(raw)
+        end
         best = nil
         FLAGS.each do |names, type, key, _|
           names.each do |n|
@@ -115,27 +124,35 @@ module Iodine
         values.each do |key, value|
           case key
           when :threads, :workers, :verbosity then nil
-          when :port then s[:port] = value.to_s
+          when :port
+            raise Error, "-port must be a number from 0 to 65535, got #{value}" unless (0..65_535).cover?(value)
+
+            s[:port] = value.to_s
           when :tls_self, :tls_cert, :tls_key, :tls_pass, :redis, :redis_ping
             Base.log(3, "#{key} is not supported yet and was ignored")
           else s[key] = value
           end
         end
         if s[:address].to_s.start_with?("/", "./")
-          warn "WARNING: a Unix socket address ignores the port #{s[:port]}" if values[:port].to_i.positive?
+          Base.log(3, "a Unix socket address ignores the port #{s[:port]}") if values[:port].to_i.positive?
           s[:port] = "0"
         end
-        threads = values[:threads] || env_int("THREADS")
-        workers = values[:workers] || env_int("WEB_CONCURRENCY") || env_int("WORKERS")
+        threads = values[:threads] || env_int("THREADS", strict: true)
+        workers = values[:workers] || env_int("WEB_CONCURRENCY", strict: true) || env_int("WORKERS", strict: true)
         Iodine.threads = threads if threads
         Iodine.workers = workers if workers
         Iodine.verbosity = values[:verbosity] if values[:verbosity]
         s[:filename_] = positional.first if positional.first
       end
 
-      def env_int(name)
+      # The integer in environment variable `name`, nil when unset or empty; `strict` makes
+      # anything else an error (the CLI), otherwise it is ignored (the Rack handler).
+      def env_int(name, strict: false)
         value = ENV[name].to_s.strip
-        value.match?(/\A-?\d+\z/) ? value.to_i : nil
+        return value.to_i if value.match?(/\A[+-]?\d+\z/)
+        raise Error, "$#{name} must be a number, got #{ENV.fetch(name).inspect}" if strict && !value.empty?
+
+        nil
       end
 
       # The help text.

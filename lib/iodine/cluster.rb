@@ -36,8 +36,17 @@ module Iodine
 
         def run(&block)
           previous = {}
-          %w[INT TERM].each { |sig| previous[sig] = trap(sig) { request(:stop) } }
-          previous["USR1"] = trap("USR1") { request(:restart) }
+          %w[INT TERM].each do |sig|
+            previous[sig] = trap(sig) do
+              force_stop(sig) if @stopping
+              request(:stop)
+              Runner.chain(previous[sig], sig)
+            end
+          end
+          previous["USR1"] = trap("USR1") do
+            request(:restart)
+            Runner.chain(previous["USR1"], "USR1")
+          end
           @runner.raise_open_files_limit # the workers inherit it
           Base.fire_state(:pre_start)
           Base.cluster_master_init
@@ -55,6 +64,12 @@ module Iodine
         end
 
         private
+
+        # A second INT/TERM while stopping: the workers are killed and the master exits now.
+        def force_stop(sig)
+          @children.each_key { |pid| signal(pid, "KILL") }
+          Runner.force_exit(sig)
+        end
 
         # A trap only sets flags (and wakes the poll): the work happens in the main loop.
         def request(what)

@@ -31,7 +31,7 @@ module Iodine
         Listen.apply_url(opts) if opts[:url]
         handler = opts[:handler]
         if handler.nil? && !opts[:app].nil?
-          warn "WARNING: Iodine.connect: the :app option is deprecated, use :handler"
+          Base.log(3, "Iodine.connect: the :app option is deprecated, use :handler")
           handler = opts[:app]
         end
         raise ArgumentError, "a :handler is required." if [nil, true, false].include?(handler)
@@ -62,8 +62,7 @@ module Iodine
       def target(opts)
         address = opts[:address]&.to_s
         address = nil if address&.empty?
-        port = opts[:port].to_s.strip
-        port = port.match?(/\A\d+\z/) ? port.to_i : 0
+        port = Listen.port_number(opts[:port], "Iodine.connect")
         raise ArgumentError, "Iodine.connect: port #{port} is out of range" if port >= 65_536
         return { unix: address } if address && (address.include?("/") || port.zero?)
         raise ArgumentError, "Iodine.connect: a port (or a Unix socket path) is required" if port.zero?
@@ -93,19 +92,19 @@ module Iodine
       def headers(hash)
         return [] if hash.nil?
         unless hash.is_a?(Hash)
-          warn "WARNING: Iodine.connect: headers: must be a Hash, ignored"
+          Base.log(3, "Iodine.connect: headers: must be a Hash, ignored")
           return []
         end
         hash.each_with_object([]) do |(name, value), out|
           unless name.is_a?(String) || name.is_a?(Symbol)
-            warn "WARNING: Iodine.connect: header name #{name.inspect} skipped (not a String or Symbol)"
+            Base.log(3, "Iodine.connect: header name #{name.inspect} skipped (not a String or Symbol)")
             next
           end
           Array(value).each do |v|
             if v.is_a?(String) || v.is_a?(Symbol)
               out << [name.to_s, v.to_s]
             else
-              warn "WARNING: Iodine.connect: header #{name} value #{v.inspect} skipped (not a String or Symbol)"
+              Base.log(3, "Iodine.connect: header #{name} value #{v.inspect} skipped (not a String or Symbol)")
             end
           end
         end
@@ -115,7 +114,7 @@ module Iodine
       def cookies(hash)
         return [] if hash.nil? || (hash.respond_to?(:empty?) && hash.empty?)
         unless hash.is_a?(Hash)
-          warn "WARNING: Iodine.connect: cookies: must be a Hash, ignored"
+          Base.log(3, "Iodine.connect: cookies: must be a Hash, ignored")
           return []
         end
         [["Cookie", hash.map { |k, v| "#{k}=#{v}" }.join("; ")]]

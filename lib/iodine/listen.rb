@@ -37,7 +37,7 @@ module Iodine
 
       def pick_handler(opts, block)
         if opts[:handler].nil? && !opts[:app].nil?
-          warn "Iodine.listen: the :app option is deprecated, use :handler"
+          Base.log(3, "Iodine.listen: the :app option is deprecated, use :handler")
           opts[:handler] = opts[:app]
         end
         opts[:handler] = block if opts[:handler].nil? && block
@@ -113,15 +113,28 @@ module Iodine
       def where(opts)
         address = opts[:address]&.to_s
         address = nil if address&.empty?
-        port = opts[:port].to_s.strip
-        port_i = port.match?(/\A\d+\z/) ? port.to_i : 0
+        port_i = Listen.port_number(opts[:port], "Iodine.listen")
         if port_i >= 65_536
-          warn "WARNING: port #{port_i} is out of range, using 3000"
-          port_i = 3000
+          fallback = Listen.port_number(Iodine::DEFAULT_SETTINGS[:port], "Iodine.listen") rescue 3000 # rubocop:disable Style/RescueModifier
+          fallback = 3000 unless fallback < 65_536
+          Base.log(3, "port #{port_i} is out of range, using #{fallback}")
+          port_i = fallback
         end
         return [nil, 0, address] if address&.start_with?("/", "./") || (address && port_i.zero?)
 
         [address, port_i, nil]
+      end
+
+      # The port `value` names: an Integer or a String of digits (nil or "" is 0: no port).
+      # Anything else (a negative number, letters) is an ArgumentError that says where it came
+      # from, never a random port.
+      def port_number(value, who)
+        text = value.to_s.strip
+        return 0 if text.empty?
+        return text.to_i if text.match?(/\A\d+\z/)
+
+        origin = ENV["PORT"] && ENV["PORT"].strip == text ? " (from $PORT)" : ""
+        raise ArgumentError, "#{who}: port must be a number from 0 to 65535, got #{value.inspect}#{origin}"
       end
 
       def positive(value, default)
@@ -133,7 +146,7 @@ module Iodine
         value = value.to_i
         return 40 unless value.positive?
         if value > 255
-          warn "WARNING: timeout #{value} is out of range (1..255), using 40"
+          Base.log(3, "timeout #{value} is out of range (1..255), using 40")
           return 40
         end
         value

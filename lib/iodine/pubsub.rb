@@ -88,7 +88,7 @@ module Iodine
 
       # Deprecated spelling of detach.
       def dettach(engine)
-        warn "Iodine::PubSub.dettach is deprecated, use detach"
+        Base.log(3, "Iodine::PubSub.dettach is deprecated, use detach")
         detach(engine)
       end
 
@@ -185,7 +185,7 @@ module Iodine
         opts = args.last.is_a?(Hash) ? args.pop : {}
         channel = args.first
         if channel.nil? && opts.key?(:channel)
-          warn "Iodine.subscribe: the :channel option is deprecated, use :to"
+          Base.log(3, "Iodine.subscribe: the :channel option is deprecated, use :to")
           channel = opts[:channel]
         end
         channel = opts[:to] if channel.nil?

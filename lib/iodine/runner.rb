@@ -7,8 +7,11 @@ module Iodine
     class Runner
       # Most cores auto-detection counts (the C gem's FIO_CPU_CORES_LIMIT).
       CORES_LIMIT = 8
-      # Seconds in-flight requests get to finish at shutdown.
+      # Seconds in-flight requests get to finish at shutdown: the whole stop takes at most
+      # this (plus a moment), however many requests are stuck.
       SHUTDOWN_GRACE = 8
+      # Exit status after a second INT/TERM cut a graceful stop short (a graceful stop: 0).
+      FORCED_EXIT = 2
 
       def initialize(threads:, workers:)
         @threads, @workers = Runner.concurrency(threads, workers, Base.cores)
@@ -69,10 +72,19 @@ module Iodine
         wake_r, wake_w = IO.pipe
         Runner.waker = wake_w
         Base.set_wake_fd(wake_w.fileno)
-        %w[INT TERM].each { |sig| previous[sig] = trap(sig) { Iodine.stop } }
+        # INT/TERM stop gracefully (a second one exits at once); the handlers the app had
+        # installed still run after ours, as under puma.
+        %w[INT TERM].each do |sig|
+          previous[sig] = trap(sig) do
+            Runner.force_exit(sig) if Base.stop_requested?
+            Iodine.stop
+            Runner.chain(previous[sig], sig)
+          end
+        end
         # A worker's USR1 ends it (its master starts a new one); one process only logs it.
         previous["USR1"] = trap("USR1") do
           mode == :worker ? Iodine.stop : Base.log(4, "USR1: a hot restart needs cluster mode (-w 2 or more); ignored")
+          Runner.chain(previous["USR1"], "USR1")
         end
         if mode == :single
           Base.fire_state(:pre_start)
@@ -118,6 +130,22 @@ module Iodine
         # The open-files limit each process serves with (the soft limit, raised to the hard one).
         def open_files
           Process.getrlimit(:NOFILE)[0]
+        end
+
+        # Calls `handler`, the trap that was in place before ours, when it is code (not
+        # "DEFAULT", "IGNORE", "EXIT", ...).
+        def chain(handler, sig)
+          return unless handler.respond_to?(:call)
+
+          handler.arity.zero? ? handler.call : handler.call(Signal.list.fetch(sig, 0))
+        end
+
+        # A second INT/TERM during a graceful stop: exits now, with status FORCED_EXIT (the
+        # requests still running are cut).
+        def force_exit(sig)
+          $stderr.write_nonblock("WARNING: second SIG#{sig}: exiting now, without waiting for in-flight requests\n",
+                                 exception: false)
+          exit!(FORCED_EXIT)
         end
 
         # Wakes the main thread after a stop request (safe inside a trap).
@@ -180,9 +208,17 @@ module Iodine
 
         Base.log(4, "Shutting down (finishing in-flight requests)")
         Base.fire_state(:start_shutdown)
-        Base.drain(SHUTDOWN_GRACE)
+        deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + SHUTDOWN_GRACE
+        # Waited for here, in Ruby, where signals are handled: a second INT/TERM cuts it short.
+        Base.begin_drain
+        sleep 0.02 until Base.live_connections.zero? || Process.clock_gettime(Process::CLOCK_MONOTONIC) >= deadline
         Base.close_bridge
-        pool.each { |t| t.join(SHUTDOWN_GRACE) || t.kill }
+        # One deadline for all: threads still in the app when it passes are killed (their
+        # `ensure` blocks run), never waited for one after another.
+        pool.each { |t| t.join([deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC), 0].max) }
+        stuck = pool.select(&:alive?)
+        Base.log(3, "#{stuck.size} request(s) still running after #{SHUTDOWN_GRACE} s: stopped") unless stuck.empty?
+        stuck.each(&:kill).each { |t| t.join(1) }
         Base.finish
         Base.fire_state(:on_finish)
         Base.log(4, "Shutdown Complete")

@@ -165,6 +165,9 @@ RSpec.describe "HTTP/1.1 serving a Rack app" do
 
   it "turns an invalid Rack response into a 500" do
     expect(http_get(port, "/bad-response").code).to eq("500")
+    # The log is written by its own thread: the line may come just after the answer.
+    deadline = Time.now + 3
+    sleep 0.05 until @server.log.include?("invalid Rack response") || Time.now > deadline
     expect(@server.log).to include("invalid Rack response")
   end
 

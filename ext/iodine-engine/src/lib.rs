@@ -18,6 +18,7 @@
 //! - [`raw`]: raw TCP/Unix connections: listener, session, the `upgrade.tcp` head.
 //! - [`sse`]: Server-Sent Events: the wire format, the ping comment, the stream session.
 //! - [`timers`]: one-shot and repeating timers that end at shutdown.
+//! - [`util`]: URL percent-decoding and HTTP dates (`Iodine::Rack::Utils`).
 //! - [`websocket`]: WebSocket on tokio-tungstenite: handshake, close policy, limits, pings.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -35,4 +36,5 @@ pub mod raw;
 pub mod server;
 pub mod sse;
 pub mod timers;
+pub mod util;
 pub mod websocket;

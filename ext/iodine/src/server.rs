@@ -294,19 +294,23 @@ pub fn stop_requested() -> bool {
     state.stop_requested || state.running.is_none()
 }
 
-/// Graceful shutdown, step one: stop accepting, let in-flight requests finish (Ruby
-/// workers keep running meanwhile), up to `grace`. Signals that arrive meanwhile run their
-/// traps when it returns.
-pub fn drain(ruby: &Ruby, grace: Duration) -> Result<(), Error> {
-    let (shutdown, handle) = {
-        let state = STATE.lock();
-        match &state.running {
-            Some(r) => (r.shutdown.clone(), r.runtime.handle().clone()),
-            None => return Ok(()),
-        }
-    };
-    shutdown.trigger();
-    gvl::without_gvl(ruby, || handle.block_on(shutdown.drained(grace)), || {}).map(|_| ())
+/// Graceful shutdown, step one: every listener stops accepting and every connection is told
+/// to finish (in-flight requests go on). Returns at once: the caller waits (in Ruby, where
+/// signals are handled: a second INT must be heard) until [`live_connections`] is 0 or its
+/// grace period is over.
+pub fn begin_drain() {
+    if let Some(r) = &STATE.lock().running {
+        r.shutdown.trigger();
+    }
+}
+
+/// Connections still open (0 when the server is not running).
+pub fn live_connections() -> usize {
+    STATE
+        .lock()
+        .running
+        .as_ref()
+        .map_or(0, |r| r.shutdown.live())
 }
 
 /// Graceful shutdown, step two: drop the runtime (after the Ruby workers left), never while

@@ -111,8 +111,12 @@ fn request_stop() {
 }
 
 /// Stops accepting and waits up to `grace` seconds for in-flight requests.
-fn drain(ruby: &Ruby, grace: f64) -> Result<(), Error> {
-    server::drain(ruby, Duration::from_secs_f64(grace.max(0.0)))
+fn begin_drain() {
+    server::begin_drain();
+}
+
+fn live_connections() -> usize {
+    server::live_connections()
 }
 
 fn close_bridge() {
@@ -196,7 +200,8 @@ pub fn init(_ruby: &Ruby, base: RModule) -> Result<(), Error> {
     base.define_module_function("worker_loop", function!(worker_loop, 0))?;
     base.define_module_function("stop_requested?", function!(stop_requested, 0))?;
     base.define_module_function("request_stop", function!(request_stop, 0))?;
-    base.define_module_function("drain", function!(drain, 1))?;
+    base.define_module_function("begin_drain", function!(begin_drain, 0))?;
+    base.define_module_function("live_connections", function!(live_connections, 0))?;
     base.define_module_function("close_bridge", function!(close_bridge, 0))?;
     base.define_module_function("finish", function!(finish, 0))?;
     base.define_module_function("cores", function!(cores, 0))?;

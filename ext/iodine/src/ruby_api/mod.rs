@@ -7,10 +7,11 @@ mod iodine;
 mod mustache;
 mod pubsub;
 mod sockets;
+mod utils;
 
 use magnus::{prelude::*, Error, Ruby};
 
-/// Defines `Iodine`, `Iodine::Base` and `Iodine::Mustache`.
+/// Defines `Iodine`, `Iodine::Base`, `Iodine::Mustache` and `Iodine::Rack::Utils`.
 pub fn init(ruby: &Ruby) -> Result<(), Error> {
     let iodine = ruby.define_module("Iodine")?;
     let base = iodine.define_module("Base")?;
@@ -23,5 +24,6 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     sockets::init(ruby, base)?;
     cluster::init(ruby, base)?;
     connection::init(ruby, iodine)?;
+    utils::init(ruby, iodine, base)?;
     crate::rack::init(ruby, base)
 }
