@@ -47,12 +47,6 @@ def measure(root, flags, path)
   end
 end
 
-def median(values)
-  sorted = values.sort
-  mid = sorted.size / 2
-  sorted.size.odd? ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2.0
-end
-
 abort "bench: wrk is missing (bin/setup installs it)" unless system("which wrk > /dev/null")
 [ROOT, BASE].each do |root|
   so = File.join(root, "lib", "iodine", "iodine.so")

@@ -231,20 +231,6 @@ def measure(name, server, file, gzip, dir, verify)
   end
 end
 
-# The median of the values that are numbers (NaN marks a failed run); NaN if none is.
-def median(values)
-  sorted = values.reject(&:nan?).sort
-  return Float::NAN if sorted.empty?
-
-  mid = sorted.size / 2
-  sorted.size.odd? ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2.0
-end
-
-# A number for the table, thousands separated, or "failed".
-def count(value)
-  value.nan? ? "failed" : value.round.to_s.reverse.scan(/\d{1,3}/).join(",").reverse
-end
-
 # A ratio for the table, or "-".
 def times(value)
   return "-" if value.nan? || value.infinite?
@@ -283,7 +269,7 @@ def run_cases(list, files, dir)
         flag = run[:notes].empty? ? "" : "  (#{run[:notes].join('; ')})"
         checked = verify && state[name] == :ok ? "  [answer checked: #{encoding || 'plain'}]" : ""
         mibs = run[:mibs].nan? ? "-" : format("%.1f", run[:mibs])
-        puts format("  %-12s round %d  %-7s %9s req/s %9s MiB/s%s%s", kase, round + 1, name, count(run[:rps]),
+        puts format("  %-12s round %d  %-7s %9s req/s %9s MiB/s%s%s", kase, round + 1, name, rate(run[:rps]),
                     mibs, checked, flag)
       end
     end
@@ -299,7 +285,7 @@ def table(title, results, names, metric, unit)
   puts format("%-22s", title) + names.map { |n| format(" %10s", n) }.join +
        others.map { |o| format("   %-24s", "iodine/#{o}") }.join
   results.each do |kase, runs|
-    medians = names.map { |n| format(" %10s", count(median(runs[n].map { |r| r[metric] }))) }
+    medians = names.map { |n| format(" %10s", rate(median(runs[n].map { |r| r[metric] }))) }
     puts format("%-22s", kase) + medians.join +
          others.map { |o| format("   %-24s", ratio(runs, "iodine", o, metric)) }.join
   end

@@ -1,7 +1,8 @@
 # frozen_string_literal: true
 
 # What the benchmark scripts share: free ports, a server pinned to a core for one run, its
-# resident memory and its connections per process, and where the C gem (iodine 0.7) is.
+# resident memory and its connections per process, where the C gem (iodine 0.7) is, and the
+# medians and rates of the result tables.
 
 require "socket"
 
@@ -122,4 +123,18 @@ def connections_by_process(pids, port)
     end
     [pid, fds]
   end
+end
+
+# The median of the values that are numbers (NaN marks a failed run); NaN if none is.
+def median(values)
+  sorted = values.reject(&:nan?).sort
+  return Float::NAN if sorted.empty?
+
+  mid = sorted.size / 2
+  sorted.size.odd? ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2.0
+end
+
+# A rate for the table: thousands separated, or "failed".
+def rate(value)
+  value.nan? ? "failed" : value.round.to_s.reverse.scan(/\d{1,3}/).join(",").reverse
 end

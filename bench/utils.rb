@@ -11,6 +11,7 @@ require "iodine"
 require "rack"
 require "rack/utils"
 require "time"
+require_relative "support"
 
 CALLS = Integer(ENV.fetch("BENCH_CALLS", "1000000"))
 PAIRS = Integer(ENV.fetch("BENCH_PAIRS", "5"))
@@ -39,12 +40,6 @@ def seconds(callable)
     i += 1
   end
   Process.clock_gettime(Process::CLOCK_MONOTONIC) - start
-end
-
-def median(values)
-  sorted = values.sort
-  mid = sorted.size / 2
-  sorted.size.odd? ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2.0
 end
 
 CASES.each do |name, (ours, other_name, other)|

@@ -121,20 +121,6 @@ def idle_memory(server)
   end
 end
 
-# The median of the values that are numbers (NaN marks a failed run); NaN if none is.
-def median(values)
-  sorted = values.reject(&:nan?).sort
-  return Float::NAN if sorted.empty?
-
-  mid = sorted.size / 2
-  sorted.size.odd? ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2.0
-end
-
-# A rate for the table: thousands separated, or "failed".
-def rate(value)
-  value.nan? ? "failed" : value.round.to_s.reverse.scan(/\d{1,3}/).join(",").reverse
-end
-
 $stdout.sync = true # each run shows as it ends, also through a pipe
 abort "bench: #{WSLOAD} is missing: rake bench_ws builds it" unless File.executable?(WSLOAD)
 servers = ["iodine"]
