@@ -21,8 +21,9 @@ module Iodine
       Iodine.threads = threads if threads && Iodine.threads.zero?
       workers = Iodine::Base::CLI.env_int("WEB_CONCURRENCY") || Iodine::Base::CLI.env_int("WORKERS")
       Iodine.workers = workers if workers && Iodine.workers.zero?
-      Iodine.listen(service: :http, handler: app, port: port, address: host)
+      # Warmed up before the port is bound: no client waits on a port that is not serving.
       Iodine::Base::Warmup.run(app) if Iodine::DEFAULT_SETTINGS[:warmup]
+      Iodine.listen(service: :http, handler: app, port: port, address: host)
       yield Iodine if block_given?
       Iodine.start
       true

@@ -22,7 +22,8 @@ module Iodine
       # section 1.5 of the API spec:
       # - both 0: the cores (at most 8) for both, one worker less when cores > 3;
       # - any negative: cores / abs(value); a 0 counterpart takes the other's raw value
-      #   negated; an auto-derived side loses one when the product reaches the cores (> 3);
+      #   negated; an auto-derived side loses one when the product (of the values derived
+      #   before either lost one) reaches the cores (> 3);
       # - otherwise the values as given (a 0 left alone means one);
       # then at least one of each.
       def self.concurrency(threads, workers, cores)
@@ -50,8 +51,11 @@ module Iodine
             worker_adjust = false
           end
           t = new_t
-          w -= 1 if worker_adjust && w * t >= cores && cores > 3
-          t -= 1 if thread_adjust && t * w >= cores && cores > 3
+          # Both checks use the workers as derived, before the first one took one away (as
+          # facil.io does).
+          derived_w = w
+          w -= 1 if worker_adjust && derived_w * t >= cores && cores > 3
+          t -= 1 if thread_adjust && t * derived_w >= cores && cores > 3
         end
         [[t, 1].max, [w, 1].max]
       end

@@ -2,11 +2,13 @@
 
 module Iodine
   module Base
-    # `-warmup` / `--preload`: before the server takes traffic (in the master, before any
-    # fork, so workers share what it loaded), loads every constant registered with `autoload`
-    # (walking the modules reachable from Object, as far as MAX_CONSTANTS), then sends one
-    # `GET /` through the app so its lazy setup (routes, caches, templates) runs too. Nothing
-    # here stops the server from starting: a constant or a request that fails is logged.
+    # `-warmup` / `--preload`: before the server binds its port (in the master, before any
+    # fork, so workers share what it loaded), loads every constant the app registered with
+    # `autoload` (walking the modules reachable from Object, as far as MAX_CONSTANTS), then
+    # sends one `GET /` through the app so its lazy setup (routes, caches, templates) runs
+    # too. Autoloads that lead into Ruby's own library or installed gems are left alone
+    # (Rack's optional handlers would try to load servers that are not there). Nothing here
+    # stops the server from starting: a constant or a request that fails is logged.
     module Warmup
       # Most constants looked at (a guard against huge or cyclic namespaces).
       MAX_CONSTANTS = 50_000
@@ -47,15 +49,45 @@ module Iodine
         loaded
       end
 
-      # Loads `mod::name` if it is an autoload; true when it was.
+      # Loads `mod::name` if it is one of the app's autoloads; true when it was.
       def load_one(mod, name)
-        return false unless mod.autoload?(name, false)
+        path = mod.autoload?(name, false)
+        return false unless path && apps?(path)
 
         mod.const_get(name, false)
         true
       rescue StandardError, LoadError, NotImplementedError => e
         Base.log(3, "Warmup: #{mod == Object ? '' : "#{mod}::"}#{name} failed to load: #{e.class}: #{e.message}")
         false
+      end
+
+      # Whether the autoload `path` is the app's: found, and not inside Ruby's library, the
+      # installed gems or iodine.
+      def apps?(path)
+        file = resolve(path)
+        file && library_dirs.none? { |dir| file.start_with?(dir) }
+      end
+
+      # The file a `require` of `path` would load, or nil.
+      def resolve(path)
+        candidates = [path, "#{path}.rb"]
+        return candidates.map { |c| File.expand_path(c) }.find { |f| File.file?(f) } if path.start_with?("/", "./", "../")
+
+        $LOAD_PATH.each do |dir|
+          found = candidates.map { |c| File.expand_path(c, dir.to_s) }.find { |f| File.file?(f) }
+          return found if found
+        end
+        nil
+      end
+
+      # Folders whose files are not the app's.
+      def library_dirs
+        @library_dirs ||= begin
+          dirs = %w[rubylibprefix vendordir sitedir rubyarchprefix].map { |key| RbConfig::CONFIG[key] }
+          dirs += Gem.path if defined?(Gem)
+          dirs << "/usr/share/rubygems-integration" << File.expand_path("..", __dir__)
+          dirs.compact.reject(&:empty?).map { |dir| File.join(File.expand_path(dir), "") }
+        end
       end
 
       # Sends one GET / through `app`; its status, or the error's class.

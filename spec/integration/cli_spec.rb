@@ -74,8 +74,10 @@ RSpec.describe "the iodine command" do
 
   it "computes negative -t as cores / n" do
     server = ServerProcess.new(["-t", "-1", app_path("hello.ru")])
-    cores = [Etc.nprocessors, 8].min
-    expect(server.log).to include("#{cores} Threads")
+    # §1.5: cores / 1, uncapped, one less when threads × workers (1) reach the cores (> 3).
+    cores = Etc.nprocessors
+    threads = cores > 3 ? cores - 1 : cores
+    expect(server.log).to include("1 Worker X #{threads} Threads")
   ensure
     server&.stop
   end

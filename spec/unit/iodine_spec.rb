@@ -93,6 +93,33 @@ RSpec.describe Iodine do
       expect(described_class.concurrency(1, 0, 16)).to eq([1, 1])
       expect(described_class.concurrency(0, 0, 32)).to eq([8, 7])
     end
+
+    # §1.5, negative values: cores / abs(n) (the cores not capped at 8: facil.io caps only the
+    # all-auto case); a 0 counterpart takes the other's raw value negated; an auto-derived side
+    # loses one when the product reaches the cores (cores > 3); then at least 1 of each.
+    it "computes negative threads or workers as cores / n, like the C gem (section 1.5)" do
+      {
+        [-1, 0, 8] => [7, 1], [0, -1, 8] => [1, 7], [-2, 0, 8] => [3, 2], [0, -2, 8] => [2, 3],
+        [-1, -1, 8] => [7, 7], [-2, -2, 8] => [3, 3], [4, -2, 8] => [4, 3], [-2, 3, 8] => [3, 3],
+        [-1, 0, 16] => [15, 1], [-1, 0, 4] => [3, 1], [-1, 0, 2] => [2, 1], [0, -1, 2] => [1, 2],
+        [-1, -1, 2] => [2, 2], [-1, 0, 1] => [1, 1], [-8, -8, 4] => [1, 1]
+      }.each do |args, expected|
+        got = described_class.concurrency(*args)
+        expect(got).to eq(expected), "concurrency(#{args.join(', ')}): expected #{expected}, got #{got}"
+      end
+    end
+
+    # facil.io's fio_expected_concurrency saves the worker count before taking one off it
+    # (`tmp = *processes`) and tests the thread side against that product: when both are
+    # negative, both sides can lose one.
+    it "with both negative, tests the thread side against the product before the workers lost one (section 1.5)" do
+      aggregate_failures do
+        { [-3, -2, 6] => [1, 2], [-2, -4, 8] => [3, 1], [-1, -8, 8] => [7, 1] }.each do |args, expected|
+          got = described_class.concurrency(*args)
+          expect(got).to eq(expected), "concurrency(#{args.join(', ')}): expected #{expected}, got #{got}"
+        end
+      end
+    end
   end
 
   describe Iodine::Base::CLI do
