@@ -77,6 +77,8 @@ pub(crate) struct HijackableIo {
     idle: Arc<Idle>,
     /// The pieces of files behind the placeholders hyper writes (see `sendfile.rs`).
     spool: Arc<Spool>,
+    /// The socket is corked (a file is being sent).
+    corked: bool,
 }
 
 impl HijackableIo {
@@ -94,6 +96,7 @@ impl HijackableIo {
                 shared,
                 idle,
                 spool: Arc::default(),
+                corked: false,
             },
             hijack,
         )
@@ -117,6 +120,10 @@ impl HijackableIo {
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
         let sent = std::task::ready!(sendfile::poll_send(stream, &self.spool, skip, len, cx))?;
         self.idle.note_written();
+        if self.corked && self.spool.is_empty() {
+            stream.set_cork(false);
+            self.corked = false;
+        }
         Poll::Ready(Ok(sent))
     }
 
@@ -193,7 +200,14 @@ impl AsyncWrite for HijackableIo {
         }
         match sendfile::plan(&this.spool, bufs) {
             Plan::Plain => Pin::new(this.stream()?).poll_write_vectored(cx, bufs),
-            Plan::Before(n) => this.stream()?.poll_write_more(cx, &bufs[..n]),
+            Plan::Before(n) => {
+                // A head before a file: corked until the file's last piece is sent.
+                if !this.corked {
+                    this.stream()?.set_cork(true);
+                    this.corked = true;
+                }
+                Pin::new(this.stream()?).poll_write_vectored(cx, &bufs[..n])
+            }
             Plan::File { skip, len } => this.poll_file(cx, skip, len),
         }
     }

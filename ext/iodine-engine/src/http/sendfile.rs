@@ -77,7 +77,7 @@ impl Spool {
         placeholder(len)
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.pieces.lock().is_empty()
     }
 

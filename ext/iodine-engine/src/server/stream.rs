@@ -68,29 +68,11 @@ impl Stream {
         }
     }
 
-    /// Writes `bufs` telling TCP that more follows at once (`MSG_MORE`): a response head
-    /// written before a file then leaves in the same segments as the file's first bytes
-    /// instead of a small segment of its own. Unix sockets write as usual.
-    pub fn poll_write_more(
-        &mut self,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let Stream::Tcp(tcp) = self else {
-            return Pin::new(self).poll_write_vectored(cx, bufs);
-        };
-        let flags = rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL;
-        loop {
-            std::task::ready!(tcp.poll_write_ready(cx))?;
-            let sent = tcp.try_io(tokio::io::Interest::WRITABLE, || {
-                let mut control = rustix::net::SendAncillaryBuffer::default();
-                rustix::net::sendmsg(&*tcp, bufs, &mut control, flags).map_err(io::Error::from)
-            });
-            match sent {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => return Poll::Ready(other),
-            }
+    /// Corks (or uncorks) a TCP socket: while corked, only full segments leave (a response
+    /// head and its file go out together). Unix sockets ignore it.
+    pub fn set_cork(&self, on: bool) {
+        if let Stream::Tcp(tcp) = self {
+            let _ = rustix::net::sockopt::set_tcp_cork(tcp, on);
         }
     }
 
