@@ -263,8 +263,8 @@ RSpec.describe "iodine command line and lifecycle" do
         server = ServerProcess.new(nil, script: [script, port.to_s], port: port)
         begin
           expect(http_get(port, "/").body).to eq("served")
-          expect(server.log).to include("RESULT: ArgumentError").and include('"abc"')
-          expect(server.log).to include("WARNING: port 70000 is out of range, using #{port}")
+          expect(server.log_with("RESULT:")).to include("RESULT: ArgumentError").and include('"abc"')
+          expect(server.log_with("port 70000")).to include("WARNING: port 70000 is out of range, using #{port}")
         ensure
           expect(server.stop&.exitstatus).to eq(0)
         end

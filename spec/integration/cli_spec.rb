@@ -85,8 +85,7 @@ RSpec.describe "the iodine command" do
   it "logs each request with -v" do
     server = ServerProcess.new(["-v", app_path("echo.ru")])
     http_get(server.port, "/status?201")
-    sleep 0.2
-    expect(server.log).to match(%r{127\.0\.0\.1 - - \[.+ GMT\] "GET /status HTTP/1\.1" 201 6b \d+ms})
+    expect(server.log_with("GET /status")).to match(%r{127\.0\.0\.1 - - \[.+ GMT\] "GET /status HTTP/1\.1" 201 6b \d+ms})
   ensure
     server&.stop
   end

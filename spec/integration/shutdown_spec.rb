@@ -99,7 +99,7 @@ RSpec.describe "shutdown and signals (exe/iodine)" do
     sleep 0.3
     expect(http_get(server.port, "/").body).to eq("ok")
     expect(server.exited?).to be(false)
-    expect(server.log).to include("USR1: a hot restart needs cluster mode")
+    expect(server.log_with("USR1")).to include("USR1: a hot restart needs cluster mode")
   ensure
     server&.stop
   end

@@ -70,8 +70,8 @@ RSpec.describe "raw callbacks that raise, throw or kill their thread" do
       expect(echo("still #{bad}")).to eq("still #{bad}")
       expect(pool_whole?(port)).to be(true), "worker threads after #{bad}"
     end
-    expect(server.log).to include("the factory raised")
-    expect(server.log).to include("on_message raised")
+    expect(server.log_with("the factory raised")).to include("the factory raised")
+    expect(server.log_with("on_message raised")).to include("on_message raised")
   ensure
     expect(server&.stop&.exitstatus).to eq(0)
   end

@@ -49,6 +49,20 @@ class ServerProcess
     File.exist?(@log_path) ? File.read(@log_path) : ""
   end
 
+  # The log once it includes `pattern` (a String or Regexp), or as it is after `timeout`
+  # seconds: the server writes its log from a thread of its own, so a line may come just
+  # after the answer that caused it.
+  def log_with(pattern, timeout = 5)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+    loop do
+      text = log
+      return text if pattern.is_a?(Regexp) ? text.match?(pattern) : text.include?(pattern)
+      return text if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.05
+    end
+  end
+
   def exited?
     return true if @status
 
