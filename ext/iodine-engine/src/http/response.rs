@@ -223,11 +223,7 @@ impl hyper::body::Body for ResponseBody {
                 let mut chunk = vec![0u8; want];
                 match file.read_at(&mut chunk, at) {
                     Err(e) => Poll::Ready(Some(Err(e))),
-                    // The file shrank under us: abort rather than send a short body.
-                    Ok(0) => Poll::Ready(Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shorter than its length",
-                    )))),
+                    Ok(0) => Poll::Ready(Some(Err(sendfile::shrank()))),
                     Ok(n) => {
                         chunk.truncate(n);
                         *offset = Some(at + n as u64);

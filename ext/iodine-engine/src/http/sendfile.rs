@@ -39,6 +39,12 @@ static REGION: [u8; MARK] = [0; MARK];
 /// How much one fallback copy (when `sendfile` refuses the file) reads.
 const COPY_CHUNK: usize = 64 * 1024;
 
+/// The error for a file that ended before its announced length (it shrank while sent): the
+/// answer is cut, never padded or finished short as if complete.
+pub(crate) fn shrank() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than its length")
+}
+
 /// A placeholder frame for `len` (≤ [`MARK`]) bytes of a file.
 pub(crate) fn placeholder(len: usize) -> Bytes {
     Bytes::from_static(&REGION[..len.min(MARK)])
@@ -152,11 +158,7 @@ pub(crate) fn poll_send(
     }
     let n = match ready!(stream.poll_sendfile(cx, &file, offset, len)) {
         Ok(0) => {
-            // The file shrank under us: abort rather than send a short body.
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shorter than its length",
-            )));
+            return Poll::Ready(Err(shrank()));
         }
         Ok(n) => n,
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
@@ -180,10 +182,7 @@ fn poll_copy(
     let mut chunk = vec![0u8; len.min(COPY_CHUNK)];
     let read = file.read_at(&mut chunk, offset)?;
     if read == 0 {
-        return Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "file shorter than its length",
-        )));
+        return Poll::Ready(Err(shrank()));
     }
     Pin::new(stream).poll_write(cx, &chunk[..read])
 }
