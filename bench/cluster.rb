@@ -53,7 +53,6 @@ BASE = ENV.fetch("BENCH_WS_BASE", "faye")
 ONLY = ENV["BENCH_CASES"]
 SERVER_CPUS = ENV.fetch("BENCH_SERVER_CPUS", "0")
 LOAD_CPUS = ENV.fetch("BENCH_LOAD_CPUS", Etc.nprocessors > 1 ? "1" : "0")
-WSLOAD = File.join(__dir__, "wsload", "target", "release", "wsload")
 APP = File.join(__dir__, "ws_app.ru")
 # Subscribers connecting at once. With -w 2 the workers share one listener and the kernel
 # wakes both on a new connection: a burst of 200 at once (wsload's default) is mostly
@@ -76,16 +75,6 @@ CASES = [["WS", "fanout", "ws://HOST/sub"], ["SSE", "sse", "http://HOST/sse"]].f
      ["--url", url, "--publish", "ws://HOST/pub", "--subscribers", n.to_s, "--parallel", PARALLEL.to_s]]
   end
 end.freeze
-
-# Why the faye baseline can't run here, or nil.
-def faye_missing
-  return "puma is missing (apt install puma)" unless system("which puma > /dev/null")
-  unless system(RbConfig.ruby, "-e", "require 'faye/websocket'", err: File::NULL)
-    return "faye-websocket is missing (apt install ruby-faye-websocket)"
-  end
-
-  nil
-end
 
 # The servers of this run: { name => ->(port) { command } }.
 def servers
@@ -113,37 +102,6 @@ def servers
     abort "bench: BENCH_WS_BASE must be faye or none (got #{BASE.inspect})"
   end
   list
-end
-
-# Runs wsload (pinned to LOAD_CPUS) against `port`; yields each line it prints, returns the
-# last line's JSON (nil if it failed; its stderr goes to ours).
-def wsload(mode, args, port, &each_line)
-  cmd = ["taskset", "-c", LOAD_CPUS, WSLOAD, mode, *args.map { |a| a.sub("HOST", "127.0.0.1:#{port}") }]
-  last = nil
-  IO.popen(cmd) do |out|
-    out.each_line do |line|
-      last = line
-      each_line&.call(line)
-    end
-  end
-  $?.success? && last ? JSON.parse(last) : nil
-rescue JSON::ParserError
-  warn "  wsload printed #{last.inspect}"
-  nil
-end
-
-# The last lines of the server's log, indented, for a warning; for a Ruby crash report, its
-# [BUG] line and the top of its Ruby backtrace instead (the report ends with memory maps).
-def log_tail(log)
-  lines = File.exist?(log) ? File.readlines(log) : []
-  if (bug = lines.index { |l| l.include?("[BUG]") })
-    backtrace = lines.index { |l| l.start_with?("-- Ruby level backtrace") }
-    lines = [lines[bug], *(backtrace ? lines[backtrace + 1, 3] : [])]
-  else
-    lines = lines.last(10)
-  end
-  text = lines.join
-  text.empty? ? "    (the server printed nothing)" : text.gsub(/^/, "    | ").chomp
 end
 
 # Log excerpts already shown, by server (addresses and numbers left out).
@@ -182,7 +140,7 @@ def measure(name, command, mode, args)
   with_pinned_server(command.call(port), port, cpu: SERVER_CPUS, env: { "RACK_ENV" => "production" },
                                                name: name, log: log) do |pid|
     workers = []
-    result = wsload(mode, [*args, "--seconds", SECONDS.to_s], port) do |line|
+    result = wsload(mode, [*args, "--seconds", SECONDS.to_s], port, cpus: LOAD_CPUS) do |line|
       next unless line.include?('"subscribed"')
 
       # Everyone is connected: where did the connections land?
@@ -229,15 +187,6 @@ def ms(value)
   return "failed" if value.nan?
 
   value >= 100 ? format("%.0f", value) : format("%.#{value >= 10 ? 1 : 2}f", value)
-end
-
-# The median of the pair ratios a/b of `metric` and the ratios themselves: "1.23x (1.2 1.3)".
-def ratio(runs, a, b, metric)
-  ratios = runs[a].zip(runs[b]).map { |x, y| x[metric] / y[metric] }
-  mid = median(ratios)
-  pairs = ratios.map { |r| r.nan? || r.infinite? ? "-" : format(r >= 10 ? "%.0f" : "%.2f", r) }.join(" ")
-  text = mid.nan? || mid.infinite? ? "-" : format(mid >= 10 ? "%.1fx" : "%.2fx", mid)
-  "#{text} (#{pairs})"
 end
 
 $stdout.sync = true # each run shows as it ends, also through a pipe

@@ -30,7 +30,6 @@ SECONDS = Integer(ENV.fetch("BENCH_SECONDS", "5"))
 ONLY = ENV["BENCH_CASES"]
 SERVER_CPU = 0
 LOAD_CPU = Etc.nprocessors > 1 ? 1 : 0
-WSLOAD = File.join(__dir__, "wsload", "target", "release", "wsload")
 APP = File.join(__dir__, "raw_app.rb")
 
 # Name, wsload raw-mode arguments (HOST becomes 127.0.0.1:port); the rate is msgs_per_sec.
@@ -51,31 +50,13 @@ def servers(c_gem_paths)
   list
 end
 
-# Runs wsload's raw mode (pinned to LOAD_CPU) against `port`; returns its JSON (nil if it
-# failed; its stderr goes to ours).
-def wsload(args, port)
-  cmd = ["taskset", "-c", LOAD_CPU.to_s, WSLOAD, "raw", *args.map { |a| a.sub("HOST", "127.0.0.1:#{port}") }]
-  out = IO.popen(cmd, &:read)
-  last = out.lines.last
-  $?.success? && last ? JSON.parse(last) : nil
-rescue JSON::ParserError
-  warn "  wsload printed #{last.inspect}"
-  nil
-end
-
-# The last lines of the server's log, indented, for a warning.
-def log_tail(log)
-  text = File.exist?(log) ? File.readlines(log).last(10).join : ""
-  text.empty? ? "  (the server printed nothing)" : text.gsub(/^/, "    | ").chomp
-end
-
 # One run of a case: [messages/s or NaN when the server or the tool failed, a note or nil].
 def measure(name, command, args)
   port = free_port
   log = File.join(Dir.tmpdir, "bench-raw-#{Process.pid}-#{port}.log")
   note = nil
   result = with_pinned_server(command.call(port), port, cpu: SERVER_CPU, name: name, log: log) do |pid|
-    run = wsload([*args, "--seconds", SECONDS.to_s], port)
+    run = wsload("raw", [*args, "--seconds", SECONDS.to_s], port, cpus: LOAD_CPU)
     # A server that exited under load is a crash, whatever the tool measured.
     if Process.waitpid(pid, Process::WNOHANG)
       note = "the server exited during the run (#{$?.inspect})"

@@ -189,13 +189,6 @@ def mib_per_sec(text)
   value.to_f * (1024.0**power) / (1024**2)
 end
 
-# The last lines of the file `path` (a server's output), indented; "" if there is none.
-def log_tail(path, lines = 8)
-  return "" unless File.exist?(path)
-
-  File.readlines(path).last(lines).map { |l| "    | #{l}" }.join
-end
-
 # One run: starts `server` on a free port, checks the answer when `verify` names what it must
 # be ([body, encoding]), warms up, runs wrk; returns { rps:, mibs:, notes: [] } (NaN: failed).
 def measure(name, server, file, gzip, dir, verify)
@@ -229,20 +222,6 @@ def measure(name, server, file, gzip, dir, verify)
     end
     { rps: Float::NAN, mibs: Float::NAN, notes: ["did not start"] }
   end
-end
-
-# A ratio for the table, or "-".
-def times(value)
-  return "-" if value.nan? || value.infinite?
-
-  format(value >= 10 ? "%.1fx" : "%.2fx", value)
-end
-
-# The median of the per-round ratios a/b of `metric` and the ratios themselves: "0.93x (0.91 0.93 0.95)".
-def ratio(runs, a, b, metric)
-  ratios = runs[a].zip(runs[b]).map { |x, y| x[metric] / y[metric] }
-  pairs = ratios.map { |r| r.nan? || r.infinite? ? "-" : format(r >= 10 ? "%.0f" : "%.2f", r) }.join(" ")
-  "#{times(median(ratios))} (#{pairs})"
 end
 
 # Runs every case: { case name => { server name => [run per round] } }. A server's answer is

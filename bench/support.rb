@@ -4,6 +4,8 @@
 # resident memory and its connections per process, where the C gem (iodine 0.7) is, and the
 # medians and rates of the result tables.
 
+require "json"
+require "rbconfig"
 require "socket"
 
 # A TCP port nobody listens on right now.
@@ -137,4 +139,63 @@ end
 # A rate for the table: thousands separated, or "failed".
 def rate(value)
   value.nan? ? "failed" : value.round.to_s.reverse.scan(/\d{1,3}/).join(",").reverse
+end
+
+# A ratio for the table ("1.05x"), or "-" when there is none.
+def times(value)
+  return "-" if value.nan? || value.infinite?
+
+  format(value >= 10 ? "%.1fx" : "%.2fx", value)
+end
+
+# The median of the per-round ratios a/b of `metric`, with each round's ratio in brackets.
+def ratio(runs, a, b, metric)
+  ratios = runs[a].zip(runs[b]).map { |x, y| x[metric] / y[metric] }
+  pairs = ratios.map { |r| r.nan? || r.infinite? ? "-" : format(r >= 10 ? "%.0f" : "%.2f", r) }.join(" ")
+  "#{times(median(ratios))} (#{pairs})"
+end
+
+# The last lines of the server's log, indented, for a warning; for a Ruby crash report, its
+# [BUG] line and the top of its Ruby backtrace instead (the report ends with memory maps).
+def log_tail(log)
+  lines = File.exist?(log) ? File.readlines(log) : []
+  if (bug = lines.index { |l| l.include?("[BUG]") })
+    backtrace = lines.index { |l| l.start_with?("-- Ruby level backtrace") }
+    lines = [lines[bug], *(backtrace ? lines[backtrace + 1, 3] : [])]
+  else
+    lines = lines.last(10)
+  end
+  text = lines.join
+  text.empty? ? "    (the server printed nothing)" : text.gsub(/^/, "    | ").chomp
+end
+
+# The load tool of the WebSocket, cluster and raw benchmarks (built by `rake wsload`).
+WSLOAD = File.join(__dir__, "wsload", "target", "release", "wsload")
+
+# Runs wsload `mode` (pinned to `cpus`) against `port` (HOST in `args` becomes its address);
+# yields each line it prints, returns the last line's JSON (nil if it failed; its stderr goes
+# to ours).
+def wsload(mode, args, port, cpus:, &each_line)
+  cmd = ["taskset", "-c", cpus.to_s, WSLOAD, mode, *args.map { |a| a.sub("HOST", "127.0.0.1:#{port}") }]
+  last = nil
+  IO.popen(cmd) do |out|
+    out.each_line do |line|
+      last = line
+      each_line&.call(line)
+    end
+  end
+  $?.success? && last ? JSON.parse(last) : nil
+rescue JSON::ParserError
+  warn "  wsload printed #{last.inspect}"
+  nil
+end
+
+# Why puma + faye-websocket (the WebSocket baseline) can't run, or nil when they can.
+def faye_missing
+  return "puma is missing (apt install puma)" unless system("which puma > /dev/null")
+  unless system(RbConfig.ruby, "-e", "require 'faye/websocket'", err: File::NULL)
+    return "faye-websocket is missing (apt install ruby-faye-websocket)"
+  end
+
+  nil
 end

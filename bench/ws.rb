@@ -32,7 +32,6 @@ BASE = ENV.fetch("BENCH_WS_BASE", "faye")
 ONLY = ENV["BENCH_CASES"]
 SERVER_CPU = 0
 LOAD_CPU = Etc.nprocessors > 1 ? 1 : 0
-WSLOAD = File.join(__dir__, "wsload", "target", "release", "wsload")
 RAW = File.join(ROOT, "target", "release", "examples", "ws_echo")
 
 # How to start each server on a port.
@@ -56,16 +55,6 @@ CASES = [
   ["SSE fan-out x 100", "sse", %w[--url http://HOST/sse --publish ws://HOST/pub --subscribers 100], "delivered_per_sec"]
 ].freeze
 
-# Why the faye baseline can't run here, or nil.
-def faye_missing
-  return "puma is missing (apt install puma)" unless system("which puma > /dev/null")
-  unless system(RbConfig.ruby, "-e", "require 'faye/websocket'", err: File::NULL)
-    return "faye-websocket is missing (apt install ruby-faye-websocket)"
-  end
-
-  nil
-end
-
 # Starts `server` pinned to SERVER_CPU and yields its pid and port; nil (with a warning) if it
 # did not start.
 def with_server(server)
@@ -79,26 +68,9 @@ rescue RuntimeError => e
   nil
 end
 
-# Runs wsload (pinned to LOAD_CPU) against `port`; yields each line it prints, returns the last
-# line's JSON (nil if it failed; its stderr goes to ours).
-def wsload(mode, args, port, &each_line)
-  cmd = ["taskset", "-c", LOAD_CPU.to_s, WSLOAD, mode, *args.map { |a| a.sub("HOST", "127.0.0.1:#{port}") }]
-  last = nil
-  IO.popen(cmd) do |out|
-    out.each_line do |line|
-      last = line
-      each_line&.call(line)
-    end
-  end
-  $?.success? && last ? JSON.parse(last) : nil
-rescue JSON::ParserError
-  warn "  wsload printed #{last.inspect}"
-  nil
-end
-
 # One run of a case: the measured rate, or NaN when the server or the tool failed.
 def measure(server, mode, args, field)
-  result = with_server(server) { |_pid, port| wsload(mode, [*args, "--seconds", SECONDS.to_s], port) }
+  result = with_server(server) { |_pid, port| wsload(mode, [*args, "--seconds", SECONDS.to_s], port, cpus: LOAD_CPU) }
   result ? result.fetch(field).to_f : Float::NAN
 end
 
@@ -107,10 +79,10 @@ def idle_memory(server)
   with_server(server) do |pid, port|
     url = ["--url", "ws://HOST/echo"]
     # Warm up first, so what loads on the first upgrade (faye's reactor, …) is not counted.
-    wsload("idle", [*url, "--count", "100", "--hold", "0"], port)
+    wsload("idle", [*url, "--count", "100", "--hold", "0"], port, cpus: LOAD_CPU)
     before = rss_mb(pid)
     after = nil
-    held = wsload("idle", [*url, "--count", IDLE.to_s, "--hold", "3"], port) do |_line|
+    held = wsload("idle", [*url, "--count", IDLE.to_s, "--hold", "3"], port, cpus: LOAD_CPU) do |_line|
       sleep 0.5 # the tool printed: every connection is open and held now
       after = rss_mb(pid)
     end
