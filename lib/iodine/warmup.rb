@@ -38,6 +38,9 @@ module Iodine
           mod.constants(false).each do |name|
             looked += 1
             loaded += 1 if load_one(mod, name)
+            # An autoload left pending is not the app's: reading it would load it anyway.
+            next if mod.autoload?(name, false)
+
             value = begin
               mod.const_get(name, false)
             rescue StandardError, LoadError, NotImplementedError

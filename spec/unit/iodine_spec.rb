@@ -145,4 +145,29 @@ RSpec.describe Iodine do
     expect(Rack::Handler.get("iodine")).to equal(Iodine::Rack)
     expect(Iodine::Rack::IODINE_RACK_LOADED).to be(true)
   end
+
+  describe Iodine::Base::Warmup do
+    it "loads the app's autoloads (nested ones too) and leaves Ruby's and the gems' alone" do
+      require "rack"
+      require "rack/handler"
+      Dir.mktmpdir do |dir|
+        File.write(File.join(dir, "warm_probe_inner.rb"), "module WarmProbe; module Inner; end; end")
+        File.write(File.join(dir, "warm_probe.rb"), <<~RUBY)
+          module WarmProbe
+            autoload :Inner, #{File.join(dir, 'warm_probe_inner.rb').inspect}
+          end
+        RUBY
+        Object.autoload(:WarmProbe, File.join(dir, "warm_probe.rb"))
+        pending = %i[Thin FastCGI].select { |name| Rack::Handler.autoload?(name, false) }
+        features = $LOADED_FEATURES.size
+        loaded = described_class.autoloads
+        expect(Object.autoload?(:WarmProbe)).to be_nil
+        expect(WarmProbe.autoload?(:Inner, false)).to be_nil
+        expect(loaded).to eq(2)
+        # Rack's optional handlers (thin, fcgi: not installed) stay as they were.
+        expect(pending.select { |name| Rack::Handler.autoload?(name, false) }).to eq(pending)
+        expect($LOADED_FEATURES.size - features).to eq(2)
+      end
+    end
+  end
 end
