@@ -41,11 +41,12 @@ module Iodine
 
     # Registers the handler as `iodine` and `Iodine` with every registry loaded now.
     def self.register_handlers
-      [("::Rackup::Handler" if defined?(::Rackup::Handler)), ("::Rack::Handler" if defined?(::Rack::Handler))]
-        .compact.uniq { |name| Object.const_get(name) }.each do |name|
-        registry = Object.const_get(name)
-        # rackup warns about class names given as Strings; Rack 2 wants them.
-        target = name == "::Rackup::Handler" ? Iodine::Rack : "Iodine::Rack"
+      # registry => what it is given: Rack 2 wants a class name; rackup warns about Strings and
+      # gets the class (also when Rack::Handler is rackup's alias of itself).
+      registries = {}
+      registries[::Rack::Handler] = "Iodine::Rack" if defined?(::Rack::Handler)
+      registries[::Rackup::Handler] = Iodine::Rack if defined?(::Rackup::Handler)
+      registries.each do |registry, target|
         %w[iodine Iodine].each { |handler| registry.register(handler, target) }
       end
     rescue StandardError => e
