@@ -27,6 +27,9 @@ use crate::http::{Body, Response, ResponseBody};
 pub use cache::{Cache, Meta};
 pub use path::segments;
 
+/// The largest `<code>.html` error page used.
+const ERROR_PAGE_LIMIT: u64 = 1024 * 1024;
+
 /// The default `Cache-Control` of static files (the C gem's).
 pub const CACHE_CONTROL: &str = "max-age=3600";
 
@@ -60,13 +63,29 @@ impl Public {
     }
 
     /// The folder's page for an error the server answers itself (`<code>.html`, at most
-    /// 1 MiB), if there is one.
+    /// 1 MiB), if there is one. Through the cache: a flood of bad requests costs a `stat`
+    /// each, not a path resolution and a read.
     pub fn error_page(&self, status: u16) -> Option<Bytes> {
-        let page = path::inside(&self.root, &self.root.join(format!("{status}.html")))?;
-        if page.metadata().ok()?.len() > 1024 * 1024 {
-            return None;
+        let (page, _) = self.find(&format!("/{status}.html"))?;
+        let (meta, file) = self.cache.file(&page, &page, false).ok()?;
+        match (&meta.body, file) {
+            (Some(bytes), _) => Some(bytes.clone()),
+            (None, Some(mut file)) if meta.len <= ERROR_PAGE_LIMIT => {
+                let mut bytes = Vec::with_capacity(meta.len as usize);
+                io::Read::read_to_end(&mut io::Read::take(&mut file, meta.len), &mut bytes).ok()?;
+                Some(Bytes::from(bytes))
+            }
+            _ => None,
         }
-        std::fs::read(page).ok().map(Bytes::from)
+    }
+
+    /// Where request path `raw` leads (file and gzip twin), remembered by the cache.
+    fn find(&self, raw: &str) -> cache::Found {
+        self.cache.route(raw, || {
+            let file = path::resolve(&self.root, raw)?;
+            let twin = gz_twin(&self.root, &file).map(Arc::from);
+            Some((Arc::from(file), twin))
+        })
     }
 
     /// The answer for a request, or None when it is the application's.
@@ -75,11 +94,7 @@ impl Public {
         if *method != Method::GET && !head && *method != Method::OPTIONS {
             return None;
         }
-        let (file, twin) = self.cache.route(raw_path, || {
-            let file = path::resolve(&self.root, raw_path)?;
-            let twin = gz_twin(&self.root, &file).map(Arc::from);
-            Some((Arc::from(file), twin))
-        })?;
+        let (file, twin) = self.find(raw_path)?;
         if *method == Method::OPTIONS {
             let mut allow = HeaderMap::with_capacity(1);
             allow.insert(
@@ -481,6 +496,21 @@ mod tests {
             .serve(&Method::OPTIONS, "/hello.txt", &HeaderMap::new())
             .unwrap();
         assert_eq!(header_of(&options, "allow"), Some("GET, HEAD, OPTIONS"));
+    }
+
+    #[test]
+    fn error_pages_come_from_the_folder_and_follow_its_changes() {
+        let (d, p) = folder();
+        assert_eq!(p.error_page(404), None);
+        std::fs::write(d.path().join("400.html"), "<p>bad</p>").unwrap();
+        assert_eq!(p.error_page(400).as_deref(), Some(&b"<p>bad</p>"[..]));
+        std::fs::write(d.path().join("400.html"), "<p>worse</p>").unwrap();
+        assert_eq!(p.error_page(400).as_deref(), Some(&b"<p>worse</p>"[..]));
+        let big = vec![b'x'; ERROR_PAGE_LIMIT as usize + 1];
+        std::fs::write(d.path().join("500.html"), &big).unwrap();
+        assert_eq!(p.error_page(500), None, "over the limit");
+        std::fs::write(d.path().join("500.html"), &big[..100_000]).unwrap();
+        assert_eq!(p.error_page(500).map(|b| b.len()), Some(100_000));
     }
 
     #[test]
