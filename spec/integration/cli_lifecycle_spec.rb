@@ -404,6 +404,12 @@ RSpec.describe "iodine command line and lifecycle" do
       ensure
         @clients&.each(&:kill)
         @stuck&.each(&:close)
+        @server&.stop("KILL")
+        @workers&.each do |pid|
+          Process.kill("KILL", pid) if alive?(pid)
+        rescue Errno::ESRCH
+          nil
+        end
       end
     end
 
@@ -412,7 +418,7 @@ RSpec.describe "iodine command line and lifecycle" do
       @server = ServerProcess.new(["-w", "2", "-t", "2", @app])
       deadline = now + 10
       sleep 0.05 until children_of(@server.pid).size >= 2 || now > deadline
-      workers = children_of(@server.pid)
+      workers = @workers = children_of(@server.pid)
       expect(workers.size).to eq(2)
       expect(http_get(@server.port, "/").body).to eq("ok")
       @stuck = Array.new(2) do
@@ -437,13 +443,6 @@ RSpec.describe "iodine command line and lifecycle" do
       deadline = now + 2
       sleep 0.05 until workers.none? { |pid| alive?(pid) } || now > deadline
       expect(workers.select { |pid| alive?(pid) }).to eq([])
-    ensure
-      @server&.stop("KILL")
-      workers&.each do |pid|
-        Process.kill("KILL", pid) if alive?(pid)
-      rescue Errno::ESRCH
-        nil
-      end
     end
 
     it "a single INT stops it within the grace period (plus the cluster's margin), exit 0, no worker left" do
@@ -456,13 +455,6 @@ RSpec.describe "iodine command line and lifecycle" do
       expect(took).to be < grace + 2 + 2
       expect(workers.select { |pid| alive?(pid) }).to eq([])
       expect(@server.log).to include("Shutdown Complete")
-    ensure
-      @server&.stop("KILL")
-      workers&.each do |pid|
-        Process.kill("KILL", pid) if alive?(pid)
-      rescue Errno::ESRCH
-        nil
-      end
     end
   end
 end
