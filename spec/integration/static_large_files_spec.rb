@@ -154,4 +154,32 @@ RSpec.describe "static files, large and changing (-www)" do
   ensure
     logged&.stop
   end
+
+  it "cuts a download whose client stopped reading, after the timeout, and serves the others meanwhile" do
+    stalled = ServerProcess.new(["-t", "1", "-k", "2", "-www", @root], chdir: Dir.tmpdir)
+    socket = TCPSocket.new("127.0.0.1", stalled.port)
+    socket.setsockopt(Socket::SOL_SOCKET, Socket::SO_RCVBUF, 65_536)
+    socket.write("GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    socket.readpartial(1024)
+    # Stalled: others are served meanwhile.
+    expect(`curl -s --max-time 5 http://127.0.0.1:#{stalled.port}/small.txt`).to eq("one")
+    sleep 5
+    got = 0
+    ended = false
+    deadline = Time.now + 10
+    while Time.now < deadline
+      begin
+        got += socket.readpartial(1 << 20).bytesize
+      rescue EOFError, Errno::ECONNRESET
+        ended = true
+        break
+      end
+    end
+    expect(ended).to be(true), "the stalled download was never cut"
+    expect(got).to be < 256 * 1024 * 1024
+    expect(`curl -s --max-time 5 http://127.0.0.1:#{stalled.port}/small.txt`).to eq("one")
+  ensure
+    socket&.close
+    stalled&.stop
+  end
 end
