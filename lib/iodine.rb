@@ -79,12 +79,19 @@ module Iodine
 
     # Runs the server until `stop` (or INT/TERM); returns Iodine.
     def start
-      raise "Iodine already running!" if running?
+      # `@starting` covers the boot hooks (`:pre_start` runs before the server does): a
+      # nested start there would run a second server the outer one could never stop.
+      # The pid: a process forked by a running app may start a server of its own.
+      raise "Iodine already running!" if running? || @starting == Process.pid
 
-      Base::Runner.new(threads: @threads, workers: @workers).run { |mode| @mode = mode }
+      @starting = Process.pid
+      begin
+        Base::Runner.new(threads: @threads, workers: @workers).run { |mode| @mode = mode }
+      ensure
+        @starting = nil
+        @mode = :idle
+      end
       self
-    ensure
-      @mode = :idle
     end
 
     # Runs the block on a worker thread as soon as possible (after `start` when not running
@@ -210,6 +217,7 @@ module Iodine
 end
 
 require_relative "iodine/rack_body"
+require_relative "iodine/hijack"
 require_relative "iodine/listen"
 require_relative "iodine/connect"
 require_relative "iodine/runner"

@@ -38,7 +38,7 @@ module Iodine
           previous = {}
           %w[INT TERM].each do |sig|
             previous[sig] = trap(sig) do
-              force_stop(sig) if @stopping
+              force_stop(sig) if Runner.repeated_stop_signal?(:master) && @stopping
               request(:stop)
               Runner.chain(previous[sig], sig)
             end
@@ -47,6 +47,9 @@ module Iodine
             request(:restart)
             Runner.chain(previous["USR1"], "USR1")
           end
+          # The app's own traps, for the workers to chain (not the master's: a worker that
+          # ran them would stop a copy of this cluster, and force it, killing its siblings).
+          @app_traps = previous
           @runner.raise_open_files_limit # the workers inherit it
           Base.fire_state(:pre_start)
           Base.cluster_master_init
@@ -106,6 +109,10 @@ module Iodine
         end
 
         def worker_main(&block)
+          # The worker's own traps come first, before its boot hooks: a TERM that arrives
+          # while they run is a graceful stop, honoured once the worker serves.
+          Runner.stop_signal_at = nil
+          Runner.trap_signals(:worker, @app_traps)
           Base.cluster_forked_child
           block&.call(:worker) # master?/worker? are right from the first event on
           status = 0
@@ -196,7 +203,8 @@ module Iodine
           @stopping = true
           Base.fire_state(:start_shutdown)
           Base.log(4, "Shutting down the cluster (#{@children.size} workers)")
-          @children.each_key { |pid| signal(pid, "TERM") }
+          # Workers a hot restart already told to leave are not signalled twice.
+          @children.each_key { |pid| signal(pid, "TERM") unless @retiring.include?(pid) }
           deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + STOP_GRACE
           until @children.empty? || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
             Base.cluster_poll(50)

@@ -81,7 +81,8 @@ module Iodine
         raise ArgumentError, "a raw listener's handler must respond to #call (a factory)" unless factory.respond_to?(:call)
 
         address, port, unix = where(opts)
-        native = { address: address, port: port, unix: unix, max_clients: max_clients(opts[:max_clients]) }
+        native = { address: address, port: port, unix: unix, unix_mode: unix_mode(opts[:unix_mode]),
+                   max_clients: max_clients(opts[:max_clients]) }
         Base.listen_raw(factory, native)
       end
 
@@ -89,7 +90,8 @@ module Iodine
         handler = not_found_app(opts[:public]) if handler == false
         address, port, unix = where(opts)
         native = {
-          address: address, port: port, unix: unix, log: opts[:log] ? true : false,
+          address: address, port: port, unix: unix, unix_mode: unix_mode(opts[:unix_mode]),
+          log: opts[:log] ? true : false,
           max_body: positive(opts[:max_body], 50) * 1024 * 1024,
           max_head: positive(opts[:max_headers], 32) * 1024,
           timeout: timeout(opts[:timeout]),
@@ -107,6 +109,17 @@ module Iodine
           native[:cache_control] = opts[:cache_control].to_s if opts[:cache_control]
         end
         Base.listen_http(handler, native)
+      end
+
+      # The permission bits of a Unix socket file: 0777 unless `unix_mode:` says otherwise (an
+      # Integer such as 0o660, or an octal String such as "660").
+      def unix_mode(value)
+        return 0o777 if value.nil?
+
+        mode = value.is_a?(String) && value.match?(/\A0?[0-7]{1,4}\z/) ? value.to_i(8) : value
+        raise ArgumentError, "unix_mode must be a file mode from 0 to 0o7777, got #{value.inspect}" unless mode.is_a?(Integer) && mode.between?(0, 0o7777)
+
+        mode
       end
 
       # [address, port, unix_path]: a Unix socket when the address is a path or the port is 0.

@@ -63,12 +63,17 @@ module Iodine
       # Blocks until the server stopped; yields the process mode (:single, or :master and,
       # in each forked worker, :worker) when running.
       def run(&block)
+        # A fresh start: a stop asked for before it (or left by an earlier run) is forgotten.
+        # From here on, one asked for during the boot hooks is kept and honoured.
+        Base.clear_stop_flag
+        Runner.stop_signal_at = nil
         return Cluster.new(self, @workers, @threads).run(&block) if @workers > 1
 
         run_process(:single, &block)
       end
 
-      # Serves in this process (one process, or a forked worker) until a stop.
+      # Serves in this process (one process, or a forked worker) until a stop. A worker's
+      # traps were installed as it was forked (Runner.trap_signals), before its boot hooks.
       def run_process(mode)
         previous = {}
         pool = []
@@ -76,20 +81,7 @@ module Iodine
         wake_r, wake_w = IO.pipe
         Runner.waker = wake_w
         Base.set_wake_fd(wake_w.fileno)
-        # INT/TERM stop gracefully (a second one exits at once); the handlers the app had
-        # installed still run after ours, as under puma.
-        %w[INT TERM].each do |sig|
-          previous[sig] = trap(sig) do
-            Runner.force_exit(sig) if Base.stop_requested?
-            Iodine.stop
-            Runner.chain(previous[sig], sig)
-          end
-        end
-        # A worker's USR1 ends it (its master starts a new one); one process only logs it.
-        previous["USR1"] = trap("USR1") do
-          mode == :worker ? Iodine.stop : Base.log(4, "USR1: a hot restart needs cluster mode (-w 2 or more); ignored")
-          Runner.chain(previous["USR1"], "USR1")
-        end
+        previous = Runner.trap_signals(mode) unless mode == :worker
         if mode == :single
           Base.fire_state(:pre_start)
           # One process is its own only worker: the fork events fire as the C gem fired them
@@ -124,9 +116,49 @@ module Iodine
         [wake_r, wake_w].each { |io| io&.close }
       end
 
+      # Seconds after the first INT/TERM of a stop before another one forces the exit. Sooner,
+      # it is taken as part of the same stop: a terminal's Ctrl-C and systemd's
+      # control-group stop signal the master and every worker at once, and the master then
+      # tells its workers with TERM; a worker's grace period must survive all of that.
+      FORCE_AFTER = { single: 0.3, master: 0.3, worker: 2.0 }.freeze
+
       class << self
         # The pipe end that wakes the main thread (nil when not running).
         attr_accessor :waker
+
+        # When (monotonic seconds) the first INT/TERM of the current stop arrived (nil: none).
+        attr_accessor :stop_signal_at
+
+        # Installs the INT/TERM/USR1 traps of a single process or a worker; the handlers in
+        # `chained` (by signal name; by default the ones replaced) run after ours, as under
+        # puma. INT/TERM stop gracefully; a worker's USR1 ends it (its master starts a new
+        # one), a single process only logs it. Returns the handlers replaced.
+        def trap_signals(mode, chained = nil)
+          previous = {}
+          %w[INT TERM USR1].each do |sig|
+            previous[sig] = trap(sig) do
+              if sig != "USR1"
+                force_exit(sig) if repeated_stop_signal?(mode)
+                Iodine.stop
+              elsif mode == :worker
+                Iodine.stop
+              else
+                Base.log(4, "USR1: a hot restart needs cluster mode (-w 2 or more); ignored")
+              end
+              chain((chained || previous)[sig], sig)
+            end
+          end
+          previous
+        end
+
+        # Records an INT/TERM; true when it is a repeat from outside (FORCE_AFTER[mode]
+        # seconds or more after the stop's first), which must cut the stop short.
+        def repeated_stop_signal?(mode)
+          now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+          first = stop_signal_at
+          self.stop_signal_at ||= now
+          !first.nil? && now - first >= FORCE_AFTER.fetch(mode)
+        end
 
         # The Ruby worker threads of the running server (nil when not running).
         attr_accessor :pool

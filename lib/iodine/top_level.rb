@@ -18,17 +18,18 @@
   end
 end
 
-# The master's pid file (`-pid FILE`): a trailing `/` means FILE/iodine.pid; an existing file
-# is replaced; written when the server starts (`:pre_start`), removed when it finished.
+# The master's pid file (`-pid FILE`): a trailing `/` means FILE/iodine.pid. It is written
+# (an existing one replaced) when the server starts (`:pre_start`, after the listeners were
+# bound: a second server that fails to bind never touches the running one's file), and
+# removed when it finished, only if it still holds this process's pid.
 if (pid_path = Iodine::DEFAULT_SETTINGS.delete(:pid_))
   pid_path = File.join(pid_path, "iodine.pid") if pid_path.end_with?("/")
   raise ArgumentError, "the pid file #{pid_path} is a directory" if File.directory?(pid_path)
 
-  File.delete(pid_path) if File.file?(pid_path)
   Iodine::DEFAULT_SETTINGS[:pid] = pid_path
   Iodine.on_state(:pre_start) { File.write(pid_path, "#{Process.pid}\r\n") }
   Iodine.on_state(:on_finish) do
-    File.delete(pid_path) if Iodine.master? && File.file?(pid_path)
+    File.delete(pid_path) if Iodine.master? && File.file?(pid_path) && File.read(pid_path).to_i == Process.pid
   rescue SystemCallError
     nil
   end

@@ -30,6 +30,23 @@ struct Writer {
 static WRITER: Mutex<Option<Writer>> = Mutex::new(None);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
+/// Forks this process image went through ([`after_fork`]).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// The [`GENERATION`] `WRITER` belongs to: in a forked child they differ, and the writer
+/// (its thread gone, its lock perhaps copied while held) is never touched again.
+static WRITER_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Tells the log it runs in a freshly forked child (async-signal-safe: one atomic add, for a
+/// `pthread_atfork` handler). Lines are written directly until [`start_writer`] runs here.
+pub fn after_fork() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Whether `WRITER` is a parent's copy.
+fn inherited() -> bool {
+    WRITER_GENERATION.load(Ordering::Acquire) != GENERATION.load(Ordering::Acquire)
+}
+
 /// Longest log line written, in bytes (the C gem's `FIO_LOG_LENGTH_LIMIT`).
 pub const MAX_LINE: usize = 2048;
 
@@ -97,6 +114,9 @@ pub fn raw_line(mut line: String) {
         line.truncate(cut);
     }
     line.push('\n');
+    if inherited() {
+        return write_out(&line);
+    }
     let queued = match WRITER.lock().as_ref() {
         Some(w) => w.queue.try_send(line),
         None => Err(TrySendError::Disconnected(line)),
@@ -117,7 +137,18 @@ pub fn dropped() -> u64 {
 
 /// Starts the writer thread (idempotent); lines are queued from now on.
 pub fn start_writer() {
-    let mut writer = WRITER.lock();
+    let mut writer = if inherited() {
+        // A forked child: the parent's writer is forgotten (never joined). Its lock was
+        // copied as it was: if a thread held it then, this process keeps writing directly.
+        let Some(mut writer) = WRITER.try_lock() else {
+            return;
+        };
+        std::mem::forget(writer.take());
+        WRITER_GENERATION.store(GENERATION.load(Ordering::Acquire), Ordering::Release);
+        writer
+    } else {
+        WRITER.lock()
+    };
     if writer.is_some() {
         return;
     }
@@ -133,6 +164,9 @@ pub fn start_writer() {
 /// Writes what is queued (waiting at most `limit` for a slow stderr), then stops the writer
 /// thread; lines are written directly again. A writer stuck on stderr is left behind.
 pub fn stop_writer(limit: Duration) {
+    if inherited() {
+        return;
+    }
     let Some(Writer { queue, thread }) = WRITER.lock().take() else {
         return;
     };

@@ -19,6 +19,8 @@ use crossbeam_queue::SegQueue;
 use magnus::{Error, Ruby};
 use parking_lot::{Condvar, Mutex};
 
+use crate::gvl::PerProcess;
+
 use crate::gvl;
 
 /// Work for a Ruby thread, provided by whoever needs Ruby to run (Rack, connections,
@@ -62,33 +64,50 @@ struct Bridge {
     workers: AtomicUsize,
 }
 
-static BRIDGE: Bridge = Bridge {
-    queue: SegQueue::new(),
-    sleepers: AtomicUsize::new(0),
-    lock: Mutex::new(()),
-    wake: Condvar::new(),
-    open: AtomicBool::new(false),
-    interrupts: AtomicU64::new(0),
-    workers: AtomicUsize::new(1),
-};
+impl Bridge {
+    fn new() -> Self {
+        Bridge {
+            queue: SegQueue::new(),
+            sleepers: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+            open: AtomicBool::new(false),
+            interrupts: AtomicU64::new(0),
+            workers: AtomicUsize::new(1),
+        }
+    }
+}
 
-/// `Iodine.on_idle` blocks waiting for the IO threads to go idle.
-static IDLE: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+/// This process's bridge: a process forked while serving gets an empty, closed one (the
+/// parent's queue may have been copied mid-push, and its tasks belong to the parent's
+/// connections), open again once that process starts a server of its own.
+static BRIDGE: PerProcess<Bridge> = PerProcess::new(Bridge::new, |_| Bridge::new());
+
+fn bridge() -> &'static Bridge {
+    BRIDGE.get()
+}
+
+/// `Iodine.on_idle` blocks waiting for the IO threads to go idle (a forked child keeps
+/// those registered before its fork, unless a thread held the list then).
+static IDLE: PerProcess<Mutex<Vec<u64>>> = PerProcess::new(
+    || Mutex::new(Vec::new()),
+    |parent| Mutex::new(parent.try_lock().map(|ids| ids.clone()).unwrap_or_default()),
+);
 static IDLE_WAITING: AtomicBool = AtomicBool::new(false);
 
 /// Runs block `id` once, the next time the server goes idle (`Iodine.on_idle`).
 pub fn on_idle(id: u64) {
-    IDLE.lock().push(id);
+    IDLE.get().lock().push(id);
     IDLE_WAITING.store(true, Ordering::Release);
 }
 
 /// Queues the `on_idle` blocks if there is nothing else to do; true if it queued any.
 fn queue_idle_blocks() -> bool {
-    if !IDLE_WAITING.load(Ordering::Acquire) || !BRIDGE.queue.is_empty() {
+    if !IDLE_WAITING.load(Ordering::Acquire) || !bridge().queue.is_empty() {
         return false;
     }
     let ids = {
-        let mut idle = IDLE.lock();
+        let mut idle = IDLE.get().lock();
         IDLE_WAITING.store(false, Ordering::Release);
         std::mem::take(&mut *idle)
     };
@@ -111,16 +130,16 @@ const WAKE_BATCH: usize = 16;
 /// runtime's park hook) or once a batch has queued up: on a busy core the requests of one
 /// poll cycle then cost a single wake-up, and a Ruby worker runs them in one GVL hold.
 pub fn push(task: Task) {
-    if !BRIDGE.open.load(Ordering::Acquire) {
+    if !bridge().open.load(Ordering::Acquire) {
         // No worker will run it (shut down): dropping it answers the client now (a 500, or
         // nothing for a connection being closed) instead of leaving it for a later `start`.
         drop(task);
         return;
     }
-    BRIDGE.queue.push(task);
-    if BRIDGE.sleepers.load(Ordering::SeqCst) > 0 && BRIDGE.queue.len() >= WAKE_BATCH {
-        let _guard = BRIDGE.lock.lock();
-        BRIDGE.wake.notify_one();
+    bridge().queue.push(task);
+    if bridge().sleepers.load(Ordering::SeqCst) > 0 && bridge().queue.len() >= WAKE_BATCH {
+        let _guard = bridge().lock.lock();
+        bridge().wake.notify_one();
     }
 }
 
@@ -128,33 +147,33 @@ pub fn push(task: Task) {
 /// queuing the `on_idle` blocks when there is nothing else to do.
 pub fn kick() {
     if queue_idle_blocks() {
-        let _guard = BRIDGE.lock.lock();
-        BRIDGE.wake.notify_one();
+        let _guard = bridge().lock.lock();
+        bridge().wake.notify_one();
         return;
     }
-    if BRIDGE.sleepers.load(Ordering::SeqCst) > 0 && !BRIDGE.queue.is_empty() {
-        let _guard = BRIDGE.lock.lock();
-        BRIDGE.wake.notify_one();
+    if bridge().sleepers.load(Ordering::SeqCst) > 0 && !bridge().queue.is_empty() {
+        let _guard = bridge().lock.lock();
+        bridge().wake.notify_one();
     }
 }
 
 /// Lets `workers` Ruby threads run (called by `Iodine.start` before they start).
 pub fn open(workers: usize) {
     discard_pending(); // anything a previous run left behind belongs to dead connections
-    BRIDGE.workers.store(workers.max(1), Ordering::SeqCst);
-    BRIDGE.open.store(true, Ordering::SeqCst);
+    bridge().workers.store(workers.max(1), Ordering::SeqCst);
+    bridge().open.store(true, Ordering::SeqCst);
 }
 
 /// Tells workers to finish the queued tasks and leave.
 pub fn close() {
-    BRIDGE.open.store(false, Ordering::SeqCst);
-    let _guard = BRIDGE.lock.lock();
-    BRIDGE.wake.notify_all();
+    bridge().open.store(false, Ordering::SeqCst);
+    let _guard = bridge().lock.lock();
+    bridge().wake.notify_all();
 }
 
 /// Drops tasks nobody will run (their clients get a 500 from the dropped reply).
 pub fn discard_pending() {
-    while BRIDGE.queue.pop().is_some() {}
+    while bridge().queue.pop().is_some() {}
 }
 
 /// The body of one Ruby worker thread (`Iodine::Base.worker_loop`).
@@ -167,18 +186,18 @@ pub fn work(ruby: &Ruby) -> Result<bool, Error> {
         queue_empty: || {},
     });
     loop {
-        while let Some(task) = BRIDGE.queue.pop() {
+        while let Some(task) = bridge().queue.pop() {
             (hooks.before_job)();
             task.run(ruby)?;
         }
         (hooks.queue_empty)();
-        if !BRIDGE.open.load(Ordering::SeqCst) {
+        if !bridge().open.load(Ordering::SeqCst) {
             return Ok(false);
         }
         if queue_idle_blocks() {
             continue; // the pool ran out of work: that is idle
         }
-        let seen = BRIDGE.interrupts.load(Ordering::SeqCst);
+        let seen = bridge().interrupts.load(Ordering::SeqCst);
         // Interrupts (signals, Thread#raise/kill) are delivered inside `without_gvl`; a
         // worker woken for one that did not raise just looks at the queue again.
         gvl::without_gvl(ruby, || sleep(seen), interrupt)?;
@@ -189,7 +208,7 @@ pub fn work(ruby: &Ruby) -> Result<bool, Error> {
 /// which has no worker pool, calls it from its main loop).
 pub fn run_pending(ruby: &Ruby) -> Result<(), Error> {
     queue_idle_blocks();
-    while let Some(task) = BRIDGE.queue.pop() {
+    while let Some(task) = bridge().queue.pop() {
         task.run(ruby)?;
     }
     Ok(())
@@ -197,29 +216,29 @@ pub fn run_pending(ruby: &Ruby) -> Result<(), Error> {
 
 /// Parks until there is work, the bridge closes, or Ruby interrupts (runs without the GVL).
 fn sleep(seen: u64) {
-    let mut guard = BRIDGE.lock.lock();
-    BRIDGE.sleepers.fetch_add(1, Ordering::SeqCst);
+    let mut guard = bridge().lock.lock();
+    bridge().sleepers.fetch_add(1, Ordering::SeqCst);
     loop {
-        if !BRIDGE.queue.is_empty() {
+        if !bridge().queue.is_empty() {
             break;
         }
-        if !BRIDGE.open.load(Ordering::SeqCst) {
+        if !bridge().open.load(Ordering::SeqCst) {
             break;
         }
-        if BRIDGE.interrupts.load(Ordering::SeqCst) != seen {
+        if bridge().interrupts.load(Ordering::SeqCst) != seen {
             break;
         }
         // Pushes notify only per batch or when an IO thread goes idle; an IO thread that stays
         // busy with other connections could hold back a lone request, so look every 50 ms
         // (measured idle cost: 10 ms used 0.9% of a core with 2 workers, 1 s none).
-        BRIDGE.wake.wait_for(&mut guard, RECHECK);
+        bridge().wake.wait_for(&mut guard, RECHECK);
     }
-    BRIDGE.sleepers.fetch_sub(1, Ordering::SeqCst);
+    bridge().sleepers.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// The unblocking function: wake every sleeping worker so it returns to Ruby.
 fn interrupt() {
-    let _guard = BRIDGE.lock.lock();
-    BRIDGE.interrupts.fetch_add(1, Ordering::SeqCst);
-    BRIDGE.wake.notify_all();
+    let _guard = bridge().lock.lock();
+    bridge().interrupts.fetch_add(1, Ordering::SeqCst);
+    bridge().wake.notify_all();
 }

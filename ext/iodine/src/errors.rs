@@ -48,6 +48,25 @@ pub fn exception(class: ExceptionClass, message: impl AsRef<str>) -> Error {
     }
 }
 
+/// `v.inspect` for an error message, at most `max` characters. An exception raised by an
+/// app's `inspect` gives `#<ClassName>`; a jump comes back as `Err` (magnus'
+/// `Value::inspect` would swallow both, falling back to `rb_any_to_s`).
+pub fn inspect(v: magnus::Value, max: usize) -> Result<String, Error> {
+    match v.funcall::<_, _, RString>("inspect", ()) {
+        Ok(s) => Ok(String::from_utf8_lossy(&s.to_bytes())
+            .chars()
+            .take(max)
+            .collect()),
+        Err(e) if is_jump(&e) => Err(e),
+        Err(_) => Ok(format!("#<{}>", crate::gvl::class_name(v))),
+    }
+}
+
+/// Whether `e` is an exception of `class` (never a jump).
+pub fn is_a(e: &Error, class: ExceptionClass) -> bool {
+    !is_jump(e) && e.is_kind_of(class)
+}
+
 /// The exception that ends a streamed body's iteration when the client left.
 pub fn client_gone(ruby: &Ruby) -> Error {
     exception(client_gone_class(ruby), "the client closed the connection")

@@ -155,23 +155,23 @@ pub fn class_name(v: magnus::Value) -> String {
 
 /// Replaces the contents of `buf` with `bytes`, reusing its memory (`rack.input.read(n, buf)`
 /// is called in a loop with one buffer: a fresh String per call would be garbage).
+///
+/// `rb_str_modify` raises for a frozen String and for one another thread has locked (an
+/// `IO#readpartial` in progress into it): it runs under `rb_protect`, so that error comes back
+/// as `Err` instead of a longjmp through these Rust frames.
 pub fn fill_str(buf: magnus::RString, bytes: &[u8]) -> Result<(), magnus::Error> {
-    use magnus::prelude::*;
     use magnus::rb_sys::AsRawValue;
-    if buf.is_frozen() {
-        let ruby = magnus::Ruby::get_with(buf);
-        return Err(crate::errors::exception(
-            ruby.exception_frozen_error(),
-            "can't modify frozen String",
-        ));
-    }
-    // SAFETY: the GVL is held (we have an RString from Ruby on this thread). `buf` is a live,
-    // unfrozen String (checked above, so rb_str_modify can't raise); truncating it keeps its
-    // capacity for the copy that follows.
-    unsafe {
-        rb_sys::rb_str_modify(buf.as_raw());
-        rb_sys::rb_str_set_len(buf.as_raw(), 0);
-    }
+    let raw = buf.as_raw();
+    magnus::rb_sys::protect(|| {
+        // SAFETY: the GVL is held (we have an RString from Ruby on this thread) and `raw` is
+        // a live String on this frame. rb_str_modify either makes it writable or raises,
+        // which rb_protect catches; truncating then keeps its capacity for the copy below.
+        unsafe {
+            rb_sys::rb_str_modify(raw);
+            rb_sys::rb_str_set_len(raw, 0);
+        }
+        rb_sys::Qnil as rb_sys::VALUE
+    })?;
     buf.cat(bytes);
     Ok(())
 }
@@ -200,5 +200,86 @@ pub fn write_wake(fd: std::os::fd::RawFd) {
     // SAFETY: write(2) with a valid one-byte buffer; a bad descriptor only gives EBADF.
     unsafe {
         libc::write(fd, b".".as_ptr().cast(), 1);
+    }
+}
+
+/// Forks this process image went through: the `pthread_atfork` child handler adds one in
+/// every child (a cluster's worker, or a process an app forked while serving).
+static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn after_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    iodine_engine::log::after_fork();
+}
+
+/// Registers the fork handler that gives each child its own [`PerProcess`] values. Called
+/// once, when the extension loads.
+pub fn register_fork_handler() {
+    // SAFETY: pthread_atfork only records the function pointer; the handler is a plain
+    // `extern "C"` function that touches two atomics (async-signal-safe, as a child handler
+    // must be) and never unwinds.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(after_fork_in_child));
+    }
+}
+
+/// State that belongs to one process: a child forked while threads used it (an app that
+/// forks while the server runs, IO threads mid-operation) must never touch its parent's copy,
+/// whose locks and queues may have been copied halfway through an operation and whose
+/// threads do not exist here. The first use in a new process image makes a fresh value from
+/// the inherited one (`inherit`, which must not block); the inherited one is leaked, never
+/// dropped (dropping a runtime copied from the parent would wait for threads that aren't
+/// there).
+pub struct PerProcess<T: 'static> {
+    cell: std::sync::atomic::AtomicPtr<Generation<T>>,
+    make: fn() -> T,
+    inherit: fn(&T) -> T,
+}
+
+struct Generation<T> {
+    generation: u64,
+    value: T,
+}
+
+impl<T: 'static> PerProcess<T> {
+    /// `make` builds the first value; `inherit` a child's from its parent's copy.
+    pub const fn new(make: fn() -> T, inherit: fn(&T) -> T) -> Self {
+        PerProcess {
+            cell: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+            make,
+            inherit,
+        }
+    }
+
+    /// This process's value.
+    pub fn get(&self) -> &'static T {
+        use std::sync::atomic::Ordering;
+        let generation = FORK_GENERATION.load(Ordering::Acquire);
+        loop {
+            let current = self.cell.load(Ordering::Acquire);
+            // SAFETY: a pointer stored in `cell` comes from `Box::into_raw` below and is
+            // never freed (values are leaked, not dropped), so it is valid for 'static.
+            let old = unsafe { current.as_ref() };
+            if let Some(old) = old.filter(|g| g.generation == generation) {
+                return &old.value;
+            }
+            let value = match old {
+                Some(old) => (self.inherit)(&old.value),
+                None => (self.make)(),
+            };
+            let fresh = Box::into_raw(Box::new(Generation { generation, value }));
+            match self
+                .cell
+                .compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire)
+            {
+                // SAFETY: just published, never freed (see above).
+                Ok(_) => return unsafe { &(*fresh).value },
+                Err(_) => {
+                    // Another thread published first: ours was never shared, so it is freed.
+                    // SAFETY: `fresh` came from Box::into_raw above and nobody else saw it.
+                    drop(unsafe { Box::from_raw(fresh) });
+                }
+            }
+        }
     }
 }

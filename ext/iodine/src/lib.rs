@@ -31,5 +31,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[magnus::init(name = "iodine")]
 fn init(ruby: &Ruby) -> Result<(), Error> {
+    gvl::register_fork_handler();
     ruby_api::init(ruby)
 }

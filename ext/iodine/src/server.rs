@@ -18,7 +18,7 @@ use tokio::task::AbortHandle;
 
 use magnus::{Error, Ruby};
 
-use crate::gvl;
+use crate::gvl::{self, PerProcess};
 
 /// The task of a listener or a connection, made inside the runtime (sockets must meet
 /// their reactor there).
@@ -74,29 +74,56 @@ pub fn set_wake_fd(fd: i32) {
 
 /// Asks the main thread to stop, from any thread (no Ruby needed).
 fn stop_from_rust() {
-    STATE.lock().stop_requested = true;
+    state().stop_requested = true;
     gvl::write_wake(WAKE_FD.load(std::sync::atomic::Ordering::Acquire));
 }
 
-static STATE: Mutex<State> = Mutex::new(State {
-    pending: Vec::new(),
-    timers: Vec::new(),
-    running: None,
-    stop_requested: false,
-});
+/// This process's server. A process forked while it runs (an app calling `Process.fork`)
+/// starts with no runtime: it inherits what waits for a `start` (listeners, timers), and its
+/// own `start` builds a runtime of its own; the parent's is forgotten, never touched (its
+/// locks were copied mid-operation, its threads are not here) and never dropped.
+static STATE: PerProcess<Mutex<State>> = PerProcess::new(
+    || Mutex::new(State::default()),
+    |parent| {
+        // Only Ruby threads (holding the GVL, as the forking thread did) take this lock
+        // for long; if another thread held it at the fork, nothing can be inherited.
+        let Some(mut parent) = parent.try_lock() else {
+            return Mutex::new(State::default());
+        };
+        std::mem::forget(parent.running.take());
+        Mutex::new(State {
+            pending: std::mem::take(&mut parent.pending),
+            timers: std::mem::take(&mut parent.timers),
+            running: None,
+            stop_requested: false,
+        })
+    },
+);
+
+fn state() -> parking_lot::MutexGuard<'static, State> {
+    STATE.get().lock()
+}
 
 /// Runs the kept block `id` on `schedule`: from `start` on, or now when already running.
+/// A running cluster's master (no runtime) runs it in its own loop.
 pub fn add_timer(id: u64, schedule: Schedule) {
-    let mut state = STATE.lock();
-    match &state.running {
-        Some(running) => spawn_timer(running, id, schedule),
-        None => state.timers.push((id, schedule)),
+    {
+        let mut state = state();
+        if let Some(running) = &state.running {
+            return spawn_timer(running, id, schedule);
+        }
+        if !crate::ruby_api::cluster::is_master() {
+            return state.timers.push((id, schedule));
+        }
     }
+    crate::ruby_api::cluster::add_master_timer(id, schedule);
 }
 
 /// Timers that may still fire, by block id (forgotten at `finish` if shutdown cut them
 /// short), with the handle that stops them.
-static ACTIVE_TIMERS: Mutex<Vec<(u64, AbortHandle)>> = Mutex::new(Vec::new());
+/// A forked child's are empty: its parent's handles point into the parent's runtime.
+static ACTIVE_TIMERS: PerProcess<Mutex<Vec<(u64, AbortHandle)>>> =
+    PerProcess::new(|| Mutex::new(Vec::new()), |_| Mutex::new(Vec::new()));
 
 /// Each time the timer fires, a worker runs the block (and forgets it after its last run).
 fn spawn_timer(running: &Running, id: u64, schedule: Schedule) {
@@ -105,25 +132,28 @@ fn spawn_timer(running: &Running, id: u64, schedule: Schedule) {
         .runtime
         .spawn(timers::run(schedule, shutdown, move |last| {
             if last {
-                ACTIVE_TIMERS.lock().retain(|(t, _)| *t != id);
+                ACTIVE_TIMERS.get().lock().retain(|(t, _)| *t != id);
             }
             crate::bridge::push(crate::blocks::run_block(id, last))
         }));
     if !task.is_finished() {
-        ACTIVE_TIMERS.lock().push((id, task.abort_handle()));
+        ACTIVE_TIMERS.get().lock().push((id, task.abort_handle()));
     }
 }
 
 /// Stops the timer of block `id` (`Iodine.cancel_timer`); false if none was scheduled.
 pub fn cancel_timer(id: u64) -> bool {
-    let mut state = STATE.lock();
+    let mut state = state();
     let before = state.timers.len();
     state.timers.retain(|(t, _)| *t != id);
     if state.timers.len() != before {
         return true;
     }
     drop(state);
-    let mut active = ACTIVE_TIMERS.lock();
+    if crate::ruby_api::cluster::cancel_master_timer(id) {
+        return true;
+    }
+    let mut active = ACTIVE_TIMERS.get().lock();
     match active.iter().position(|(t, _)| *t == id) {
         Some(i) => {
             active.swap_remove(i).1.abort();
@@ -136,7 +166,7 @@ pub fn cancel_timer(id: u64) -> bool {
 /// The blocks of timers that shutdown stopped before their last run (for the caller to
 /// forget: nothing will run them).
 pub fn stopped_timers() -> Vec<u64> {
-    std::mem::take(&mut *ACTIVE_TIMERS.lock())
+    std::mem::take(&mut *ACTIVE_TIMERS.get().lock())
         .into_iter()
         .map(|(id, _)| id)
         .collect()
@@ -184,7 +214,7 @@ pub fn add_connection(
 }
 
 fn add(described: Option<String>, start: Starter) -> std::io::Result<()> {
-    let mut state = STATE.lock();
+    let mut state = state();
     match &state.running {
         Some(running) => spawn(running, start),
         None => {
@@ -205,13 +235,19 @@ fn spawn(running: &Running, start: Starter) -> std::io::Result<()> {
 /// The timers (and `Iodine.run` blocks) made before `start`: a cluster's master runs them
 /// too, and leaves them for the workers it forks.
 pub fn pending_timers() -> Vec<(u64, Schedule)> {
-    STATE.lock().timers.clone()
+    state().timers.clone()
+}
+
+/// Drops what waits for a `start` that will not come (a cluster's master, at the end): the
+/// listeners close, and the Unix socket files this process created are removed.
+pub fn discard_pending() {
+    let pending = std::mem::take(&mut state().pending);
+    drop(pending);
 }
 
 /// The listeners waiting for `start` (for the cluster master's banner).
 pub fn pending_listeners() -> Vec<String> {
-    STATE
-        .lock()
+    state()
         .pending
         .iter()
         .filter_map(|p| p.described.clone())
@@ -220,7 +256,7 @@ pub fn pending_listeners() -> Vec<String> {
 
 /// Builds the runtime and starts every pending listener.
 pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
-    let mut state = STATE.lock();
+    let mut state = state();
     if state.running.is_some() {
         return Err(std::io::Error::other("Iodine already running!"));
     }
@@ -253,44 +289,42 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
         let link = iodine_engine::cluster::worker::start(stream, lost)?;
         iodine_engine::cluster::set_uplink(Some(link));
     }
-    state.stop_requested = false;
+    // The stop flag is left as it is: a stop asked for during the boot hooks (a TERM that
+    // reached a worker as it booted) is honoured as soon as the server runs. `Iodine.start`
+    // clears it before the hooks.
     state.running = Some(running);
     Ok(described)
 }
 
 /// Whether the server runs in this process.
 pub fn is_running() -> bool {
-    STATE.lock().running.is_some()
+    state().running.is_some()
 }
 
 /// A handle to the runtime, for Ruby threads that wait on async work.
 pub fn runtime_handle() -> Option<Handle> {
-    STATE
-        .lock()
-        .running
-        .as_ref()
-        .map(|r| r.runtime.handle().clone())
+    state().running.as_ref().map(|r| r.runtime.handle().clone())
 }
 
 /// Asks the main thread to stop the server (`Iodine.stop`, INT/TERM traps).
 pub fn request_stop() {
-    STATE.lock().stop_requested = true;
+    state().stop_requested = true;
 }
 
 /// Whether `Iodine.stop` (or a trap) asked for a stop, whether or not the server runs here
 /// (the cluster's master never runs one).
 pub fn stop_flag() -> bool {
-    STATE.lock().stop_requested
+    state().stop_requested
 }
 
 /// Clears the stop flag (a master starting its cluster).
 pub fn clear_stop_flag() {
-    STATE.lock().stop_requested = false;
+    state().stop_requested = false;
 }
 
 /// Whether a stop was requested since `start`.
 pub fn stop_requested() -> bool {
-    let state = STATE.lock();
+    let state = state();
     state.stop_requested || state.running.is_none()
 }
 
@@ -299,24 +333,20 @@ pub fn stop_requested() -> bool {
 /// signals are handled: a second INT must be heard) until [`live_connections`] is 0 or its
 /// grace period is over.
 pub fn begin_drain() {
-    if let Some(r) = &STATE.lock().running {
+    if let Some(r) = &state().running {
         r.shutdown.trigger();
     }
 }
 
 /// Connections still open (0 when the server is not running).
 pub fn live_connections() -> usize {
-    STATE
-        .lock()
-        .running
-        .as_ref()
-        .map_or(0, |r| r.shutdown.live())
+    state().running.as_ref().map_or(0, |r| r.shutdown.live())
 }
 
 /// Graceful shutdown, step two: drop the runtime (after the Ruby workers left), never while
 /// holding the GVL: its IO threads get up to 2 s to end their tasks.
 pub fn finish(ruby: &Ruby) -> Result<(), Error> {
-    let Some(running) = STATE.lock().running.take() else {
+    let Some(running) = state().running.take() else {
         return Ok(());
     };
     iodine_engine::log::stop_writer(Duration::from_secs(1));

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -39,10 +39,15 @@ pub enum BoundListener {
 
 /// A socket file this process created: its path and identity (device, inode), so that only
 /// this very file is ever removed, never one another server made at the same path since.
-#[derive(Clone, Debug)]
+///
+/// Only the process that created it removes it, when its listener is dropped: a cluster's
+/// workers (and processes an app forks) share the master's socket, and one of them leaving
+/// (a hot restart replaces every worker) must leave the file to the others.
+#[derive(Debug)]
 pub struct SocketFile {
     path: PathBuf,
     id: (u64, u64),
+    creator: u32,
 }
 
 impl SocketFile {
@@ -51,11 +56,17 @@ impl SocketFile {
         Ok(SocketFile {
             path: path.to_path_buf(),
             id: (meta.dev(), meta.ino()),
+            creator: std::process::id(),
         })
     }
+}
 
-    /// Removes the file if it is still the one this process created.
-    fn remove(&self) {
+impl Drop for SocketFile {
+    /// Removes the file if this process created it and it is still the one it created.
+    fn drop(&mut self) {
+        if self.creator != std::process::id() {
+            return;
+        }
         let ours = std::fs::symlink_metadata(&self.path)
             .map(|m| (m.dev(), m.ino()) == self.id)
             .unwrap_or(false);
@@ -129,18 +140,21 @@ impl Listener {
     }
 }
 
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Listener::Unix(_, file) = self {
-            file.remove();
-        }
-    }
+/// The mode of a Unix socket file unless told otherwise: anyone may connect (a proxy such as
+/// nginx runs as another user), as the C gem's since 0.7.53 (its issue #136).
+pub const UNIX_MODE: u32 = 0o777;
+
+/// Binds and listens (non-blocking, `SO_REUSEADDR`, close-on-exec); a Unix socket file gets
+/// [`UNIX_MODE`].
+pub fn bind(address: &Address) -> io::Result<BoundListener> {
+    bind_with_mode(address, UNIX_MODE)
 }
 
-/// Binds and listens (non-blocking, `SO_REUSEADDR`, close-on-exec).
-pub fn bind(address: &Address) -> io::Result<BoundListener> {
+/// [`bind`], with the permission bits a Unix socket file gets (`unix_mode`, e.g. `0o660`;
+/// ignored for TCP).
+pub fn bind_with_mode(address: &Address, unix_mode: u32) -> io::Result<BoundListener> {
     match address {
-        Address::Unix(path) => bind_unix(path),
+        Address::Unix(path) => bind_unix(path, unix_mode & 0o7777),
         Address::Tcp { host, port } => bind_tcp(host.as_deref(), *port),
     }
 }
@@ -188,7 +202,7 @@ fn bind_tcp_addr(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-fn bind_unix(path: &Path) -> io::Result<BoundListener> {
+fn bind_unix(path: &Path, mode: u32) -> io::Result<BoundListener> {
     // A socket file left by a previous run would make bind fail: it is replaced, unless a
     // server still answers on it (then the address is in use, as for a TCP port). Anything
     // that is not a socket is kept (bind fails).
@@ -211,9 +225,14 @@ fn bind_unix(path: &Path) -> io::Result<BoundListener> {
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
     socket.bind(&SockAddr::unix(path)?)?;
+    // The file exists from here on: it is ours to remove if anything below fails.
+    let file = SocketFile::created(path)?;
+    // bind(2) applies the umask; the mode asked for is set afterwards, before anyone can be
+    // told the socket exists (the listen below, the banner).
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     socket.listen(BACKLOG)?;
     let listener: std::os::unix::net::UnixListener = socket.into();
-    Ok(BoundListener::Unix(listener, SocketFile::created(path)?))
+    Ok(BoundListener::Unix(listener, file))
 }
 
 #[cfg(test)]
@@ -260,9 +279,42 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.sock");
         let first = bind(&Address::Unix(path.clone())).expect("bind");
-        drop(first); // std listener: the file stays behind
+        std::mem::forget(first); // a crashed server: the file stays behind
         assert!(path.exists());
         bind(&Address::Unix(path.clone())).expect("rebind over stale socket");
+    }
+
+    #[test]
+    fn unix_socket_files_are_0777_unless_told_otherwise() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        let open = dir.path().join("open.sock");
+        let _open = bind(&Address::Unix(open.clone())).expect("bind");
+        assert_eq!(mode(&open), 0o777);
+        let group = dir.path().join("group.sock");
+        let _group = bind_with_mode(&Address::Unix(group.clone()), 0o660).expect("bind");
+        assert_eq!(mode(&group), 0o660);
+    }
+
+    #[test]
+    fn only_the_creating_process_removes_the_socket_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.sock");
+        let BoundListener::Unix(listener, mut file) =
+            bind(&Address::Unix(path.clone())).expect("bind")
+        else {
+            unreachable!("a Unix address binds a Unix listener")
+        };
+        // As in a forked worker: the listener's copy belongs to another process.
+        file.creator = file.creator.wrapping_add(1);
+        drop((listener, file));
+        assert!(path.exists(), "a worker's drop removed the master's socket");
+        let BoundListener::Unix(_, file) = bind(&Address::Unix(path.clone())).expect("rebind")
+        else {
+            unreachable!("a Unix address binds a Unix listener")
+        };
+        drop(file);
+        assert!(!path.exists(), "the creator's drop left the file");
     }
 
     #[tokio::test]

@@ -9,6 +9,6 @@ mod shutdown;
 mod stream;
 
 pub use accept::{accept_loop, Ticket};
-pub use listener::{bind, Address, BoundListener, Listener};
+pub use listener::{bind, bind_with_mode, Address, BoundListener, Listener, UNIX_MODE};
 pub use shutdown::{ConnectionGuard, Shutdown};
 pub use stream::{Peer, Stream};

@@ -163,16 +163,23 @@ pub fn template(ruby: &Ruby, tls: bool, port: u16) -> Result<RHash, Error> {
     t.aset("rack.hijack", ruby.get_inner(keys().hijack))?;
     t.aset("rack.upgrade?", ruby.qnil())?;
     t.aset("rack.upgrade", ruby.qnil())?;
-    t.aset("rack.url_scheme", if tls { "https" } else { "http" })?;
+    // Every String value of the template is frozen: each request's env is a shallow copy,
+    // so an unfrozen one would be one object shared by all of them, and an app that appends
+    // to it (`env["SCRIPT_NAME"] << "/mount"`) would change every later request.
+    let frozen = |s: &str| ruby.str_new(s).to_interned_str();
+    t.aset(
+        "rack.url_scheme",
+        frozen(if tls { "https" } else { "http" }),
+    )?;
     // Rack::Sendfile then answers file bodies with `X-Sendfile`, served from Rust.
-    t.aset("sendfile.type", "X-Sendfile")?;
+    t.aset("sendfile.type", frozen("X-Sendfile"))?;
     let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
     let script_name = if script_name == "/" {
         String::new()
     } else {
         script_name
     };
-    t.aset("SCRIPT_NAME", script_name)?;
+    t.aset("SCRIPT_NAME", frozen(&script_name))?;
     t.aset("QUERY_STRING", ruby.get_inner(keys().empty))?;
     Ok(t)
 }

@@ -27,9 +27,16 @@ pub fn during<R>(hijack: Option<Hijack>, env: RHash, f: impl FnOnce() -> R) -> R
     result
 }
 
-/// `env['rack.hijack'].call`: the socket as an IO (also stored in `rack.hijack_io`). Raises
-/// `IOError` when the client has already closed the connection.
-fn call(ruby: &Ruby) -> Result<Value, Error> {
+/// `Iodine::Base::Hijack.__take`, which `env['rack.hijack'].call` (lib/iodine/hijack.rb)
+/// runs with asynchronous interrupts deferred: the socket as an IO (also stored in
+/// `rack.hijack_io`). Raises `IOError` when the client has already closed the connection.
+///
+/// Deferred interrupts are what makes the descriptor's ownership exact: an interrupt (a
+/// `Thread#raise`, `Timeout`, `Thread#kill`) delivered as `for_fd` returned would come back
+/// here as an error although the new IO owns the descriptor, and closing it here would close a
+/// number the IO closes again later, maybe by then another file's. Deferred, it is delivered
+/// once the IO is in `rack.hijack_io`; an error from `for_fd` itself means it took nothing.
+fn take(ruby: &Ruby) -> Result<Value, Error> {
     let current = CURRENT.with(|c| c.borrow().clone());
     let Some((hijack, env)) = current else {
         return Err(errors::exception(
@@ -83,10 +90,11 @@ fn call(ruby: &Ruby) -> Result<Value, Error> {
     Ok(io)
 }
 
-/// Defines `Iodine::Base::Hijack` (the object every env's `rack.hijack` points to).
+/// Defines `Iodine::Base::Hijack` (the object every env's `rack.hijack` points to; its
+/// `call` is in lib/iodine/hijack.rb).
 pub fn init(ruby: &Ruby, base: RModule) -> Result<Value, Error> {
     let module = base.define_module("Hijack")?;
-    module.define_singleton_method("call", function!(call, 0))?;
+    module.define_singleton_method("__take", function!(take, 0))?;
     let _ = ruby;
     Ok(module.as_value())
 }

@@ -39,9 +39,9 @@ impl RackIO {
             None => None,
             Some(v) if v.is_nil() => None,
             Some(v) => {
-                let n = i64::try_convert(v).map_err(|_| {
-                    errors::exception(ruby.exception_type_error(), "length must be an Integer")
-                })?;
+                // Ruby's own TypeError (or whatever the app's `to_int` raised, jumps too)
+                // goes to the caller as it is.
+                let n = i64::try_convert(v)?;
                 if n < 0 {
                     return Err(errors::exception(
                         ruby.exception_range_error(),

@@ -18,6 +18,8 @@ use iodine_engine::http::{Reply, Response};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use crate::gvl::PerProcess;
+
 /// Most answers held back before they are sent.
 const BATCH: usize = 16;
 
@@ -30,18 +32,33 @@ struct Held {
     since: Option<Instant>,
 }
 
-static HELD: Mutex<Held> = Mutex::new(Held {
-    answers: Vec::new(),
-    since: None,
-});
+/// This process's held answers and the flusher's wake-up: a process forked while serving
+/// gets its own (the parent's were used by its IO threads, maybe mid-operation, and hold
+/// its connections' answers).
+struct Batch {
+    held: Mutex<Held>,
+    /// Wakes the flusher when a batch begins while it is parked.
+    began: Notify,
+}
+
+static REPLIES: PerProcess<Batch> = PerProcess::new(Batch::new, |_| Batch::new());
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            held: Mutex::new(Held {
+                answers: Vec::new(),
+                since: None,
+            }),
+            began: Notify::new(),
+        }
+    }
+}
 
 /// Whether answers are batched (one worker) or sent at once.
 static BATCHING: AtomicBool = AtomicBool::new(false);
 
-/// Wakes the flusher when a batch begins while it is parked.
-static BATCH_BEGAN: Notify = Notify::const_new();
-
-/// Whether the flusher is parked (waiting for `BATCH_BEGAN`) rather than ticking.
+/// Whether the flusher is parked (waiting for `Batch::began`) rather than ticking.
 static PARKED: AtomicBool = AtomicBool::new(true);
 
 /// Ticks without a held batch before the flusher parks again.
@@ -62,7 +79,7 @@ pub fn reply(reply: Reply, response: Response) {
         return;
     }
     let (began, full) = {
-        let mut held = HELD.lock();
+        let mut held = REPLIES.get().held.lock();
         held.answers.push((reply, response));
         let began = held.since.is_none();
         if began {
@@ -73,14 +90,14 @@ pub fn reply(reply: Reply, response: Response) {
     if full {
         flush_replies();
     } else if began && PARKED.load(Ordering::SeqCst) {
-        BATCH_BEGAN.notify_one();
+        REPLIES.get().began.notify_one();
     }
 }
 
 /// Sends every held answer.
 pub fn flush_replies() {
     let answers = {
-        let mut held = HELD.lock();
+        let mut held = REPLIES.get().held.lock();
         if held.answers.is_empty() {
             return;
         }
@@ -98,7 +115,12 @@ pub fn flush_stale_replies() {
     if !BATCHING.load(Ordering::Acquire) {
         return;
     }
-    let stale = HELD.lock().since.is_some_and(|t| t.elapsed() >= MAX_HOLD);
+    let stale = REPLIES
+        .get()
+        .held
+        .lock()
+        .since
+        .is_some_and(|t| t.elapsed() >= MAX_HOLD);
     if stale {
         flush_replies();
     }
@@ -112,14 +134,14 @@ pub async fn flusher() {
     loop {
         PARKED.store(true, Ordering::SeqCst);
         // A batch that began before `PARKED` was seen set sent no wake-up: look first.
-        if HELD.lock().since.is_none() {
-            BATCH_BEGAN.notified().await;
+        if REPLIES.get().held.lock().since.is_none() {
+            REPLIES.get().began.notified().await;
         }
         PARKED.store(false, Ordering::SeqCst);
         let mut quiet = 0;
         while quiet < QUIET_TICKS {
             tokio::time::sleep(MAX_HOLD).await;
-            let since = HELD.lock().since;
+            let since = REPLIES.get().held.lock().since;
             match since {
                 None => quiet += 1,
                 Some(t) if t.elapsed() >= MAX_HOLD => {

@@ -54,14 +54,12 @@ pub fn convert(
     result: Value,
     head_request: bool,
 ) -> Result<(Response, Rest), Invalid> {
-    let triple = RArray::from_value(result)
-        .filter(|a| a.len() == 3)
-        .ok_or_else(|| {
-            Invalid::Response(format!(
-                "the app returned {} instead of [status, headers, body]",
-                inspect(result)
-            ))
-        })?;
+    let Some(triple) = RArray::from_value(result).filter(|a| a.len() == 3) else {
+        return Err(Invalid::Response(format!(
+            "the app returned {} instead of [status, headers, body]",
+            inspect(result)?
+        )));
+    };
     let [status, headers, body] = triple.to_value_array::<3>()?;
     match convert_parts(ruby, status, headers, body, head_request) {
         Ok(done) => Ok(done),
@@ -80,8 +78,12 @@ fn convert_parts(
     body: Value,
     head_request: bool,
 ) -> Result<(Response, Rest), Invalid> {
-    let status = parse_status(status)
-        .ok_or_else(|| Invalid::Response(format!("invalid status {}", inspect(status))))?;
+    let Some(status) = status_number(status)?.and_then(|n| u16::try_from(n).ok()) else {
+        return Err(Invalid::Response(format!(
+            "invalid status {}",
+            inspect(status)?
+        )));
+    };
     let headers = collect_headers(headers)?;
     let (headers, body) = unwrap_rack_chunked(headers, body)?;
     let status_has_body = status >= 200 && status != 204 && status != 304;
@@ -118,7 +120,7 @@ fn convert_parts(
         return Ok((Response::new(status, headers, joined), Rest::Done));
     }
     if body.respond_to("to_path", false)? {
-        if let Some(file) = open_path(body)? {
+        if let Some(file) = open_path(ruby, body)? {
             close(body)?;
             return Ok((
                 Response {
@@ -148,7 +150,7 @@ fn convert_parts(
     }
     Err(Invalid::Response(format!(
         "the response body {} responds to neither each, to_path nor call",
-        inspect(body)
+        inspect(body)?
     )))
 }
 
@@ -324,23 +326,28 @@ fn send(ruby: &Ruby, sender: &BodySender, chunk: Bytes) -> Result<bool, Error> {
     }
 }
 
-fn parse_status(v: Value) -> Option<u16> {
-    status_number(v).and_then(|n| u16::try_from(n).ok())
-}
-
-/// The status as a signed number: an Integer, or a String that reads as one.
-pub(super) fn status_number(v: Value) -> Option<i64> {
+/// The status as a signed number: an Integer, or a String that reads as one; None for
+/// anything else. App code can run here (`to_int`): its exception makes the status invalid,
+/// a jump comes back as `Err`.
+pub(super) fn status_number(v: Value) -> Result<Option<i64>, Error> {
     if let Some(s) = RString::from_value(v) {
-        s.to_string().ok()?.trim().parse::<i64>().ok()
-    } else {
-        i64::try_convert(v).ok()
+        let text = String::from_utf8_lossy(&s.to_bytes()).into_owned();
+        return Ok(text.trim().parse::<i64>().ok());
+    }
+    match i64::try_convert(v) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if errors::is_jump(&e) => Err(e),
+        Err(_) => Ok(None),
     }
 }
 
 pub(super) fn collect_headers(headers: Value) -> Result<Vec<(Bytes, Bytes)>, Invalid> {
-    let hash = RHash::from_value(headers).ok_or_else(|| {
-        Invalid::Response(format!("headers must be a Hash, got {}", inspect(headers)))
-    })?;
+    let Some(hash) = RHash::from_value(headers) else {
+        return Err(Invalid::Response(format!(
+            "headers must be a Hash, got {}",
+            inspect(headers)?
+        )));
+    };
     let mut out = Vec::with_capacity(hash.len() + 1);
     hash.foreach(|k: Value, v: Value| {
         if k.is_nil() || v.is_nil() {
@@ -388,8 +395,20 @@ fn join(ruby: &Ruby, parts: RArray) -> Bytes {
 }
 
 /// The file of a `to_path` body, or None when it can't be opened (the body is then iterated).
-fn open_path(body: Value) -> Result<Option<Body>, Error> {
-    let path: String = body.funcall("to_path", ())?;
+///
+/// `to_path` is an optimisation of `each` with the same bytes (Rack), so a `to_path` that
+/// raises a StandardError (Rails' `ActionController::Live` body defines one that raises
+/// NoMethodError) only means "iterate me": logged at debug. Other exceptions and jumps
+/// propagate.
+fn open_path(ruby: &Ruby, body: Value) -> Result<Option<Body>, Error> {
+    let path: String = match body.funcall("to_path", ()) {
+        Ok(path) => path,
+        Err(e) if errors::is_a(&e, ruby.exception_standard_error()) => {
+            iodine_engine::debug!("the body's to_path raised ({e}): sent through each");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
     let Ok(file) = std::fs::File::open(&path) else {
         return Ok(None);
     };
@@ -432,6 +451,7 @@ pub fn init(ruby: &Ruby, base: RModule) -> Result<(), Error> {
     Ok(())
 }
 
-fn inspect(v: Value) -> String {
-    v.inspect().chars().take(200).collect()
+/// `v.inspect` for a log line (a jump in the app's `inspect` comes back as `Err`).
+fn inspect(v: Value) -> Result<String, Error> {
+    errors::inspect(v, 200)
 }

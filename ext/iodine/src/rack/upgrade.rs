@@ -75,7 +75,7 @@ pub fn accept(
         return Ok(None); // not a Rack answer: the normal path reports it
     };
     let [status, headers, body] = triple.to_value_array::<3>()?;
-    let Some(status) = response::status_number(status).filter(|n| *n < 300) else {
+    let Some(status) = response::status_number(status)?.filter(|n| *n < 300) else {
         return Ok(None);
     };
     let headers = match response::collect_headers(headers) {

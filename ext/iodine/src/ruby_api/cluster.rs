@@ -27,6 +27,32 @@ struct MasterTimer {
     block: u64,
     every: Option<Duration>,
     left: Option<u64>,
+    /// Made in the running master (after `start`): it runs here only, and its block is
+    /// forgotten after its last run. The others were made before `start`, and the workers
+    /// forked later run them too.
+    own: bool,
+}
+
+/// Runs a timer (or an `Iodine.run` block) made in a running cluster's master in the
+/// master's own loop, as the C gem did: the master has no runtime to give it (it must fork
+/// safely), and a worker forked later must not take it.
+pub fn add_master_timer(block: u64, schedule: iodine_engine::timers::Schedule) {
+    TIMERS.lock().push(MasterTimer {
+        due: Instant::now() + schedule.first,
+        block,
+        every: schedule.every,
+        left: schedule.repetitions,
+        own: true,
+    });
+    wake(); // the poll's wait was computed without it
+}
+
+/// Stops a master's timer (`Iodine.cancel_timer`); false when it has none for `block`.
+pub fn cancel_master_timer(block: u64) -> bool {
+    let mut timers = TIMERS.lock();
+    let before = timers.len();
+    timers.retain(|t| t.block != block);
+    timers.len() != before
 }
 
 /// Queues the blocks of the master's timers that are due; the time until the next one.
@@ -37,8 +63,10 @@ fn fire_timers() -> Option<Duration> {
         if t.due > now {
             return true;
         }
-        // Never the block's last run here: the workers forked later still need it.
-        bridge::push(crate::blocks::run_block(t.block, false));
+        let last = t.every.is_none() || matches!(t.left, Some(0 | 1));
+        // A timer made before `start` never has its last run here: the workers forked later
+        // still need its block.
+        bridge::push(crate::blocks::run_block(t.block, last && t.own));
         match (t.every, &mut t.left) {
             (None, _) | (_, Some(0 | 1)) => false,
             (Some(every), left) => {
@@ -80,6 +108,7 @@ fn master_init(ruby: &Ruby) -> Result<(), Error> {
             block,
             every: s.every,
             left: s.repetitions,
+            own: false,
         })
         .collect();
     // The master's own subscribers and timers run on its main thread (`run_pending`).
@@ -157,6 +186,7 @@ fn master_finish() {
     HUB.lock().take();
     bridge::close();
     bridge::discard_pending();
+    server::discard_pending();
 }
 
 /// `run_pending`: runs the Ruby work queued in this process (the master's subscribers).

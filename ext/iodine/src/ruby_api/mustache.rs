@@ -210,10 +210,16 @@ impl Context for RubyContext<'_> {
     }
 
     fn call(&self, value: &Value, section: Option<&str>) -> Result<Vec<u8>, Error> {
-        let arity: i64 = value
+        // An object whose `call` comes from `method_missing` has no Method to ask: its
+        // NameError means "any arity". Anything else (jumps included) is the caller's.
+        let arity: i64 = match value
             .funcall::<_, _, Value>("method", ("call",))
             .and_then(|m| m.funcall("arity", ()))
-            .unwrap_or(-1);
+        {
+            Ok(arity) => arity,
+            Err(e) if crate::errors::is_a(&e, self.ruby.exception_name_error()) => -1,
+            Err(e) => return Err(e),
+        };
         let result: Value = match section {
             Some(text) if arity != 0 => value.funcall("call", (text,))?,
             _ => value.funcall("call", ())?,

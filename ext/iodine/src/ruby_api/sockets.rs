@@ -9,7 +9,7 @@ use std::time::Duration;
 use iodine_engine::client::{self, Target, WsRequest};
 use iodine_engine::link::{Link, Protocol, Upgrade};
 use iodine_engine::raw::{self, RawSettings};
-use iodine_engine::server::{bind, Address, BoundListener, Peer, Stream, Ticket};
+use iodine_engine::server::{Address, BoundListener, Peer, Stream, Ticket};
 use iodine_engine::websocket::WsSettings;
 use magnus::{function, prelude::*, Error, RArray, RHash, RModule, Ruby, TryConvert, Value};
 
@@ -171,7 +171,10 @@ fn started(
 /// with the address and raised as the C gem's RuntimeError.
 pub(super) fn bind_listener(ruby: &Ruby, opts: RHash) -> Result<BoundListener, Error> {
     let address = address_of(ruby, opts)?;
-    bind(&address).map_err(|e| {
+    let unix_mode = opts
+        .lookup::<_, Option<u32>>(ruby.to_symbol("unix_mode"))?
+        .unwrap_or(iodine_engine::server::UNIX_MODE); // jump-safe: an Option (the lookup's Err left through `?`)
+    iodine_engine::server::bind_with_mode(&address, unix_mode).map_err(|e| {
         iodine_engine::error!("couldn't listen on {}: {e}", describe(&address));
         exception(
             ruby.exception_runtime_error(),

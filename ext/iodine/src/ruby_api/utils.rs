@@ -23,7 +23,7 @@ const MALFORMED: &str = "Malformed URL string - couldn't decode.";
 /// `value` as a String, or TypeError (no implicit `to_str`, as the C gem's `Check_Type`).
 fn string_arg(ruby: &Ruby, value: Value) -> Result<RString, Error> {
     RString::from_value(value).ok_or_else(|| {
-        let class = value.class().inspect();
+        let class = crate::gvl::class_name(value);
         crate::errors::exception(
             ruby.exception_type_error(),
             format!("wrong argument type {class} (expected String)"),
