@@ -46,6 +46,7 @@ pub fn find(ruby: &Ruby, block: Value) -> Result<Option<u64>, Error> {
 
 /// Lets the block go (it is freed by the next GC once nothing else holds it).
 pub fn forget(ruby: &Ruby, id: u64) {
+    // jump-safe: rb_hash_delete on our own store with an Integer key runs no Ruby code and checks no interrupts; its only Err would be NoMemoryError.
     let _ = store(ruby).delete::<_, Value>(id);
 }
 
@@ -128,5 +129,6 @@ pub fn invoke(ruby: &Ruby, callable: Value, args: impl ArgList) -> Result<(), Er
 pub fn init(ruby: &Ruby) {
     let hash = ruby.hash_new();
     ruby.gc_register_mark_object(hash);
+    // jump-safe: OnceLock::set (Rust): a second init changes nothing.
     let _ = STORE.set(Opaque::from(hash));
 }

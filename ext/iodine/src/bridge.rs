@@ -47,6 +47,7 @@ static HOOKS: std::sync::OnceLock<Hooks> = std::sync::OnceLock::new();
 
 /// Sets the hooks (once, at load; a later call changes nothing).
 pub fn set_hooks(hooks: Hooks) {
+    // jump-safe: OnceLock::set (Rust): a second call changes nothing.
     let _ = HOOKS.set(hooks);
 }
 
@@ -91,6 +92,7 @@ fn bridge() -> &'static Bridge {
 /// those registered before its fork, unless a thread held the list then).
 static IDLE: PerProcess<Mutex<Vec<u64>>> = PerProcess::new(
     || Mutex::new(Vec::new()),
+    // jump-safe: a lock, not a Ruby call.
     |parent| Mutex::new(parent.try_lock().map(|ids| ids.clone()).unwrap_or_default()),
 );
 static IDLE_WAITING: AtomicBool = AtomicBool::new(false);
@@ -181,6 +183,7 @@ pub fn discard_pending() {
 /// Returns `false` once the bridge is closed and the queue drained. An `Err` is a jump an app
 /// or an interrupt started (`Thread#kill`, an uncaught `throw`), for Ruby to carry on.
 pub fn work(ruby: &Ruby) -> Result<bool, Error> {
+    // jump-safe: an Option (hooks not set yet), no Ruby call.
     let hooks = HOOKS.get().copied().unwrap_or(Hooks {
         before_job: || {},
         queue_empty: || {},

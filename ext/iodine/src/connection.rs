@@ -141,12 +141,14 @@ impl Conn {
 
     /// The handler (None once the connection is released).
     pub fn handler(&self, ruby: &Ruby) -> Option<Value> {
+        // jump-safe: `entry` of our own Array (rb_ary_entry): no Ruby code, no interrupt check.
         self.kept(ruby).and_then(|k| k.entry::<Value>(HANDLER).ok())
     }
 
     /// The Rack env of the upgrade request (None once released).
     pub fn env(&self, ruby: &Ruby) -> Option<Value> {
         self.kept(ruby)
+            // jump-safe: `entry` of our own Array (rb_ary_entry): no Ruby code, no interrupt check.
             .and_then(|k| k.entry::<Value>(ENV).ok())
             .filter(|v| !v.is_nil())
     }
@@ -258,6 +260,7 @@ impl Conn {
                 } else {
                     Ok(())
                 };
+                // jump-safe: `ran` is returned as it is just below; this only picks who releases.
                 if ran.is_ok() {
                     self.release(ruby);
                 } else {
@@ -334,6 +337,7 @@ impl Conn {
     /// Writes `message` (see [`Link::write`]); false when closed.
     pub fn write(&self, message: Outgoing) -> bool {
         // The link refuses writes once closing; `closing` covers `on_close` itself.
+        // jump-safe: the link's write (Rust): a closed link, not a Ruby error.
         !self.closing.load(Ordering::Acquire) && self.link.write(message).is_ok()
     }
 }
@@ -414,6 +418,7 @@ impl Subscriber for ToSocket {
             },
             Protocol::Raw => Outgoing::Raw(message.clone()),
         };
+        // jump-safe: the link's write (Rust): a closed link drops the message, as a gone subscriber does.
         let _ = link.write(out);
     }
 }

@@ -58,6 +58,7 @@ pub fn inspect(v: magnus::Value, max: usize) -> Result<String, Error> {
             .take(max)
             .collect()),
         Err(e) if is_jump(&e) => Err(e),
+        // jump-safe: jumps were returned by the arm above; an app's inspect that raised gets the class name.
         Err(_) => Ok(format!("#<{}>", crate::gvl::class_name(v))),
     }
 }
@@ -97,11 +98,14 @@ pub fn log_exception(_ruby: &Ruby, e: &Error) -> Result<(), Error> {
     let message = match exc.funcall::<_, _, RString>("message", ()) {
         Ok(m) => String::from_utf8_lossy(&m.to_bytes()).into_owned(),
         Err(e) if is_jump(&e) => return Err(e),
+        // jump-safe: jumps were returned by the arm above; a message that raised is logged empty.
         Err(_) => String::new(),
     };
     let backtrace = match exc.funcall::<_, _, Option<Vec<String>>>("backtrace", ()) {
+        // jump-safe: an Option (a nil backtrace), no Ruby call.
         Ok(lines) => lines.unwrap_or_default(),
         Err(e) if is_jump(&e) => return Err(e),
+        // jump-safe: jumps were returned by the arm above; a backtrace that raised is logged empty.
         Err(_) => Vec::new(),
     };
     iodine_engine::error!("Iodine caught an unprotected exception - {class}: {message}");
@@ -123,6 +127,7 @@ pub fn init(ruby: &Ruby, base: RModule) -> Result<(), Error> {
             "ClientGone is not an exception",
         )
     })?;
+    // jump-safe: OnceLock::set (Rust): a second init changes nothing.
     let _ = CLIENT_GONE.set(Opaque::from(class));
     Ok(())
 }

@@ -46,6 +46,7 @@ where
     // shared reference, and nothing else borrows `wake` mutably.
     let wake = unsafe { &*(data as *const W) };
     // A panic must not unwind into Ruby; the worst case is a missed wake-up.
+    // jump-safe: a panic in the waker (Rust), kept out of Ruby's C frames.
     let _ = panic::catch_unwind(AssertUnwindSafe(wake));
 }
 
@@ -141,6 +142,7 @@ pub fn hash_dup(hash: magnus::RHash) -> magnus::RHash {
     let copy = unsafe { rb_sys::rb_hash_dup(hash.as_raw()) };
     // rb_hash_dup always returns a Hash.
     magnus::RHash::from_value(unsafe { magnus::Value::from_raw(copy) })
+        // jump-safe: an Option, no Ruby call.
         .unwrap_or_else(|| unreachable!("rb_hash_dup returned a non-Hash"))
 }
 
@@ -274,6 +276,7 @@ impl<T: 'static> PerProcess<T> {
             {
                 // SAFETY: just published, never freed (see above).
                 Ok(_) => return unsafe { &(*fresh).value },
+                // jump-safe: a lost compare-exchange (Rust atomics), no Ruby call.
                 Err(_) => {
                     // Another thread published first: ours was never shared, so it is freed.
                     // SAFETY: `fresh` came from Box::into_raw above and nobody else saw it.

@@ -370,6 +370,7 @@ pub fn finish(ruby: &Ruby) -> Result<(), Error> {
         }
     }
     // Still interrupted: a plain thread drops the runtime, so this one never blocks on it.
+    // jump-safe: a thread that could not be spawned leaves the runtime undropped (forgotten), never a Ruby error.
     let _ = std::thread::Builder::new()
         .name("iodine-shutdown".into())
         .spawn(shutdown);

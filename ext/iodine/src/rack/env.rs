@@ -173,6 +173,7 @@ pub fn template(ruby: &Ruby, tls: bool, port: u16) -> Result<RHash, Error> {
     )?;
     // Rack::Sendfile then answers file bodies with `X-Sendfile`, served from Rust.
     t.aset("sendfile.type", frozen("X-Sendfile"))?;
+    // jump-safe: an environment variable (Rust), no Ruby call.
     let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
     let script_name = if script_name == "/" {
         String::new()
@@ -324,6 +325,7 @@ fn headers(ruby: &Ruby, k: &Keys, env: RHash, headers: &HeaderMap) -> Result<(),
             },
         };
         let mut values = headers.get_all(name).iter();
+        // jump-safe: an Option of header values (Rust), no Ruby call.
         let first = values.next().map(|v| v.as_bytes()).unwrap_or(b"");
         let value = match values.next() {
             None if recurs(name) => recurring(ruby, first),

@@ -80,6 +80,7 @@ fn take(ruby: &Ruby) -> Result<Value, Error> {
         Err(e) if errors::is_jump(&e) => {
             // An interrupt ran after `for_fd` may already have given the descriptor to an IO
             // (which will close it): leaking it is safer than closing a number twice.
+            // jump-safe: leaking the number on purpose (see above), no Ruby call.
             let _ = fd.into_raw_fd();
             return Err(e);
         }
@@ -92,9 +93,8 @@ fn take(ruby: &Ruby) -> Result<Value, Error> {
 
 /// Defines `Iodine::Base::Hijack` (the object every env's `rack.hijack` points to; its
 /// `call` is in lib/iodine/hijack.rb).
-pub fn init(ruby: &Ruby, base: RModule) -> Result<Value, Error> {
+pub fn init(_ruby: &Ruby, base: RModule) -> Result<Value, Error> {
     let module = base.define_module("Hijack")?;
     module.define_singleton_method("__take", function!(take, 0))?;
-    let _ = ruby;
     Ok(module.as_value())
 }

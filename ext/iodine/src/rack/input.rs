@@ -122,6 +122,7 @@ impl RackIO {
     pub fn release(&self) {
         // No borrow outlives a method call (none is held across Ruby code), so this only
         // fails if called from inside one; the GC then frees the body later.
+        // jump-safe: a RefCell borrow (Rust), no Ruby call.
         if let Ok(mut input) = self.0.try_borrow_mut() {
             input.body = RequestBody::Empty;
             input.pos = 0;

@@ -78,6 +78,7 @@ fn convert_parts(
     body: Value,
     head_request: bool,
 ) -> Result<(Response, Rest), Invalid> {
+    // jump-safe: u16::try_from (Rust); status_number's Err left through `?`.
     let Some(status) = status_number(status)?.and_then(|n| u16::try_from(n).ok()) else {
         return Err(Invalid::Response(format!(
             "invalid status {}",
@@ -332,11 +333,13 @@ fn send(ruby: &Ruby, sender: &BodySender, chunk: Bytes) -> Result<bool, Error> {
 pub(super) fn status_number(v: Value) -> Result<Option<i64>, Error> {
     if let Some(s) = RString::from_value(v) {
         let text = String::from_utf8_lossy(&s.to_bytes()).into_owned();
+        // jump-safe: Rust's integer parse, no Ruby call.
         return Ok(text.trim().parse::<i64>().ok());
     }
     match i64::try_convert(v) {
         Ok(n) => Ok(Some(n)),
         Err(e) if errors::is_jump(&e) => Err(e),
+        // jump-safe: jumps were returned by the arm above; a status to_int that raised makes it invalid.
         Err(_) => Ok(None),
     }
 }
@@ -379,6 +382,7 @@ pub fn to_bytes(v: Value) -> Result<Bytes, Error> {
 fn join(ruby: &Ruby, parts: RArray) -> Bytes {
     if parts.len() == 1 {
         if let Some(s) =
+            // jump-safe: `entry` of an Array (rb_ary_entry): no Ruby code, no interrupt check.
             RString::from_value(parts.entry::<Value>(0).unwrap_or(ruby.qnil().as_value()))
         {
             return s.to_bytes();
@@ -404,16 +408,22 @@ fn open_path(ruby: &Ruby, body: Value) -> Result<Option<Body>, Error> {
     let path: String = match body.funcall("to_path", ()) {
         Ok(path) => path,
         Err(e) if errors::is_a(&e, ruby.exception_standard_error()) => {
-            iodine_engine::debug!("the body's to_path raised ({e}): sent through each");
+            // The class only: formatting the error would call its `message` (app code).
+            if let Some(exception) = e.value() {
+                let class = gvl::class_name(exception);
+                iodine_engine::debug!("the body's to_path raised {class}: sent through each");
+            }
             return Ok(None);
         }
         Err(e) => return Err(e),
     };
+    // jump-safe: opening a file (Rust): a failure means iterate the body.
     let Ok(file) = std::fs::File::open(&path) else {
         return Ok(None);
     };
     Ok(file
         .metadata()
+        // jump-safe: file metadata (Rust), no Ruby call.
         .ok()
         .filter(|m| m.is_file())
         .map(|m| Body::File(file, m.len())))
@@ -447,6 +457,7 @@ fn rack_body(ruby: &Ruby) -> RModule {
 pub fn init(ruby: &Ruby, base: RModule) -> Result<(), Error> {
     let module = base.define_module("RackBody")?;
     ruby.gc_register_mark_object(module);
+    // jump-safe: OnceLock::set (Rust): a second init changes nothing.
     let _ = RACK_BODY.set(Opaque::from(module));
     Ok(())
 }

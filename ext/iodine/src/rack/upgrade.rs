@@ -69,6 +69,7 @@ pub fn accept(
         if !handler.to_bool() {
             return Ok(None);
         }
+        // jump-safe: an Option, no Ruby call.
         (handler, asked.unwrap_or(Protocol::Raw))
     };
     let Some(triple) = RArray::from_value(result).filter(|a| a.len() == 3) else {
@@ -102,8 +103,10 @@ pub fn accept(
     // `101` and `200` all accept. A raw connection's head carries it (200 when it is no
     // HTTP status); WebSocket and SSE have their own.
     let status = u16::try_from(status)
+        // jump-safe: u16::try_from (Rust), no Ruby call.
         .ok()
         .filter(|s| *s >= 100)
+        // jump-safe: an Option, no Ruby call.
         .unwrap_or(200);
     Ok(Some(Response {
         status,
@@ -126,6 +129,7 @@ pub fn init(ruby: &Ruby) {
         ruby.gc_register_mark_object(k);
         Opaque::from(k)
     };
+    // jump-safe: OnceLock::set (Rust): a second init changes nothing.
     let _ = KEYS.set(Keys {
         asked: key("rack.upgrade?"),
         handler: key("rack.upgrade"),

@@ -7,6 +7,7 @@ use iodine_engine::timers::Schedule;
 use iodine_engine::websocket::WsSettings;
 use magnus::{function, prelude::*, Error, RArray, RHash, RModule, Ruby, Value};
 
+use super::option;
 use crate::{bridge, server};
 
 /// `Iodine::Base.listen_http(app, options)`: binds now, serves at start. Options (all
@@ -18,9 +19,12 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
     let defaults = HttpSettings::default();
     let public = match opts.lookup::<_, Option<String>>(ruby.to_symbol("public"))? {
         Some(folder) => {
-            let cache = opts
-                .lookup::<_, Option<String>>(ruby.to_symbol("cache_control"))?
-                .unwrap_or_else(|| iodine_engine::public::CACHE_CONTROL.to_owned());
+            let cache = option(
+                ruby,
+                opts,
+                "cache_control",
+                iodine_engine::public::CACHE_CONTROL.to_owned(),
+            )?;
             let public = iodine_engine::public::Public::new(&folder, &cache).map_err(|e| {
                 crate::errors::exception(
                     ruby.exception_arg_error(),
@@ -31,43 +35,35 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
         }
         None => None,
     };
+    let secs = |key: &str, default: Duration| -> Result<Duration, Error> {
+        Ok(Duration::from_secs(option(
+            ruby,
+            opts,
+            key,
+            default.as_secs(),
+        )?))
+    };
+    let secs_f64 = |key: &str, default: Duration| -> Result<Duration, Error> {
+        Ok(Duration::from_secs_f64(option(
+            ruby,
+            opts,
+            key,
+            default.as_secs_f64(),
+        )?))
+    };
     let settings = HttpSettings {
         public,
-        max_body: opts
-            .lookup::<_, Option<u64>>(ruby.to_symbol("max_body"))?
-            .unwrap_or(defaults.max_body),
-        max_head: opts
-            .lookup::<_, Option<usize>>(ruby.to_symbol("max_head"))?
-            .unwrap_or(defaults.max_head),
-        timeout: opts
-            .lookup::<_, Option<u64>>(ruby.to_symbol("timeout"))?
-            .map(Duration::from_secs)
-            .unwrap_or(defaults.timeout),
-        head_timeout: opts
-            .lookup::<_, Option<f64>>(ruby.to_symbol("head_timeout"))?
-            .map(Duration::from_secs_f64)
-            .unwrap_or(defaults.head_timeout),
-        body_timeout: opts
-            .lookup::<_, Option<f64>>(ruby.to_symbol("body_timeout"))?
-            .map(Duration::from_secs_f64)
-            .unwrap_or(defaults.body_timeout),
-        min_upload_rate: opts
-            .lookup::<_, Option<u64>>(ruby.to_symbol("min_upload_rate"))?
-            .unwrap_or(defaults.min_upload_rate),
-        max_clients: opts
-            .lookup::<_, Option<usize>>(ruby.to_symbol("max_clients"))?
-            .unwrap_or(defaults.max_clients),
-        log: opts
-            .lookup::<_, Option<bool>>(ruby.to_symbol("log"))?
-            .unwrap_or(false),
+        max_body: option(ruby, opts, "max_body", defaults.max_body)?,
+        max_head: option(ruby, opts, "max_head", defaults.max_head)?,
+        timeout: secs("timeout", defaults.timeout)?,
+        head_timeout: secs_f64("head_timeout", defaults.head_timeout)?,
+        body_timeout: secs_f64("body_timeout", defaults.body_timeout)?,
+        min_upload_rate: option(ruby, opts, "min_upload_rate", defaults.min_upload_rate)?,
+        max_clients: option(ruby, opts, "max_clients", defaults.max_clients)?,
+        log: option(ruby, opts, "log", false)?,
         websocket: WsSettings {
-            max_msg: opts
-                .lookup::<_, Option<usize>>(ruby.to_symbol("max_msg"))?
-                .unwrap_or(defaults.websocket.max_msg),
-            ping: opts
-                .lookup::<_, Option<u64>>(ruby.to_symbol("ping"))?
-                .map(Duration::from_secs)
-                .unwrap_or(defaults.websocket.ping),
+            max_msg: option(ruby, opts, "max_msg", defaults.websocket.max_msg)?,
+            ping: secs("ping", defaults.websocket.ping)?,
             ..defaults.websocket
         },
         ..defaults
@@ -179,6 +175,7 @@ fn on_idle(ruby: &Ruby, block: Value) -> Result<Value, Error> {
 fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
+        // jump-safe: std's CPU count (Rust), no Ruby call.
         .unwrap_or(1)
 }
 

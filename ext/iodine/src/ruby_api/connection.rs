@@ -137,6 +137,7 @@ fn set_timeout(ruby: &Ruby, rb_self: &Connection, seconds: Value) -> Result<Valu
     };
     let n = n
         .to_i64()
+        // jump-safe: an Integer's to_i64 (a Bignum's RangeError, no Ruby code runs).
         .ok()
         .filter(|n| (0..=255).contains(n))
         .ok_or_else(|| exception(ruby.exception_range_error(), "timeout out of range."))?;

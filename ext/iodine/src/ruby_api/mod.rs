@@ -9,7 +9,15 @@ mod pubsub;
 mod sockets;
 mod utils;
 
-use magnus::{prelude::*, Error, Ruby};
+use magnus::{prelude::*, Error, RHash, Ruby, TryConvert};
+
+/// The option `key` of `opts` (a Hash lib/iodine normalised), or `default` when it is absent
+/// or nil.
+fn option<T: TryConvert>(ruby: &Ruby, opts: RHash, key: &str, default: T) -> Result<T, Error> {
+    let value = opts.lookup::<_, Option<T>>(ruby.to_symbol(key))?;
+    // jump-safe: an Option; the lookup's Err (a jump included) already left through `?`.
+    Ok(value.unwrap_or(default))
+}
 
 /// Defines `Iodine`, `Iodine::Base`, `Iodine::Mustache` and `Iodine::Rack::Utils`.
 pub fn init(ruby: &Ruby) -> Result<(), Error> {

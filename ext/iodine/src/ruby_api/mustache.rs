@@ -76,6 +76,7 @@ impl DataTypeFunctions for Pins {
     fn mark(&self, marker: &Marker) {
         // A borrow is never held across a Ruby call (the only place a GC can start), so this
         // always succeeds.
+        // jump-safe: a RefCell borrow (Rust), no Ruby call.
         if let Ok(values) = self.0.try_borrow() {
             for v in values.iter() {
                 marker.mark(*v);

@@ -26,9 +26,7 @@ fn listen_raw(ruby: &Ruby, factory: Value, opts: RHash) -> Result<u16, Error> {
     let port = bound.port();
     let defaults = RawSettings::default();
     let settings = RawSettings {
-        max_clients: opts
-            .lookup::<_, Option<usize>>(ruby.to_symbol("max_clients"))?
-            .unwrap_or(defaults.max_clients),
+        max_clients: super::option(ruby, opts, "max_clients", defaults.max_clients)?,
         ..defaults
     };
     // Kept for the life of the process, like the listener.
@@ -57,17 +55,13 @@ fn connect(ruby: &Ruby, handler: Value, opts: RHash) -> Result<(), Error> {
     let target = match opts.lookup::<_, Option<String>>(ruby.to_symbol("unix"))? {
         Some(path) => Target::Unix(path.into()),
         None => Target::Tcp {
-            host: opts
-                .lookup::<_, Option<String>>(ruby.to_symbol("address"))?
-                .unwrap_or_else(|| "127.0.0.1".into()),
+            host: super::option(ruby, opts, "address", "127.0.0.1".into())?,
             port: opts.lookup::<_, u16>(ruby.to_symbol("port"))?,
         },
     };
-    let timeout = opts
-        .lookup::<_, Option<f64>>(ruby.to_symbol("timeout"))?
-        .filter(|t| t.is_finite() && *t > 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(Duration::from_secs(30));
+    let timeout = Some(super::option(ruby, opts, "timeout", 30.0)?)
+        .filter(|t: &f64| t.is_finite() && *t > 0.0)
+        .map_or(Duration::from_secs(30), Duration::from_secs_f64);
     let kind: String = opts.lookup(ruby.to_symbol("kind"))?;
     if kind == "raw" {
         let upgrade = attached(ruby, Protocol::Raw, handler)?;
@@ -81,14 +75,10 @@ fn connect(ruby: &Ruby, handler: Value, opts: RHash) -> Result<(), Error> {
     }
     let defaults = WsSettings::default();
     let settings = WsSettings {
-        ping: opts
-            .lookup::<_, Option<u64>>(ruby.to_symbol("ping"))?
+        ping: Some(super::option(ruby, opts, "ping", 0u64)?)
             .filter(|p| *p > 0)
-            .map(Duration::from_secs)
-            .unwrap_or(defaults.ping),
-        max_msg: opts
-            .lookup::<_, Option<usize>>(ruby.to_symbol("max_msg"))?
-            .unwrap_or(defaults.max_msg),
+            .map_or(defaults.ping, Duration::from_secs),
+        max_msg: super::option(ruby, opts, "max_msg", defaults.max_msg)?,
         ..defaults
     };
     let mut headers = Vec::new();
@@ -100,9 +90,7 @@ fn connect(ruby: &Ruby, handler: Value, opts: RHash) -> Result<(), Error> {
     }
     let request = WsRequest {
         host: opts.lookup(ruby.to_symbol("host"))?,
-        path: opts
-            .lookup::<_, Option<String>>(ruby.to_symbol("path"))?
-            .unwrap_or_else(|| "/".into()),
+        path: super::option(ruby, opts, "path", "/".into())?,
         headers,
     };
     let upgrade = attached(ruby, Protocol::WebSocket, handler)?;
@@ -171,9 +159,7 @@ fn started(
 /// with the address and raised as the C gem's RuntimeError.
 pub(super) fn bind_listener(ruby: &Ruby, opts: RHash) -> Result<BoundListener, Error> {
     let address = address_of(ruby, opts)?;
-    let unix_mode = opts
-        .lookup::<_, Option<u32>>(ruby.to_symbol("unix_mode"))?
-        .unwrap_or(iodine_engine::server::UNIX_MODE); // jump-safe: an Option (the lookup's Err left through `?`)
+    let unix_mode = super::option(ruby, opts, "unix_mode", iodine_engine::server::UNIX_MODE)?;
     iodine_engine::server::bind_with_mode(&address, unix_mode).map_err(|e| {
         iodine_engine::error!("couldn't listen on {}: {e}", describe(&address));
         exception(
@@ -189,9 +175,7 @@ fn address_of(ruby: &Ruby, opts: RHash) -> Result<Address, Error> {
             Some(path) => Address::Unix(path.into()),
             None => Address::Tcp {
                 host: opts.lookup(ruby.to_symbol("address"))?,
-                port: opts
-                    .lookup::<_, Option<u16>>(ruby.to_symbol("port"))?
-                    .unwrap_or(3000),
+                port: super::option(ruby, opts, "port", 3000)?,
             },
         },
     )
@@ -200,6 +184,7 @@ fn address_of(ruby: &Ruby, opts: RHash) -> Result<Address, Error> {
 /// `host:port` or the socket path, for log lines.
 fn describe(address: &Address) -> String {
     match address {
+        // jump-safe: an Option, no Ruby call.
         Address::Tcp { host, port } => format!("{}:{port}", host.as_deref().unwrap_or("*")),
         Address::Unix(path) => path.display().to_string(),
     }

@@ -36,6 +36,7 @@ fn string_arg(ruby: &Ruby, value: Value) -> Result<RString, Error> {
 fn decode(ruby: &Ruby, s: RString, plus: bool) -> Result<Vec<u8>, Error> {
     let mut buf = Vec::from(s.to_bytes());
     url::decode_in_place(&mut buf, plus)
+        // jump-safe: the URL decoder's error (Rust), no Ruby call.
         .map_err(|_| crate::errors::exception(ruby.exception_runtime_error(), MALFORMED))?;
     Ok(buf)
 }
