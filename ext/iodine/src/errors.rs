@@ -89,8 +89,13 @@ pub fn is_client_gone(ruby: &Ruby, e: &Error) -> bool {
 
 /// Writes `Iodine caught an unprotected exception - Class: message` and the backtrace.
 /// Returns `Err` only when a jump interrupted the logging (it must reach Ruby).
-pub fn log_exception(_ruby: &Ruby, e: &Error) -> Result<(), Error> {
-    let Some(exc) = e.value() else {
+pub fn log_exception(ruby: &Ruby, e: &Error) -> Result<(), Error> {
+    // An error built in Rust (a failed conversion, say) holds its class, not an instance:
+    // its own text says what happened.
+    let Some(exc) = e
+        .value()
+        .filter(|v| v.is_kind_of(ruby.exception_exception()))
+    else {
         iodine_engine::error!("Iodine caught an unprotected exception - {e}");
         return Ok(());
     };

@@ -278,8 +278,13 @@ mod tests {
     fn unix_socket_replaces_a_stale_socket_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.sock");
-        let first = bind(&Address::Unix(path.clone())).expect("bind");
-        std::mem::forget(first); // a crashed server: the file stays behind
+        let BoundListener::Unix(listener, file) = bind(&Address::Unix(path.clone())).expect("bind")
+        else {
+            unreachable!("a Unix address binds a Unix listener")
+        };
+        // A crashed server: the socket closed, its file left behind.
+        drop(listener);
+        std::mem::forget(file);
         assert!(path.exists());
         bind(&Address::Unix(path.clone())).expect("rebind over stale socket");
     }

@@ -11,7 +11,8 @@ mod upgrade;
 
 use std::sync::Arc;
 
-use iodine_engine::http::{Handler, Reply, Request};
+use bytes::Bytes;
+use iodine_engine::http::{Handler, Reply, Request, Response};
 use magnus::value::{LazyId, Opaque};
 use magnus::{prelude::*, Error, RHash, RModule, Ruby, Value};
 
@@ -88,29 +89,40 @@ impl Job for RackJob {
                 return errors::contain(ruby, e);
             }
         };
+        let taken = hijack.clone();
         let result = hijack::during(hijack, env, || {
             ruby.get_inner(self.app)
                 .funcall::<_, _, Value>(LazyId::get_inner_with(&CALL, ruby), (env,))
         });
         let head = self.request.method == http::Method::HEAD;
-        let outcome = match &result {
-            Ok(value) => match upgrade::accept(ruby, *value, env, asked) {
-                Ok(Some(res)) => {
-                    replies::reply(self.reply, res);
-                    Ok(())
-                }
-                Ok(None) => respond(ruby, self.reply, result, head, &self.request.headers),
-                Err(response::Invalid::Response(why)) => {
-                    iodine_engine::error!("(Iodine) invalid Rack response: {why}");
-                    replies::reply(self.reply, iodine_engine::http::server_error());
-                    Ok(())
-                }
-                Err(response::Invalid::Ruby(e)) => {
-                    replies::reply(self.reply, iodine_engine::http::server_error());
-                    errors::contain(ruby, e)
-                }
-            },
-            _ => respond(ruby, self.reply, result, head, &self.request.headers),
+        let outcome = if taken.is_some_and(|h| h.is_taken()) {
+            // A full hijack: the socket is the app's, and its answer (Action Cable's
+            // `[-1, {}, []]`) is ignored, as Rack says; only its body is closed.
+            replies::reply(self.reply, Response::new(200, Vec::new(), Bytes::new()));
+            match result {
+                Ok(answer) => response::close_answer(answer),
+                Err(e) => errors::contain(ruby, e),
+            }
+        } else {
+            match &result {
+                Ok(value) => match upgrade::accept(ruby, *value, env, asked) {
+                    Ok(Some(res)) => {
+                        replies::reply(self.reply, res);
+                        Ok(())
+                    }
+                    Ok(None) => respond(ruby, self.reply, result, head, &self.request.headers),
+                    Err(response::Invalid::Response(why)) => {
+                        iodine_engine::error!("(Iodine) invalid Rack response: {why}");
+                        replies::reply(self.reply, iodine_engine::http::server_error());
+                        Ok(())
+                    }
+                    Err(response::Invalid::Ruby(e)) => {
+                        replies::reply(self.reply, iodine_engine::http::server_error());
+                        errors::contain(ruby, e)
+                    }
+                },
+                _ => respond(ruby, self.reply, result, head, &self.request.headers),
+            }
         };
         if let Some(input) = input {
             input.release();

@@ -110,8 +110,9 @@ fn convert_parts(
     }
     let array = match RArray::from_value(body) {
         Some(a) => Some(a),
+        // `to_ary` may answer nil for "not an Array" (Rails' response body does).
         None if body.respond_to("to_ary", false)? => {
-            Some(body.funcall::<_, _, RArray>("to_ary", ())?)
+            body.funcall::<_, _, Option<RArray>>("to_ary", ())?
         }
         None => None,
     };
@@ -427,6 +428,15 @@ fn open_path(ruby: &Ruby, body: Value) -> Result<Option<Body>, Error> {
         .ok()
         .filter(|m| m.is_file())
         .map(|m| Body::File(file, m.len())))
+}
+
+/// Closes the body of an answer that is not sent (a full hijack's): `close` on the third
+/// element of a `[status, headers, body]` Array; anything else is left alone.
+pub fn close_answer(answer: Value) -> Result<(), Error> {
+    match RArray::from_value(answer).filter(|a| a.len() == 3) {
+        Some(triple) => close(triple.entry::<Value>(2)?),
+        None => Ok(()),
+    }
 }
 
 /// Calls `body.close` if it has one. An exception is logged (never raised to the client); a

@@ -1,0 +1,242 @@
+# frozen_string_literal: true
+
+require "spec_helper"
+require_relative "../support/framework_apps"
+
+# A real Rails 6.1 app (spec/support/apps/rails/: production mode, no database, Action Cable
+# on /cable with the async adapter) served by `exe/iodine`, spoken to with Net::HTTP, raw
+# sockets, curl and an Action Cable client in Python (spec/support/action_cable_client.py).
+# Every example also checks that the server (and Rails) logged no error it did not expect.
+RSpec.describe "A Rails 6.1 app on iodine" do
+  include FrameworkApps
+
+  before(:all) do
+    missing = FrameworkApps.load_error(%w[rails action_controller/railtie action_cable/engine])
+    skip "ruby-railties/ruby-actionpack/ruby-actioncable not installed (bin/setup installs them): #{missing}" if missing
+
+    # One process (-w 1): the async cable adapter broadcasts within a process only.
+    @server = ServerProcess.new(["-t", "4", "-w", "1", app_path("rails/config.ru")], env: { "RAILS_ENV" => "production" })
+  end
+  after(:all) { @server&.stop }
+
+  let(:port) { @server.port }
+
+  before { @log_mark = @server.log.bytesize }
+
+  after do |example|
+    written = log_since(@server, @log_mark)
+    unexpected = unexpected_log_lines(written, Array(example.metadata[:log_allows]))
+    expect(unexpected).to be_empty, "unexpected errors in the server log:\n#{unexpected.join("\n")}\n\n" \
+                                    "the log during the example:\n#{written[0, 3000]}"
+  end
+
+  def post_json(path, payload)
+    Net::HTTP.start("127.0.0.1", port, read_timeout: 10, open_timeout: 5) do |http|
+      http.request(Net::HTTP::Post.new(path, "Content-Type" => "application/json", "Accept" => "application/json"),
+                   JSON.generate(payload))
+    end
+  end
+
+  def live_state
+    JSON.parse(http_get(port, "/live-state").body)
+  end
+
+  describe "plain requests" do
+    it "renders an HTML page from an ERB template (200, text/html, the page, escaped params)" do
+      res = http_get(port, "/page?name=%3Cscript%3E")
+      expect(res.code).to eq("200")
+      expect(res["Content-Type"]).to eq("text/html; charset=utf-8")
+      expect(res.body).to include("<h1>Hello from Rails 6.1")
+      expect(res.body).to include(%(<p id="name">&lt;script&gt;</p>))
+      expect(res["Content-Length"]).to eq(res.body.bytesize.to_s)
+      expect(res["ETag"]).to match(%r{\AW/"\h+"\z}) # Rails' Rack::ETag digested the body
+      expect(res["X-Request-Id"]).not_to be_nil
+      expect(http_get(port, "/").body).to include("Hello from Rails")
+    end
+
+    # Rails' Rack::Head swaps the body for [] and Rails sets no Content-Length: a length, if
+    # the server sends one, must be the GET's (RFC 9110 section 8.6), never that of the [].
+    it "answers HEAD without a body and with no Content-Length but the GET's" do
+      raw = raw_request(port, "HEAD /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      expect(raw).to start_with("HTTP/1.1 200")
+      expect(raw).to end_with("\r\n\r\n")
+      expect(raw).to match(%r{^content-type: text/html; charset=utf-8\r$}i)
+      length = raw[/^content-length: (\d+)\r$/i, 1]
+      expect(length).to eq(http_get(port, "/page").body.bytesize.to_s).or be_nil
+    end
+
+    it "renders JSON (render json:)" do
+      res = http_get(port, "/api/items/42", "Accept" => "application/json")
+      expect(res.code).to eq("200")
+      expect(res["Content-Type"]).to eq("application/json; charset=utf-8")
+      expect(JSON.parse(res.body)).to eq("framework" => "rails", "version" => JSON.parse(res.body)["version"],
+                                         "id" => "42", "list" => [1, 2, 3])
+      expect(JSON.parse(res.body)["version"]).to start_with("6.1")
+    end
+
+    it "parses a JSON request body into params and answers 201 with it" do
+      payload = { "name" => "widget", "tags" => %w[a b], "nested" => { "n" => 1, "ok" => true } }
+      res = post_json("/api/items", payload)
+      expect(res.code).to eq("201")
+      expect(res["Content-Type"]).to eq("application/json; charset=utf-8")
+      body = JSON.parse(res.body)
+      expect(body["echo"]).to eq(payload)
+      expect(body["content_type"]).to eq("application/json")
+      expect(body["length"]).to eq(JSON.generate(payload).bytesize)
+    end
+
+    it "parses a large JSON body (over a megabyte, through rack.input)" do
+      payload = { "items" => Array.new(40_000) { |i| "item-#{i}-#{"x" * 20}" } }
+      res = post_json("/api/items", payload)
+      expect(res.code).to eq("201")
+      expect(JSON.parse(res.body)["echo"]).to eq(payload)
+    end
+
+    it "parses a form-encoded body sent by curl" do
+      out = IO.popen(["curl", "-sS", "-i", "--max-time", "10", "-d", "a=1&b=two+words",
+                      "http://127.0.0.1:#{port}/api/items"], err: %i[child out], &:read)
+      expect(out).to start_with("HTTP/1.1 201")
+      expect(JSON.parse(out.split("\r\n\r\n", 2).last)["echo"]).to eq("a" => "1", "b" => "two words")
+    end
+
+    it "sends a controller's redirect_to (302, Location)" do
+      res = http_get(port, "/moved")
+      expect(res.code).to eq("302")
+      expect(res["Location"]).to eq("http://127.0.0.1:#{port}/page?name=moved")
+      expect(res.body).to include("redirected")
+    end
+
+    it "sends a controller's non-200 render (422 JSON)" do
+      res = post_json("/api/invalid", {})
+      expect(res.code).to eq("422")
+      expect(res["Content-Type"]).to eq("application/json; charset=utf-8")
+      expect(JSON.parse(res.body)).to eq("errors" => { "name" => ["can't be blank"] })
+    end
+
+    it "answers an unknown route with Rails' own 404 page", log_allows: [/\AActionController::RoutingError \(No route matches \[GET\] "\/no\/such\/page"\)/] do
+      res = http_get(port, "/no/such/page")
+      expect(res.code).to eq("404")
+      expect(res["Content-Type"]).to start_with("text/html")
+      expect(res.body).to include("rails_app 404 page")
+    end
+
+    it "turns an action that raises into Rails' 500 page and keeps serving", log_allows: [/\AArgumentError \(deliberate boom from the Rails app\)/] do
+      res = http_get(port, "/boom")
+      expect(res.code).to eq("500")
+      expect(res.body).to include("rails_app 500 page")
+      expect(@server.log_with("deliberate boom from the Rails app")).to include("ArgumentError (deliberate boom from the Rails app)")
+      expect(http_get(port, "/page").code).to eq("200")
+    end
+
+    it "serves concurrent keep-alive clients on its 4 threads" do
+      codes, failures = concurrent_gets(port, clients: 8, requests: 10)
+      expect(failures).to be_empty
+      expect(codes.size).to eq(80)
+      expect(codes.uniq).to eq(["200"])
+    end
+  end
+
+  describe "ActionController::Live" do
+    markers = Array.new(5) { |i| "chunk #{i}\n" }
+
+    # Whatever an example saw, its actions end before the next one starts (so that what they
+    # log is checked against the example that ran them).
+    after do
+      ended = poll_until(15) { live_state.then { |s| s["ensured"] == s["started"] } }
+      expect(ended).to be(true), "Live actions still running: #{live_state}"
+    end
+
+    it "streams the chunks as the action writes them (200, incremental, all 5)" do
+      res = timed_get(port, "/live", markers: markers, timeout: 10)
+      expect(res.status).to eq(200), "status #{res.status.inspect}; got:\n#{res.raw}"
+      expect(res.body).to eq(markers.join)
+      expect(res.headers["content-type"]).to eq("text/plain; charset=utf-8")
+      expect(res.arrivals.keys).to eq(markers)
+      first = res.arrivals[markers.first]
+      last = res.arrivals[markers.last]
+      expect(last).to be > 1.0 # the action sleeps 0.3 s four times
+      expect(first).to be < last - 0.8, "chunks arrived at #{res.arrivals.values.map { |t| t.round(2) }} s: not streamed"
+      expect(res.arrivals.values).to eq(res.arrivals.values.sort)
+    end
+
+    it "sends Rails' default (Rack::ETag-buffered) Live response whole (200, all 5 chunks, an ETag)" do
+      res = timed_get(port, "/live-buffered", markers: markers, timeout: 10)
+      expect(res.status).to eq(200), "status #{res.status.inspect}; got:\n#{res.raw}"
+      expect(res.body).to eq(markers.join)
+      expect(res.headers["etag"]).to match(%r{\AW/"\h+"\z})
+    end
+
+    it "ends the action (ClientDisconnected, ensure) when the client leaves mid-stream",
+       log_allows: [/\AActionController::Live::ClientDisconnected \(client disconnected\)/, /\AIOError \(closed stream\)/] do
+      earlier = live_state
+      socket = TCPSocket.new("127.0.0.1", port)
+      socket.write("GET /live?count=40 HTTP/1.1\r\nHost: x\r\n\r\n")
+      got, = read_for(socket, 5) { |bytes| bytes.include?("chunk 0\n") }
+      expect(got).to start_with("HTTP/1.1 200")
+      expect(got).to include("chunk 0\n")
+      socket.close
+      ended = poll_until(5) { live_state["ensured"] > earlier["ensured"] }
+      expect(ended).to be(true), "the Live action still runs 5 s after its client left"
+      expect(live_state["written"] - earlier["written"]).to be < 40
+      expect(http_get(port, "/page").code).to eq("200")
+    end
+  end
+
+  describe "Action Cable (stock, full rack.hijack)" do
+    # After its `rack.hijack`, Action Cable returns [-1, {}, []], which a server ignores (the
+    # socket is no longer its own); the last example checks that nothing is logged for it.
+
+    it "welcomes, subscribes and relays broadcasts between two clients (and from an HTTP request)" do
+      result = action_cable_client(url: "ws://127.0.0.1:#{port}/cable", clients: %w[alice bob],
+                                   channel: "ChatChannel", text: "hello", timeout: 5,
+                                   announce: "http://127.0.0.1:#{port}/announce?text=hi")
+      expect(result["error"]).to be_nil
+      expect(result["announced"]).to eq(204)
+      expected = [{ "text" => "hi", "from" => "server" }, { "text" => "hello from alice", "from" => "alice" },
+                  { "text" => "hello from bob", "from" => "bob" }]
+      %w[alice bob].each do |name|
+        client = result["clients"][name]
+        expect(client["subprotocol"]).to eq("actioncable-v1-json")
+        expect(client["welcome"]).to eq("type" => "welcome")
+        expect(client["confirm"]).to eq("identifier" => JSON.generate("channel" => "ChatChannel"),
+                                        "type" => "confirm_subscription")
+        expect(client["received"]).to eq(expected)
+      end
+    end
+
+    it "sends a rejected connection Action Cable's disconnect message and closes it" do
+      result = action_cable_client(mode: "connect", url: "ws://127.0.0.1:#{port}/cable?name=intruder", listen: 3, timeout: 5)
+      expect(result["error"]).to be_nil
+      expect(result["subprotocol"]).to eq("actioncable-v1-json")
+      expect(result["messages"]).to eq([{ "type" => "disconnect", "reason" => "unauthorized", "reconnect" => false }])
+      expect(result["closed_by_server"]).to be(true)
+    end
+
+    it "answers a plain GET of /cable with Action Cable's 404" do
+      res = http_get(port, "/cable")
+      expect(res.code).to eq("404")
+      expect(res.body).to eq("Page not found")
+    end
+
+    it "leaks no descriptors and keeps serving HTTP after many cable connections" do
+      chat = { url: "ws://127.0.0.1:#{port}/cable", clients: %w[warm], timeout: 5 }
+      expect(action_cable_client(**chat)["error"]).to be_nil # Action Cable's event loop starts
+      fds = open_fds(@server.pid)
+      result = action_cable_client(**chat, clients: Array.new(10) { |i| "c#{i}" })
+      expect(result["error"]).to be_nil
+      expect(result["clients"]["c0"]["received"].size).to eq(10)
+      expect(poll_until(5) { open_fds(@server.pid) <= fds + 2 }).to be(true),
+                                                                     "open descriptors went from #{fds} to #{open_fds(@server.pid)}"
+      codes, failures = concurrent_gets(port, clients: 4, requests: 5)
+      expect(failures).to be_empty
+      expect(codes.uniq).to eq(["200"])
+    end
+
+    it "logs no error for the response Action Cable returns after hijacking the socket" do
+      result = action_cable_client(url: "ws://127.0.0.1:#{port}/cable", clients: %w[quiet], timeout: 5)
+      expect(result["error"]).to be_nil
+      expect(result["clients"]["quiet"]["received"]).to eq([{ "text" => "hello from quiet", "from" => "quiet" }])
+      # the after hook checks the log: no "invalid Rack response" for the [-1, {}, []]
+    end
+  end
+end

@@ -1,0 +1,154 @@
+# frozen_string_literal: true
+
+# A minimal single-file Rails 6.1 application, served by `exe/iodine` in
+# spec/integration/rails_spec.rb (config.ru next to this file runs it). Production mode, no
+# database, Rails' own exception pages (public/404.html, public/500.html), a quiet logger,
+# and stock Action Cable on /cable (async adapter: one process).
+#
+#   GET  /                  an inline ERB template rendered by ActionView (no layout)
+#   GET  /page?name=N       the same, with N HTML-escaped into the page
+#   GET  /api/items/:id     render json: of a hash
+#   POST /api/items         a JSON body parsed by Rails, echoed back with 201
+#   POST /announce          ActionCable.server.broadcast("chat", text: params[:text], from: "server")
+#   GET  /moved             redirect_to "/page?name=moved" (302)
+#   POST /api/invalid       render json: with status 422
+#   GET  /boom              raises: Rails' 500 page
+#   GET  /live?count=N      ActionController::Live: N (5) chunks "chunk I\n", 0.3 s apart
+#                           (with Last-Modified, so that Rack::ETag lets it stream)
+#   GET  /live-buffered     the same without Last-Modified: Rack::ETag buffers it whole
+#   GET  /live-state        JSON: Live actions started, chunks they wrote, how many ran their ensure
+#   /cable                  Action Cable: ApplicationCable::Connection (?name=N identifies it;
+#                           no name, or "intruder", is rejected) and ChatChannel (stream_from
+#                           "chat"; speak(data) broadcasts {"text", "from"} to "chat")
+ENV["RAILS_ENV"] ||= "production"
+
+require "rails"
+require "action_controller/railtie"
+require "action_cable/engine"
+require "json"
+
+class RailsApp < Rails::Application
+  config.root = __dir__
+  config.eager_load = true
+  config.secret_key_base = "0123456789abcdef" * 8
+  config.logger = ActiveSupport::Logger.new($stderr)
+  config.log_level = :error
+  config.hosts.clear
+  config.consider_all_requests_local = false
+  config.action_dispatch.show_exceptions = true
+  config.public_file_server.enabled = false
+
+  config.action_cable.mount_path = "/cable"
+  config.action_cable.disable_request_forgery_protection = true
+  config.action_cable.cable = { "adapter" => "async" }
+  config.action_cable.worker_pool_size = 4
+end
+
+module ApplicationCable
+  class Connection < ActionCable::Connection::Base
+    identified_by :nickname
+
+    def connect
+      name = request.params[:name].to_s
+      reject_unauthorized_connection if name.empty? || name == "intruder"
+      self.nickname = name
+    end
+  end
+
+  class Channel < ActionCable::Channel::Base
+  end
+end
+
+class ChatChannel < ApplicationCable::Channel
+  def subscribed
+    stream_from "chat"
+  end
+
+  def speak(data)
+    ActionCable.server.broadcast("chat", { "text" => data["text"], "from" => nickname })
+  end
+end
+
+class PagesController < ActionController::Base
+  PAGE = <<~ERB
+    <!DOCTYPE html>
+    <html><head><title>rails_app</title></head>
+    <body><h1>Hello from Rails <%= Rails.version %></h1><p id="name"><%= params[:name] %></p></body></html>
+  ERB
+
+  def index
+    render inline: PAGE, layout: false
+  end
+
+  def moved
+    redirect_to "/page?name=moved"
+  end
+
+  def boom
+    raise ArgumentError, "deliberate boom from the Rails app"
+  end
+end
+
+LIVE_STATE = { "started" => 0, "written" => 0, "ensured" => 0 }
+LIVE_LOCK = Mutex.new
+
+class ApiController < ActionController::API
+  def show
+    render json: { "framework" => "rails", "version" => Rails.version, "id" => params[:id], "list" => [1, 2, 3] }
+  end
+
+  def create
+    render json: { "echo" => request.request_parameters, "content_type" => request.media_type,
+                   "length" => request.content_length }, status: :created
+  end
+
+  def invalid
+    render json: { "errors" => { "name" => ["can't be blank"] } }, status: :unprocessable_entity
+  end
+
+  def live_state
+    render json: LIVE_LOCK.synchronize { LIVE_STATE.dup }
+  end
+
+  def announce
+    ActionCable.server.broadcast("chat", { "text" => params[:text], "from" => "server" })
+    head :no_content
+  end
+end
+
+class LiveController < ActionController::Base
+  include ActionController::Live
+
+  # Rack 2.2's Rack::ETag (in Rails' default stack) reads a body without ETag/Last-Modified
+  # to its end to digest it, so Rails documents setting Last-Modified for a Live response
+  # that must stream (rack/rack#1619); /live-buffered (buffered: 1) leaves it out.
+  def index
+    LIVE_LOCK.synchronize { LIVE_STATE["started"] += 1 }
+    response.headers["Content-Type"] = "text/plain; charset=utf-8"
+    response.headers["Last-Modified"] = Time.now.httpdate unless params[:buffered]
+    params.fetch(:count, 5).to_i.times do |i|
+      sleep 0.3 if i.positive?
+      response.stream.write("chunk #{i}\n")
+      LIVE_LOCK.synchronize { LIVE_STATE["written"] += 1 }
+    end
+  ensure
+    response.stream.close
+    LIVE_LOCK.synchronize { LIVE_STATE["ensured"] += 1 }
+  end
+end
+
+Rails.application.initialize!
+
+Rails.application.routes.draw do
+  root "pages#index"
+  get "/page" => "pages#index"
+  get "/moved" => "pages#moved"
+  get "/boom" => "pages#boom"
+  get "/api/items/:id" => "api#show"
+  post "/api/items" => "api#create"
+  post "/api/invalid" => "api#invalid"
+  post "/announce" => "api#announce"
+  get "/live" => "live#index"
+  get "/live-buffered" => "live#index", defaults: { buffered: "1" }
+  get "/live-state" => "api#live_state"
+end

@@ -1,0 +1,130 @@
+# frozen_string_literal: true
+
+require "json"
+require "open3"
+require_relative "realtime"
+
+# Shared by the specs that run real frameworks on the server (spec/integration/rails_spec.rb,
+# spec/integration/sinatra_spec.rb): whether a framework can be loaded, a GET that times when
+# each piece of a streamed body arrives, the Action Cable client
+# (spec/support/action_cable_client.py), and a check that an example made the server (or the
+# framework) log no error it did not expect.
+module FrameworkApps
+  ACTION_CABLE_CLIENT = File.join(__dir__, "action_cable_client.py")
+
+  # Why `requires` can't be loaded (in a child Ruby, so the spec process stays free of the
+  # framework), or nil when they can.
+  def self.load_error(requires)
+    script = "#{requires.map { |r| "require #{r.inspect}" }.join("; ")}; print :ok"
+    out, status = Open3.capture2e(RbConfig.ruby, "-e", script)
+    return nil if status.success? && out.end_with?("ok")
+
+    out[/cannot load such file -- \S+/] || out.lines.first.to_s.strip
+  end
+
+  def self.now
+    Process.clock_gettime(Process::CLOCK_MONOTONIC)
+  end
+
+  # A response read off a raw socket: status, headers (lowercased names), the de-chunked
+  # body, and when each marker first arrived (seconds after the request was written).
+  TimedResponse = Struct.new(:status, :headers, :body, :arrivals, :raw, :complete, keyword_init: true)
+
+  # Sends `GET path` (Connection: close) on a raw TCPSocket and reads until the server closes
+  # the connection or `timeout` seconds pass, noting when each of `markers` (Strings) first
+  # shows up in the bytes received.
+  def timed_get(port, path, markers: [], timeout: 10)
+    socket = TCPSocket.new("127.0.0.1", port)
+    socket.write("GET #{path} HTTP/1.1\r\nHost: 127.0.0.1:#{port}\r\nConnection: close\r\n\r\n")
+    started = FrameworkApps.now
+    arrivals = {}
+    raw, closed = read_for(socket, timeout) do |bytes|
+      markers.each { |m| arrivals[m] ||= FrameworkApps.now - started if bytes.include?(m) }
+      false
+    end
+    markers.each { |m| arrivals[m] ||= FrameworkApps.now - started if raw.include?(m) }
+    parse_response(raw, arrivals, closed)
+  ensure
+    socket&.close
+  end
+
+  def parse_response(raw, arrivals = {}, complete = true)
+    head, rest = raw.b.split("\r\n\r\n", 2)
+    lines = head.to_s.split("\r\n")
+    status = lines.shift.to_s[%r{\AHTTP/1\.[01] (\d{3})}, 1]&.to_i
+    headers = lines.to_h { |line| line.split(":", 2).map(&:strip).then { |k, v| [k.downcase, v] } }
+    body = headers["transfer-encoding"]&.include?("chunked") ? dechunk(rest.to_s) : rest.to_s
+    TimedResponse.new(status: status, headers: headers, body: body, arrivals: arrivals, raw: raw, complete: complete)
+  end
+
+  # The data of a chunked body (as much of it as is there).
+  def dechunk(bytes)
+    out = +""
+    until bytes.empty?
+      size_line, bytes = bytes.split("\r\n", 2)
+      size = size_line.to_s[/\A\h+/]&.to_i(16)
+      break if size.nil? || size.zero? || bytes.nil?
+
+      out << bytes.byteslice(0, size)
+      bytes = bytes.byteslice(size + 2..) || ""
+    end
+    out
+  end
+
+  # Polls the block until it answers something truthy or `seconds` pass; returns that answer.
+  def poll_until(seconds = 5)
+    deadline = FrameworkApps.now + seconds
+    loop do
+      value = yield
+      return value if value || FrameworkApps.now > deadline
+
+      sleep 0.05
+    end
+  end
+
+  # Runs action_cable_client.py with `request` (see its docstring) and returns its JSON answer;
+  # the script bounds its own waits, `kill_after` seconds is the safety net.
+  def action_cable_client(kill_after: 30, **request)
+    Open3.popen3(RealtimeHelpers.python, ACTION_CABLE_CLIENT) do |stdin, stdout, stderr, wait|
+      out = Thread.new { stdout.read }
+      err = Thread.new { stderr.read }
+      stdin.write(JSON.generate(request))
+      stdin.close
+      unless wait.join(kill_after)
+        Process.kill("KILL", wait.pid)
+        wait.join
+        raise "action_cable_client.py still running after #{kill_after}s: #{err.value}"
+      end
+      raise "action_cable_client.py failed (#{wait.value}): #{err.value}" unless wait.value.success?
+
+      JSON.parse(out.value.lines.last)
+    end
+  end
+
+  # Lines of `log` that report an error: the server's own (ERROR/FATAL/WARNING, unprotected
+  # exceptions, invalid responses) and the exception reports Rails (`Class (message):`) and
+  # Sinatra (`<time> - Class - message:`) write, minus those matching one of `allowed`.
+  def unexpected_log_lines(log, allowed = [])
+    reports = log.lines.map(&:chomp).select do |line|
+      line.match?(/\A(?:ERROR|FATAL|WARNING): /) ||
+        line.include?("Iodine caught an unprotected exception") ||
+        line.match?(/\A[A-Z]\w*(?:::[A-Z]\w*)* \(/) ||
+        line.match?(/\A\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - [A-Z][\w:]* - /)
+    end
+    reports.reject { |line| allowed.any? { |pattern| line.match?(pattern) } }
+  end
+
+  # The part of the server's log written since `mark` (a byte offset), once it stopped
+  # growing for a moment (the server writes its log from a thread of its own).
+  def log_since(server, mark, settle: 0.15, timeout: 2)
+    deadline = FrameworkApps.now + timeout
+    size = -1
+    text = server.log
+    until text.bytesize == size || FrameworkApps.now > deadline
+      size = text.bytesize
+      sleep settle
+      text = server.log
+    end
+    text.byteslice(mark..) || ""
+  end
+end
