@@ -83,6 +83,8 @@ pub struct Conn {
     /// A raw listener's factory (id of the kept object, owned by the listener; 0: none):
     /// called when `on_open` is handled, its answer is the handler.
     factory: u64,
+    /// The fork generation it was made in (`gvl::fork_generation`).
+    generation: u64,
 }
 
 impl Conn {
@@ -103,6 +105,7 @@ impl Conn {
             closing: AtomicBool::new(false),
             subscriptions: Scope::default(),
             factory,
+            generation: crate::gvl::fork_generation(),
         })
     }
 
@@ -130,6 +133,11 @@ impl Conn {
     /// Whether the connection still takes writes (false from `on_close` on).
     pub fn is_open(&self) -> bool {
         !self.closing.load(Ordering::Acquire) && self.link.is_open()
+    }
+
+    /// Whether it belongs to this process (not a copy a fork made of its parent's).
+    pub fn is_ours(&self) -> bool {
+        self.generation == crate::gvl::fork_generation()
     }
 
     fn kept(&self, ruby: &Ruby) -> Option<RArray> {

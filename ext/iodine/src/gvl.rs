@@ -214,6 +214,32 @@ extern "C" fn after_fork_in_child() {
     iodine_engine::log::after_fork();
 }
 
+/// The fork generation of this process image (0 until a fork; each child one more).
+pub fn fork_generation() -> u64 {
+    FORK_GENERATION.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// The generation that first ran IO threads (a runtime); `u64::MAX`: none yet.
+static THREADED_SINCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// Records that this process runs IO threads (its server started).
+pub fn running_threads() {
+    // jump-safe: an atomic (Rust); only the first generation is kept.
+    let _ = THREADED_SINCE.compare_exchange(
+        u64::MAX,
+        fork_generation(),
+        std::sync::atomic::Ordering::AcqRel,
+        std::sync::atomic::Ordering::Acquire,
+    );
+}
+
+/// Whether this process descends from one that ran IO threads: its pub/sub broker and its
+/// connections are copies its parent's threads were using, perhaps mid-operation, so they
+/// are not used here (a cluster's workers are forked by a master that never runs threads).
+pub fn forked_from_threads() -> bool {
+    THREADED_SINCE.load(std::sync::atomic::Ordering::Acquire) < fork_generation()
+}
+
 /// Registers the fork handler that gives each child its own [`PerProcess`] values. Called
 /// once, when the extension loads.
 pub fn register_fork_handler() {

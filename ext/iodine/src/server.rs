@@ -260,6 +260,7 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
     if state.running.is_some() {
         return Err(std::io::Error::other("Iodine already running!"));
     }
+    gvl::running_threads();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(io_threads.max(1))
         .thread_name("iodine-io")

@@ -213,6 +213,7 @@ fn publish_cluster(
             ))
         }
     };
+    super::pubsub::usable(ruby)?;
     let (channel, message) = (channel.to_bytes(), message.to_bytes());
     cluster::publish(Some(reach), channel, message);
     Ok(())

@@ -23,8 +23,10 @@ impl Connection {
         Connection(Some(conn))
     }
 
+    /// The connection while it is open, in the process that serves it (in a process forked
+    /// while it was open, it is the parent's: closed here).
     fn open(&self) -> Option<&Arc<Conn>> {
-        self.0.as_ref().filter(|c| c.is_open())
+        self.0.as_ref().filter(|c| c.is_open() && c.is_ours())
     }
 }
 

@@ -33,23 +33,39 @@ impl Subscriber for ToRuby {
     }
 }
 
+/// Refuses pub/sub in a process forked from one that ran IO threads (the broker is a copy
+/// those threads were using, maybe mid-operation): a clear error, never a hang.
+pub(super) fn usable(ruby: &Ruby) -> Result<(), Error> {
+    if !crate::gvl::forked_from_threads() {
+        return Ok(());
+    }
+    Err(crate::errors::exception(
+        ruby.exception_runtime_error(),
+        "Iodine pub/sub is not available in a process forked from a running server \
+         (fork before Iodine.start, or use cluster mode: -w)",
+    ))
+}
+
 /// `Iodine::Base.subscribe(name, pattern, callable)`: subscribes (replacing a subscription of
 /// the same name); true when one was replaced.
 fn subscribe(ruby: &Ruby, name: RString, pattern: bool, callable: Value) -> Result<bool, Error> {
+    usable(ruby)?;
     let block = blocks::keep(ruby, callable)?;
     let to_ruby = Arc::new(ToRuby { block });
     Ok(global().subscribe(ruby, name.to_bytes(), pattern, to_ruby, Some(block)))
 }
 
 /// `Iodine::Base.unsubscribe(name)`: true if a subscription of that name existed.
-fn unsubscribe(ruby: &Ruby, name: RString) -> bool {
-    global().unsubscribe(ruby, &name.to_bytes())
+fn unsubscribe(ruby: &Ruby, name: RString) -> Result<bool, Error> {
+    usable(ruby)?;
+    Ok(global().unsubscribe(ruby, &name.to_bytes()))
 }
 
 /// `Iodine::Base.publish_local(channel, message)`: delivers in this process; returns how
 /// many subscriptions got it.
-fn publish_local(channel: RString, message: RString) -> usize {
-    broker().publish(&channel.to_bytes(), &message.to_bytes())
+fn publish_local(ruby: &Ruby, channel: RString, message: RString) -> Result<usize, Error> {
+    usable(ruby)?;
+    Ok(broker().publish(&channel.to_bytes(), &message.to_bytes()))
 }
 
 /// The subscribed channel names of this process, with whether each is a pattern (for
