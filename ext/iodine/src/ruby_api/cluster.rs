@@ -179,8 +179,13 @@ fn wake() {
 }
 
 /// `cluster_master_finish`: the master lets go of the hub (after its workers left).
-fn master_finish() {
-    TIMERS.lock().clear();
+fn master_finish(ruby: &Ruby) {
+    // The master's own timers will not run again: their blocks go (the others' blocks were
+    // never the master's to forget).
+    let timers = std::mem::take(&mut *TIMERS.lock());
+    for timer in timers.into_iter().filter(|t| t.own) {
+        crate::blocks::forget(ruby, timer.block);
+    }
     cluster::set_uplink(None);
     WAKER.lock().take();
     HUB.lock().take();
