@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
@@ -23,6 +23,17 @@ pub const OUTGOING_LIMIT: usize = 16 * 1024 * 1024;
 /// Bookkeeping cost counted for each queued message on top of its bytes, so a flood of
 /// empty messages is bounded too.
 const MESSAGE_OVERHEAD: usize = 64;
+
+/// Received bytes a connection may have waiting for the application (handed to
+/// [`Events::on_message`], not yet [`Link::handled`]) before its session stops reading: the
+/// kernel's buffers then fill and the peer's sends block, instead of the server keeping
+/// everything a fast sender sends a slow handler. One message larger than this is still
+/// delivered (reading pauses after it).
+pub const INBOUND_LIMIT: usize = 1024 * 1024;
+
+/// Received messages a connection may have waiting for the application: a flood of small
+/// ones is bounded too, and the callbacks queued for a client that has gone end soon.
+pub const INBOUND_MESSAGES: usize = 64;
 
 /// The protocol a connection speaks once it left HTTP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +111,13 @@ pub struct Link {
     aborted: AtomicBool,
     /// Ping / keep-alive interval in seconds (0: the listener's default).
     timeout: AtomicU32,
+    /// Received bytes and messages handed to the application and not handled yet (only
+    /// counted for applications that report them: [`Events::reports_handled`]).
+    inbound_bytes: AtomicUsize,
+    inbound_messages: AtomicUsize,
+    /// An oversized message (over [`OUTGOING_LIMIT`], accepted into an empty backlog) is
+    /// queued or being written: its cost is left out of the limit for what waits behind it.
+    oversized: AtomicUsize,
 }
 
 impl Link {
@@ -118,6 +136,9 @@ impl Link {
             signalled: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
             timeout: AtomicU32::new(0),
+            inbound_bytes: AtomicUsize::new(0),
+            inbound_messages: AtomicUsize::new(0),
+            oversized: AtomicUsize::new(0),
         })
     }
 
@@ -126,7 +147,10 @@ impl Link {
         self.protocol
     }
 
-    /// Queues a message; never blocks. Past [`OUTGOING_LIMIT`] the connection is aborted.
+    /// Queues a message; never blocks. Past [`OUTGOING_LIMIT`] of backlog the connection is
+    /// aborted. The limit is for a client that doesn't read, not for one message: a message
+    /// larger than it is accepted into an empty backlog, and the limit then applies to what
+    /// waits behind it.
     pub fn write(&self, message: Outgoing) -> Result<(), WriteError> {
         {
             let mut out = self.outbox.lock();
@@ -134,7 +158,10 @@ impl Link {
                 return Err(WriteError::Closed);
             }
             let cost = message.cost();
-            if out.bytes + cost > OUTGOING_LIMIT {
+            let oversized = self.oversized.load(Ordering::Acquire);
+            if cost > OUTGOING_LIMIT && out.bytes == 0 {
+                self.oversized.store(cost, Ordering::Release);
+            } else if out.bytes.saturating_sub(oversized) + cost > OUTGOING_LIMIT {
                 out.closing = Closing::Abort;
                 out.queue.clear();
                 drop(out);
@@ -262,10 +289,50 @@ impl Link {
         let mut out = self.outbox.lock();
         out.in_flight = out.in_flight.saturating_sub(taken.len());
         out.bytes = out.bytes.saturating_sub(cost);
+        let oversized = self.oversized.load(Ordering::Acquire);
+        if oversized > 0 && taken.iter().any(|m| m.cost() == oversized) {
+            self.oversized.store(0, Ordering::Release);
+        }
+    }
+
+    // Inbound flow control: the session counts what it hands to the application, the
+    // application reports what it handled, and the session reads only while little waits.
+
+    /// The session handed a message of `len` bytes to the application.
+    pub(crate) fn received(&self, len: usize) {
+        self.inbound_bytes.fetch_add(len, Ordering::AcqRel);
+        self.inbound_messages.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The application handled (or dropped) a received message of `len` bytes: once little
+    /// waits again, the session reads again.
+    pub fn handled(&self, len: usize) {
+        let bytes = self.inbound_bytes.fetch_sub(len, Ordering::AcqRel);
+        let messages = self.inbound_messages.fetch_sub(1, Ordering::AcqRel);
+        // It was full, and no longer is: the session may be waiting for this.
+        let was_full = bytes >= INBOUND_LIMIT || messages >= INBOUND_MESSAGES;
+        if was_full && !self.inbound_full() {
+            self.waker.wake();
+        }
+    }
+
+    /// Whether the application has so much received data waiting that reading must pause.
+    pub(crate) fn inbound_full(&self) -> bool {
+        self.inbound_bytes.load(Ordering::Acquire) >= INBOUND_LIMIT
+            || self.inbound_messages.load(Ordering::Acquire) >= INBOUND_MESSAGES
+    }
+
+    /// Received bytes and messages waiting for the application.
+    pub fn inbound(&self) -> (usize, usize) {
+        (
+            self.inbound_bytes.load(Ordering::Acquire),
+            self.inbound_messages.load(Ordering::Acquire),
+        )
     }
 
     /// The session ended: writes are refused from now on.
     pub(crate) fn mark_closed(&self) {
+        self.oversized.store(0, Ordering::Release);
         let mut out = self.outbox.lock();
         out.closed = true;
         out.queue.clear();
@@ -281,6 +348,13 @@ pub trait Events: Send + Sync + 'static {
     fn on_open(&self);
     /// A complete message arrived (WebSocket: `text` for text frames).
     fn on_message(&self, data: Bytes, text: bool);
+    /// True when the application reports each message it handled with [`Link::handled`]
+    /// (`data.len()`): the session then stops reading while too much waits
+    /// ([`INBOUND_LIMIT`], [`INBOUND_MESSAGES`]). False (the default): messages are taken as
+    /// handled when `on_message` returns.
+    fn reports_handled(&self) -> bool {
+        false
+    }
     /// Everything queued was written (also once right after `on_open`).
     fn on_drained(&self);
     /// The server is shutting down; the connection closes soon after.
@@ -386,6 +460,50 @@ mod tests {
         let mut taken = Vec::new();
         assert_eq!(link.take(&mut taken), Closing::Graceful(Some(1000)));
         assert_eq!(taken, vec![Outgoing::Raw(Bytes::from("x"))]);
+    }
+
+    #[test]
+    fn one_message_over_the_limit_is_accepted_into_an_empty_backlog() {
+        let link = Link::new(Protocol::Raw);
+        let big = Bytes::from(vec![b'x'; OUTGOING_LIMIT + 4 * 1024 * 1024]);
+        assert!(
+            link.write(Outgoing::Raw(big.clone())).is_ok(),
+            "20 MiB whole"
+        );
+        // What waits behind it has the whole limit.
+        let chunk = Bytes::from(vec![b'y'; 1024 * 1024]);
+        for _ in 0..8 {
+            assert!(link.write(Outgoing::Raw(chunk.clone())).is_ok());
+        }
+        let mut taken = Vec::new();
+        link.take(&mut taken);
+        link.flushed(&taken);
+        assert_eq!(link.pending(), 0);
+        // Into a backlog that is not empty, it overflows.
+        link.write(Outgoing::Raw(chunk.clone())).unwrap();
+        assert_eq!(
+            link.write(Outgoing::Raw(big)),
+            Err(WriteError::TooSlow),
+            "an oversized message behind others"
+        );
+    }
+
+    #[test]
+    fn inbound_is_full_at_either_bound_and_handled_frees_it() {
+        let link = Link::new(Protocol::WebSocket);
+        for _ in 0..INBOUND_MESSAGES - 1 {
+            link.received(1);
+        }
+        assert!(!link.inbound_full());
+        link.received(1);
+        assert!(link.inbound_full(), "the message count bound");
+        link.handled(1);
+        assert!(!link.inbound_full());
+        let fresh = Link::new(Protocol::Raw);
+        fresh.received(INBOUND_LIMIT);
+        assert!(fresh.inbound_full(), "the byte bound");
+        fresh.handled(INBOUND_LIMIT);
+        assert_eq!(fresh.inbound(), (0, 0));
     }
 
     #[test]

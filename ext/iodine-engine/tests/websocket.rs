@@ -380,3 +380,124 @@ fn a_peer_that_answers_no_pings_is_dropped_and_one_that_answers_stays() {
     }
     assert_eq!(reply, (0x1, b"still here".to_vec()));
 }
+
+/// An application that reports handled messages but handles none until told: the slowest
+/// handler there is.
+struct Hoarder {
+    link: Arc<Link>,
+    got: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Events for Hoarder {
+    fn on_open(&self) {}
+    fn on_message(&self, data: Bytes, _: bool) {
+        self.got.lock().push(data.len());
+    }
+    fn on_drained(&self) {}
+    fn on_shutdown(&self) {}
+    fn on_close(&self) {}
+    fn reports_handled(&self) -> bool {
+        true
+    }
+}
+
+/// A server whose connections go to a [`Hoarder`]; the links, to hand back what it holds.
+fn hoarding_server() -> (
+    TestServer,
+    Arc<Mutex<Vec<usize>>>,
+    Arc<Mutex<Vec<Arc<Link>>>>,
+) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let links = Arc::new(Mutex::new(Vec::new()));
+    let (g, l) = (got.clone(), links.clone());
+    let handler = move |_req: Request, reply: Reply| {
+        let link = Link::new(Protocol::WebSocket);
+        l.lock().push(link.clone());
+        let events = Arc::new(Hoarder {
+            link: link.clone(),
+            got: g.clone(),
+        });
+        reply.send(Response {
+            status: 200,
+            headers: vec![],
+            body: Body::Upgrade(Upgrade::new(link, events)),
+        });
+    };
+    (
+        TestServer::start(HttpSettings::default(), Arc::new(handler)),
+        got,
+        links,
+    )
+}
+
+/// Writes `frame` until a write blocks for 300 ms, or `limit` bytes, or 5 s; the bytes sent.
+fn send_until_blocked(s: &mut TcpStream, frame: &[u8], limit: usize) -> usize {
+    s.set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    while sent < limit && started.elapsed() < Duration::from_secs(5) {
+        match s.write(frame) {
+            Ok(n) => sent += n,
+            Err(_) => break, // blocked (or gone)
+        }
+    }
+    sent
+}
+
+#[test]
+fn a_flooding_client_is_no_longer_read_while_its_application_lags() {
+    let (server, got, links) = hoarding_server();
+    let (mut s, head) = open(&server);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let message = frame(0x2, &vec![7u8; 16 * 1024], true);
+    let sent = send_until_blocked(&mut s, &message, 512 << 20);
+    let held: Vec<usize> = got.lock().clone();
+    // The application holds at most the bound (plus the message that crossed it); the rest
+    // waits in the kernel's buffers, and the client blocks.
+    assert!(
+        held.len() <= iodine_engine::link::INBOUND_MESSAGES,
+        "{}",
+        held.len()
+    );
+    assert!(held.iter().sum::<usize>() <= iodine_engine::link::INBOUND_LIMIT + 16 * 1024);
+    assert!(
+        sent < 64 << 20,
+        "the client sent {sent} bytes without blocking"
+    );
+    // The application catches up: reading resumes.
+    let link = links.lock()[0].clone();
+    for len in held.iter() {
+        link.handled(*len);
+    }
+    let before = held.len();
+    let mut more = 0;
+    for _ in 0..200 {
+        more = got.lock().len() - before;
+        if more > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(more > 0, "reading never resumed");
+}
+
+#[test]
+fn pings_from_a_client_that_never_reads_stop_being_read() {
+    let (server, _got, _links) = hoarding_server();
+    let (mut s, head) = open(&server);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // Many pings per write; their pongs are owed to a client that reads nothing.
+    let ping = frame(0x9, &[b'p'; 125], true);
+    let burst: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 512)
+        .collect();
+    let sent = send_until_blocked(&mut s, &burst, 256 << 20);
+    assert!(
+        sent < 64 << 20,
+        "the client sent {sent} bytes of pings without blocking"
+    );
+}

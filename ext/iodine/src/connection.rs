@@ -359,6 +359,12 @@ impl Events for Conn {
         self.post(Event::Message(data, text));
     }
 
+    /// Each message is reported handled by the runner (`Link::handled`): a connection whose
+    /// handler is slower than its client stops being read (bounded memory, fair workers).
+    fn reports_handled(&self) -> bool {
+        true
+    }
+
     fn on_drained(&self) {
         // Before a raw listener's factory ran, the callbacks are not known yet: the first
         // on_drained (right after on_open) waits in the mailbox for the handler.
@@ -392,17 +398,45 @@ impl Events for Conn {
 /// The bridge job that runs a connection's waiting events.
 struct Runner(Arc<Conn>);
 
+/// Events one turn of a connection's runner handles at most before it goes behind the
+/// other work queued for the Ruby workers (a client that floods can't keep a worker).
+const TURN_EVENTS: usize = 32;
+
+/// Time one turn may take before the connection goes behind the other work (checked
+/// between events: one slow callback still runs whole).
+const TURN_TIME: std::time::Duration = std::time::Duration::from_millis(2);
+
 impl Job for Runner {
     fn run(self: Box<Self>, ruby: &Ruby) -> Result<(), Error> {
         let conn = self.0;
-        while let Some(event) = conn.mailbox.next() {
-            if let Err(jump) = conn.dispatch(ruby, event) {
+        let began = std::time::Instant::now();
+        let mut handled = 0;
+        loop {
+            if handled == TURN_EVENTS || (handled > 0 && began.elapsed() >= TURN_TIME) {
+                // The turn is over. The mailbox is still ours (it was not seen empty): a new
+                // runner, queued behind everything else, takes the rest in order.
+                bridge::push(Box::new(Runner(conn)));
+                return Ok(());
+            }
+            let Some(event) = conn.mailbox.next() else {
+                return Ok(());
+            };
+            handled += 1;
+            let received = match &event {
+                Event::Message(data, _) => Some(data.len()),
+                _ => None,
+            };
+            let ran = conn.dispatch(ruby, event);
+            if let Some(len) = received {
+                // Handled (or dropped): the session may read again.
+                conn.link.handled(len);
+            }
+            if let Err(jump) = ran {
                 // The mailbox is still ours: a new runner takes the rest.
                 bridge::push(Box::new(Runner(conn.clone())));
                 return Err(jump);
             }
         }
-        Ok(())
     }
 }
 

@@ -52,6 +52,7 @@ where
     events.on_drained();
     let interval = link.interval(settings.timeout);
     let stopping = shutdown.signal();
+    let counts_inbound = events.reports_handled();
     Session {
         state: State {
             io,
@@ -65,6 +66,7 @@ where
             stop_heard: false,
             listening: false,
             reading: true,
+            counts_inbound,
             closing: false,
             batch: Vec::new(),
             written: 0,
@@ -115,6 +117,8 @@ struct State<S> {
     listening: bool,
     /// False once the peer finished sending (or reading failed).
     reading: bool,
+    /// The application reports handled messages: reading pauses while too much waits.
+    counts_inbound: bool,
     /// The application closed: once the batch is out, the socket is shut down.
     closing: bool,
     /// Messages taken from the link; the first `written` are out, and `offset` bytes of
@@ -288,6 +292,11 @@ where
         if !self.reading {
             return Step::Idle;
         }
+        // Backpressure: while the application has too much to handle, nothing more is read
+        // (the link wakes the task when it catches up).
+        if self.counts_inbound && self.link.inbound_full() {
+            return Step::Idle;
+        }
         let mut scratch = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
         let mut buf = ReadBuf::uninit(&mut scratch);
         match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
@@ -306,6 +315,9 @@ where
             Poll::Ready(Ok(())) => {
                 self.active = Instant::now();
                 if !self.closing {
+                    if self.counts_inbound {
+                        self.link.received(buf.filled().len());
+                    }
                     self.events
                         .on_message(Bytes::copy_from_slice(buf.filled()), false);
                 }

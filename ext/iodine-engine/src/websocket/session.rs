@@ -44,6 +44,11 @@ const WRITE_BUFFER: usize = 64 * 1024;
 /// Unanswered pings (one per quiet interval) after which a peer is taken for dead.
 const DEAD_AFTER: u8 = 2;
 
+/// Pong bytes tungstenite may hold for a peer that sends pings but doesn't read: past this,
+/// reading pauses until they are written (a peer that never reads is then dropped by the
+/// ping timer), so control frames can't grow the write buffer without end.
+const PONG_BACKLOG: usize = 64 * 1024;
+
 /// How long a closing handshake may take before the socket is just dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
@@ -82,6 +87,7 @@ where
     events.on_drained();
     let interval = link.interval(settings.ping);
     let stopping = shutdown.signal();
+    let counts_inbound = events.reports_handled();
     Session {
         state: State {
             ws,
@@ -96,6 +102,8 @@ where
             stop_heard: false,
             listening: false,
             reading: true,
+            counts_inbound,
+            owed_pongs: 0,
             batch: Vec::new(),
             fed: 0,
             ping_due: false,
@@ -160,6 +168,10 @@ struct State<S> {
     listening: bool,
     /// False once reading failed.
     reading: bool,
+    /// The application reports handled messages: reading pauses while too much waits.
+    counts_inbound: bool,
+    /// Bytes of pongs tungstenite queued since the last flush.
+    owed_pongs: usize,
     /// Messages taken from the link; the first `fed` were handed to tungstenite.
     batch: Vec<Outgoing>,
     fed: usize,
@@ -294,6 +306,7 @@ where
                     Poll::Ready(Ok(())) => {}
                 }
                 self.unflushed = false;
+                self.owed_pongs = 0;
                 step = Step::Busy;
                 if !self.batch.is_empty() {
                     self.link.flushed(&self.batch);
@@ -335,6 +348,12 @@ where
         if !self.reading {
             return Step::Idle;
         }
+        // Backpressure: while the application has too much to handle, or the peer doesn't
+        // read our pongs, nothing more is read (the link wakes the task when the application
+        // catches up; a flush, when the pongs went out).
+        if (self.counts_inbound && self.link.inbound_full()) || self.owed_pongs >= PONG_BACKLOG {
+            return Step::Idle;
+        }
         let message = match Pin::new(&mut self.ws).poll_next(cx) {
             Poll::Pending => return Step::Idle,
             Poll::Ready(None) => return Step::End,
@@ -356,10 +375,13 @@ where
             return Step::Busy; // late messages of a closing connection are dropped
         }
         match message {
-            Message::Text(text) => self.events.on_message(Bytes::from(text), true),
-            Message::Binary(data) => self.events.on_message(data, false),
+            Message::Text(text) => self.deliver(Bytes::from(text), true),
+            Message::Binary(data) => self.deliver(data, false),
             // tungstenite queued the pong; the write step sends it.
-            Message::Ping(_) => self.unflushed = true,
+            Message::Ping(payload) => {
+                self.owed_pongs += payload.len() + 8;
+                self.unflushed = true;
+            }
             Message::Pong(_) | Message::Frame(_) => {}
             Message::Close(_) => {
                 // tungstenite queued the reply echoing the peer's code; the next read after
@@ -370,6 +392,14 @@ where
             }
         }
         Step::Busy
+    }
+
+    /// Hands a message to the application (counted while it waits, when it reports).
+    fn deliver(&mut self, data: Bytes, text: bool) {
+        if self.counts_inbound {
+            self.link.received(data.len());
+        }
+        self.events.on_message(data, text);
     }
 
     fn timer_fired(&mut self, timer: Pin<&mut Sleep>) -> Step {
