@@ -271,6 +271,16 @@ pub fn send_file(
     let cache_control = HeaderValue::from_str(cache_control)
         .unwrap_or_else(|_| HeaderValue::from_static(CACHE_CONTROL));
     let file: Arc<Path> = Arc::from(file);
+    // A non-2xx answer (a 503 maintenance page, a custom 404) keeps its status and sends the
+    // whole file: ranges and validators are for the resource itself, not for an error page.
+    let success = (200..300).contains(&status);
+    let mut plain = HeaderMap::new();
+    if !success {
+        for value in request.get_all(header::ACCEPT_ENCODING) {
+            plain.append(header::ACCEPT_ENCODING, value.clone());
+        }
+    }
+    let request = if success { request } else { &plain };
     let mut answer = match respond(&file, twin.as_ref(), request, &cache_control, None) {
         Ok(answer) => answer.into_response(),
         Err(e) => {
@@ -282,7 +292,7 @@ pub fn send_file(
             );
         }
     };
-    if answer.status == 200 && (200..300).contains(&status) {
+    if answer.status == 200 {
         answer.status = status;
     }
     for (name, value) in app_headers {
@@ -318,21 +328,36 @@ fn gz_twin(root: &Path, file: &Path) -> Option<PathBuf> {
 }
 
 /// Whether `Accept-Encoding` allows gzip (listed, and not with `q=0`).
+/// Whether the client takes gzip (RFC 9110 §12.5.3): a `gzip` (or `x-gzip`) listed with a
+/// non-zero weight, or else a `*` with one. An explicit `gzip;q=0` refuses it whatever `*`
+/// says; a weight that doesn't parse counts as 0.
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
+    let mut gzip: Option<bool> = None;
+    let mut any: Option<bool> = None;
+    let items = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|item| {
-            let mut parts = item.split(';').map(str::trim);
-            let coding = parts.next().unwrap_or("");
-            let zero = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q == 0.0))
-            });
-            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !zero
-        })
+        .flat_map(|v| v.split(','));
+    for item in items {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("");
+        let weight = parts
+            .find_map(|p| {
+                let (name, value) = p.split_once('=')?;
+                name.trim()
+                    .eq_ignore_ascii_case("q")
+                    .then(|| value.trim().parse::<f32>().unwrap_or(0.0))
+            })
+            .unwrap_or(1.0);
+        let accepted = weight > 0.0;
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(gzip.unwrap_or(true) && accepted);
+        } else if coding == "*" {
+            any = Some(any.unwrap_or(true) && accepted);
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 fn content_type(file: &Path) -> String {
@@ -379,6 +404,10 @@ fn range(headers: &HeaderMap, etag: &str, mtime: SystemTime, len: u64) -> Range 
     let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return Range::Whole;
     };
+    // An empty file has no bytes to pick: it is sent whole (200), as nginx does.
+    if len == 0 {
+        return Range::Whole;
+    }
     if let Some(if_range) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
         let current = match httpdate::parse_http_date(if_range) {
             Ok(date) => secs(date) == secs(mtime),
@@ -600,5 +629,57 @@ mod tests {
         assert_eq!(body_len(&plain), 2);
         let hello = get(&p, "/hello.txt", &[("accept-encoding", "gzip")]).unwrap();
         assert_eq!(header_of(&hello, "vary"), None);
+    }
+
+    #[test]
+    fn an_explicit_gzip_q0_refuses_the_twin_whatever_the_wildcard_says() {
+        let (_d, p) = folder();
+        let encoding = |value: &str| {
+            let r = get(&p, "/app.js", &[("accept-encoding", value)]).unwrap();
+            header_of(&r, "content-encoding").map(str::to_owned)
+        };
+        for refused in [
+            "gzip;q=0, *",
+            "*, gzip;q=0",
+            "gzip;Q=0",
+            "gzip; q=0.000",
+            "*;q=0",
+            "br",
+        ] {
+            assert_eq!(encoding(refused), None, "{refused}");
+        }
+        for taken in ["*", "gzip;q=0.5", "br, *;q=0.1", "x-gzip", "GZIP"] {
+            assert_eq!(encoding(taken).as_deref(), Some("gzip"), "{taken}");
+        }
+    }
+
+    #[test]
+    fn an_empty_file_ignores_ranges() {
+        let (dir, p) = folder();
+        std::fs::write(dir.path().join("empty.txt"), "").unwrap();
+        for range in ["bytes=0-", "bytes=-5", "bytes=0-0", "bytes=3-"] {
+            let r = get(&p, "/empty.txt", &[("range", range)]).unwrap();
+            assert_eq!((r.status, body_len(&r)), (200, 0), "{range}");
+            assert_eq!(header_of(&r, "content-range"), None, "{range}");
+        }
+    }
+
+    #[test]
+    fn x_sendfile_keeps_an_error_status_and_sends_the_whole_page() {
+        let (dir, _p) = folder();
+        let page = dir.path().join("hello.txt");
+        let request = headers(&[("range", "bytes=0-1"), ("if-none-match", "*")]);
+        let answer = send_file(&page, 503, Vec::new(), &request, CACHE_CONTROL);
+        assert_eq!(answer.status, 503);
+        let ok = send_file(&page, 200, Vec::new(), &request, CACHE_CONTROL);
+        assert_eq!(ok.status, 304, "validators still apply to a 2xx answer");
+        let ranged = send_file(
+            &page,
+            200,
+            Vec::new(),
+            &headers(&[("range", "bytes=0-1")]),
+            CACHE_CONTROL,
+        );
+        assert_eq!(ranged.status, 206);
     }
 }
