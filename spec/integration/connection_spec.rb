@@ -21,7 +21,7 @@ RSpec.describe "Iodine::Connection" do
   end
 
   describe "its methods" do
-    it "answer while open: write true, open?, pending, protocol, timeout (and its errors), env, handler, pubsub?" do
+    it "answer while open: write true, open?, pending, protocol, timeout (the ping in effect, as the C gem; and its errors), env, handler, pubsub?" do
       id = unique_id("methods")
       open_ws(port, "/methods?id=#{id}") do |ws|
         expect(ws.read_message).to eq([:text, "x"])
@@ -29,7 +29,7 @@ RSpec.describe "Iodine::Connection" do
         expect(kind).to eq(:text)
         report = JSON.parse(json)
         expect(report).to include(
-          "write" => true, "open?" => true, "protocol" => ":websocket", "timeout" => "Integer",
+          "write" => true, "open?" => true, "protocol" => ":websocket", "timeout" => 40,
           "timeout=0" => 0, "timeout=255" => 255, "timeout=" => 10, "timeout then" => 10, "timeout=256" => "RangeError", "timeout=-1" => "RangeError",
           "timeout='5'" => "TypeError", "timeout=1.5" => "TypeError",
           "env" => ["Hash", "/methods", ":websocket"], "handler" => true, "pubsub?" => 0
@@ -46,11 +46,11 @@ RSpec.describe "Iodine::Connection" do
       end
     end
 
-    it "answer during on_close: write nil, open? false, env and handler still there" do
+    it "answer during on_close: write nil, open? false, env, handler and protocol still there" do
       id = unique_id("during")
       open_ws(port, "/methods?id=#{id}") { |ws| ws.messages(2) }
       log = wait_for_events(port, id) { |l| l.any? { |line| line.start_with?("close") } }
-      expect(log).to eq(["close write=nil open?=false env=Hash handler=true"])
+      expect(log).to eq(["close write=nil open?=false env=Hash handler=true protocol=:websocket"])
     end
 
     it "answer after on_close: write/subscribe/unsubscribe nil, pending -1, protocol/env/handler/timeout nil, close harmless" do

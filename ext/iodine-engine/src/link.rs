@@ -111,6 +111,8 @@ pub struct Link {
     aborted: AtomicBool,
     /// Ping / keep-alive interval in seconds (0: the listener's default).
     timeout: AtomicU32,
+    /// The listener's default interval in seconds, as the session last applied it.
+    default_timeout: AtomicU32,
     /// Received bytes and messages handed to the application and not handled yet (only
     /// counted for applications that report them: [`Events::reports_handled`]).
     inbound_bytes: AtomicUsize,
@@ -136,6 +138,7 @@ impl Link {
             signalled: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
             timeout: AtomicU32::new(0),
+            default_timeout: AtomicU32::new(0),
             inbound_bytes: AtomicUsize::new(0),
             inbound_messages: AtomicUsize::new(0),
             oversized: AtomicUsize::new(0),
@@ -213,8 +216,20 @@ impl Link {
         self.timeout.load(Ordering::Relaxed)
     }
 
-    /// The ping / keep-alive interval: the link's own when set, else `default`.
+    /// The ping / keep-alive interval in effect, in seconds: the link's own when set, else
+    /// the listener's default its session applies (0 before the session started).
+    pub fn effective_timeout(&self) -> u32 {
+        match self.timeout() {
+            0 => self.default_timeout.load(Ordering::Relaxed),
+            own => own,
+        }
+    }
+
+    /// The ping / keep-alive interval: the link's own when set, else `default` (which the
+    /// session passes: [`Link::effective_timeout`] then reports it).
     pub fn interval(&self, default: std::time::Duration) -> std::time::Duration {
+        let secs = u32::try_from(default.as_secs()).unwrap_or(u32::MAX);
+        self.default_timeout.store(secs, Ordering::Relaxed);
         match self.timeout() {
             0 => default,
             s => std::time::Duration::from_secs(s.into()),

@@ -135,6 +135,11 @@ impl Conn {
         !self.closing.load(Ordering::Acquire) && self.link.is_open()
     }
 
+    /// Whether its Ruby values are still kept (until `on_close` returned).
+    pub fn is_attached(&self) -> bool {
+        self.kept.load(Ordering::Acquire) != 0
+    }
+
     /// Whether it belongs to this process (not a copy a fork made of its parent's).
     pub fn is_ours(&self) -> bool {
         self.generation == crate::gvl::fork_generation()

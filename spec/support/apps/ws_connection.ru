@@ -51,7 +51,7 @@ class Methods
   def on_open(client)
     STATS_LOCK.synchronize { KEPT[@id] = client }
     report = { "write" => client.write("x"), "open?" => client.open?, "pending" => client.pending,
-               "protocol" => client.protocol.inspect, "timeout" => client.timeout.class.name,
+               "protocol" => client.protocol.inspect, "timeout" => client.timeout,
                "timeout=0" => client.public_send(:timeout=, 0), "timeout=255" => client.public_send(:timeout=, 255),
                "timeout=" => client.public_send(:timeout=, 10), "timeout then" => client.timeout,
                "timeout=256" => error_of { client.timeout = 256 }, "timeout=-1" => error_of { client.timeout = -1 },
@@ -63,7 +63,8 @@ class Methods
 
   def on_close(client)
     RealtimeLog.add(@id, "close write=#{client.write('late').inspect} open?=#{client.open?} " \
-                         "env=#{client.env.class} handler=#{client.handler.equal?(self)}")
+                         "env=#{client.env.class} handler=#{client.handler.equal?(self)} " \
+                         "protocol=#{client.protocol.inspect}")
   end
 
   # What the methods answer once on_close is over.

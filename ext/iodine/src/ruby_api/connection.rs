@@ -115,18 +115,24 @@ fn pending(rb_self: &Connection) -> i64 {
     }
 }
 
-/// `protocol`: `:websocket`, `:sse`, or nil once closed.
+/// `protocol`: `:websocket`, `:sse` or `:raw` until `on_close` returned (in `on_close` too, as
+/// the C gem), then nil.
 fn protocol(ruby: &Ruby, rb_self: &Connection) -> Option<magnus::Symbol> {
-    rb_self.open().map(|c| match c.link().protocol() {
+    let attached = rb_self
+        .0
+        .as_ref()
+        .filter(|c| c.is_ours() && c.is_attached());
+    attached.map(|c| match c.link().protocol() {
         Protocol::WebSocket => ruby.to_symbol("websocket"),
         Protocol::Sse => ruby.to_symbol("sse"),
         Protocol::Raw => ruby.to_symbol("raw"),
     })
 }
 
-/// `timeout`: the ping interval in seconds (0: the listener's), nil once closed.
+/// `timeout`: the ping (WebSocket, SSE) or quiet (raw) interval in effect, in seconds: the
+/// connection's own when set, else its listener's (as the C gem); nil once closed.
 fn timeout(rb_self: &Connection) -> Option<u32> {
-    rb_self.open().map(|c| c.link().timeout())
+    rb_self.open().map(|c| c.link().effective_timeout())
 }
 
 /// `timeout=(seconds)`: 0..255.
