@@ -41,8 +41,12 @@ module Iodine
         if kind == "websocket"
           native[:path] = path(opts[:path])
           native[:headers] = headers(opts[:headers]) + cookies(opts[:cookies])
-          native[:ping] = opts[:ping].to_i if opts[:ping].to_i.positive?
-          native[:max_msg] = opts[:max_msg].to_i * 1024 if opts[:max_msg].to_i.positive?
+          ping = Listen.integer(opts[:ping])
+          raise Listen::OptionError, "Iodine.connect: ping must be from 1 to 255 seconds, got #{opts[:ping]}" if ping > 255
+
+          native[:ping] = ping if ping.positive?
+          max_msg = Listen.integer(opts[:max_msg])
+          native[:max_msg] = Listen.limited(:max_msg, max_msg) * 1024 if max_msg.positive?
           native[:host] = native[:unix] ? "localhost" : host_header(native[:address], native[:port])
         end
         Base.connect(handler, native)
@@ -70,9 +74,19 @@ module Iodine
         { address: address || "127.0.0.1", port: port }
       end
 
+      # Seconds to connect (and finish a WebSocket handshake): the first of connect_timeout,
+      # timeout and ping that is a positive number; more than a day (or not finite) is an
+      # ArgumentError.
       def timeout(opts, _kind)
         [opts[:connect_timeout], opts[:timeout], opts[:ping]].each do |value|
-          return value.to_f if value.is_a?(Numeric) && value.positive?
+          next unless value.is_a?(Numeric) && (value.positive? || (value.is_a?(Float) && value.nan?))
+
+          seconds = value.to_f
+          unless seconds.finite? && seconds <= Listen::LIMITS[:connect_timeout]
+            raise Listen::OptionError, "Iodine.connect: a timeout must be at most #{Listen::LIMITS[:connect_timeout]} seconds, got #{value}"
+          end
+
+          return seconds
         end
         DEFAULT_TIMEOUT
       end

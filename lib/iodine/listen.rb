@@ -12,6 +12,22 @@ module Iodine
       # The C gem's cap on connections per process (FIO_MAX_SOCK_CAPACITY).
       MAX_CAPACITY = 131_072
 
+      # A listen/connect option out of its range (or a public folder that isn't there): an
+      # ArgumentError from the API, one `Error:` line from the command line.
+      class OptionError < ArgumentError; end
+
+      # The largest value each size or duration option takes (the unit is the option's).
+      LIMITS = {
+        max_body: 1_048_576, # MiB (1 TiB)
+        max_headers: 1_048_576, # KiB (1 GiB)
+        max_msg: 4_194_304, # KiB (4 GiB)
+        max_clients: 16_777_216,
+        head_timeout: 86_400, # seconds (a day)
+        body_timeout: 86_400,
+        min_upload_rate: 1_048_576, # KiB/s
+        connect_timeout: 86_400
+      }.freeze
+
       module_function
 
       # Binds a listener; returns the handler (for HTTP with a block: the block).
@@ -92,19 +108,21 @@ module Iodine
         native = {
           address: address, port: port, unix: unix, unix_mode: unix_mode(opts[:unix_mode]),
           log: opts[:log] ? true : false,
-          max_body: positive(opts[:max_body], 50) * 1024 * 1024,
-          max_head: positive(opts[:max_headers], 32) * 1024,
+          max_body: limited(:max_body, positive(opts[:max_body], 50)) * 1024 * 1024,
+          max_head: limited(:max_headers, positive(opts[:max_headers], 32)) * 1024,
           timeout: timeout(opts[:timeout]),
-          head_timeout: positive(opts[:head_timeout], 20),
-          body_timeout: positive(opts[:body_timeout], 30),
-          min_upload_rate: min_rate(opts[:min_upload_rate]) * 1024,
+          head_timeout: limited(:head_timeout, positive(opts[:head_timeout], 20)),
+          body_timeout: limited(:body_timeout, positive(opts[:body_timeout], 30)),
+          min_upload_rate: limited(:min_upload_rate, min_rate(opts[:min_upload_rate])) * 1024,
           max_clients: max_clients(opts[:max_clients]),
-          max_msg: positive(opts[:max_msg], 256) * 1024,
+          max_msg: limited(:max_msg, positive(opts[:max_msg], 256)) * 1024,
           ping: timeout(opts[:ping])
         }
         if opts[:public]
           folder = opts[:public].to_s
           folder = File.join(Dir.home, folder[2..]) if folder.start_with?("~/")
+          raise OptionError, "the public folder #{folder} is not a folder that can be read" unless File.directory?(folder) && File.readable?(folder)
+
           native[:public] = folder
           native[:cache_control] = opts[:cache_control].to_s if opts[:cache_control]
         end
@@ -151,12 +169,29 @@ module Iodine
       end
 
       def positive(value, default)
-        value = value.to_i
+        value = integer(value)
         value.positive? ? value : default
       end
 
+      # `value` as an Integer (a Float rounded down; nil, "" and garbage are 0); a value no
+      # Integer can hold (Infinity, NaN) is an OptionError.
+      def integer(value)
+        return value if value.is_a?(Integer)
+        raise OptionError, "#{value.inspect} is not a finite number" if value.is_a?(Float) && !value.finite?
+
+        value.to_i
+      end
+
+      # `value` unless it is over the option's largest (LIMITS): then an OptionError.
+      def limited(name, value)
+        max = LIMITS.fetch(name)
+        raise OptionError, "#{name} must be at most #{max}, got #{value}" if value > max
+
+        value
+      end
+
       def timeout(value)
-        value = value.to_i
+        value = integer(value)
         return 40 unless value.positive?
         if value > 255
           Base.log(3, "timeout #{value} is out of range (1..255), using 40")
@@ -167,15 +202,15 @@ module Iodine
 
       # KiB/s; 0 turns the minimum off, nil or negative gives the default (4).
       def min_rate(value)
-        return 4 if value.nil? || value.to_i.negative?
+        return 4 if value.nil? || integer(value).negative?
 
-        value.to_i
+        integer(value)
       end
 
       # The `max_clients` option, or the open-files limit `start` will set (the hard limit)
       # less a margin, capped as the C gem did.
       def max_clients(value)
-        return value.to_i if value.to_i.positive?
+        return limited(:max_clients, integer(value)) if integer(value).positive?
 
         hard = Process.getrlimit(:NOFILE)[1]
         hard = MAX_CAPACITY if hard == Process::RLIM_INFINITY || hard > MAX_CAPACITY

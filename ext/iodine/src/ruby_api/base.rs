@@ -44,12 +44,7 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
         )?))
     };
     let secs_f64 = |key: &str, default: Duration| -> Result<Duration, Error> {
-        Ok(Duration::from_secs_f64(option(
-            ruby,
-            opts,
-            key,
-            default.as_secs_f64(),
-        )?))
+        super::seconds(ruby, option(ruby, opts, key, default.as_secs_f64())?)
     };
     let settings = HttpSettings {
         public,

@@ -11,6 +11,17 @@ mod utils;
 
 use magnus::{prelude::*, Error, RHash, Ruby, TryConvert};
 
+/// `secs` as a Duration; negative, NaN or too large (lib/iodine bounds every duration, so
+/// only a caller of `Iodine::Base` gets here) is an ArgumentError, never a panic.
+fn seconds(ruby: &Ruby, secs: f64) -> Result<std::time::Duration, Error> {
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| {
+        crate::errors::exception(
+            ruby.exception_arg_error(),
+            format!("{secs} seconds is no duration: {e}"),
+        )
+    })
+}
+
 /// The option `key` of `opts` (a Hash lib/iodine normalised), or `default` when it is absent
 /// or nil.
 fn option<T: TryConvert>(ruby: &Ruby, opts: RHash, key: &str, default: T) -> Result<T, Error> {

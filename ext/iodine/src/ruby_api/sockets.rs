@@ -59,9 +59,10 @@ fn connect(ruby: &Ruby, handler: Value, opts: RHash) -> Result<(), Error> {
             port: opts.lookup::<_, u16>(ruby.to_symbol("port"))?,
         },
     };
-    let timeout = Some(super::option(ruby, opts, "timeout", 30.0)?)
-        .filter(|t: &f64| t.is_finite() && *t > 0.0)
-        .map_or(Duration::from_secs(30), Duration::from_secs_f64);
+    let timeout = match super::option(ruby, opts, "timeout", 30.0)? {
+        t if t > 0.0 => super::seconds(ruby, t)?,
+        _ => Duration::from_secs(30),
+    };
     let kind: String = opts.lookup(ruby.to_symbol("kind"))?;
     if kind == "raw" {
         let upgrade = attached(ruby, Protocol::Raw, handler)?;
