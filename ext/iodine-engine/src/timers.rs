@@ -1,6 +1,8 @@
 //! Timers: `run_after` and `run_every` without Ruby. A timer calls its `fire` closure on an
 //! IO thread (the binding hands the work to a Ruby worker from there) and ends at shutdown.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
@@ -65,10 +67,66 @@ pub async fn run(schedule: Schedule, shutdown: Shutdown, mut fire: impl FnMut(bo
     }
 }
 
+/// Keeps a repeating timer to one run queued or running at a time: a tick that finds the
+/// last run still waiting or running is skipped (and counted), so a block slower than its
+/// period can't fill the queue with runs no one will catch up with.
+#[derive(Clone, Debug, Default)]
+pub struct Gate {
+    busy: Arc<AtomicBool>,
+    skipped: Arc<AtomicU64>,
+}
+
+/// A run let through a [`Gate`]: the gate opens again when this is dropped (the run ended,
+/// or it was dropped unrun).
+#[derive(Debug)]
+pub struct Pass(Arc<AtomicBool>);
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Gate {
+    /// An open gate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A pass for this tick's run, or None (the tick is counted as skipped) while the last
+    /// run's pass is alive.
+    pub fn enter(&self) -> Option<Pass> {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Pass(self.busy.clone()))
+    }
+
+    /// Ticks skipped so far.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn a_gate_lets_one_run_through_until_its_pass_is_dropped() {
+        let gate = Gate::new();
+        let pass = gate.enter().expect("open");
+        assert!(gate.enter().is_none());
+        assert!(gate.enter().is_none());
+        assert_eq!(gate.skipped(), 2);
+        drop(pass);
+        assert!(
+            gate.enter().is_some(),
+            "open again (the pass was dropped at once)"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_one_shot_timer_fires_once_after_its_delay() {

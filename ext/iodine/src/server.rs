@@ -125,16 +125,54 @@ pub fn add_timer(id: u64, schedule: Schedule) {
 static ACTIVE_TIMERS: PerProcess<Mutex<Vec<(u64, AbortHandle)>>> =
     PerProcess::new(|| Mutex::new(Vec::new()), |_| Mutex::new(Vec::new()));
 
+/// Ticks of repeating timers skipped because the last run was still queued or running
+/// (for the stats).
+static SKIPPED_TICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Timer ticks skipped so far in this process (a block slower than its period).
+pub fn skipped_timer_ticks() -> u64 {
+    SKIPPED_TICKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A timer's run, holding its gate's pass until it ran (or was dropped unrun).
+struct Gated {
+    run: crate::bridge::Task,
+    _pass: timers::Pass,
+}
+
+impl crate::bridge::Job for Gated {
+    fn run(self: Box<Self>, ruby: &magnus::Ruby) -> Result<(), Error> {
+        let Gated { run, _pass } = *self;
+        run.run(ruby)
+    }
+}
+
 /// Each time the timer fires, a worker runs the block (and forgets it after its last run).
+/// A repeating timer never has more than one run queued or running: a tick that finds the
+/// last one not done yet is skipped (the C gem's timers behave the same way).
 fn spawn_timer(running: &Running, id: u64, schedule: Schedule) {
     let shutdown = running.shutdown.clone();
+    let gate = timers::Gate::new();
     let task = running
         .runtime
         .spawn(timers::run(schedule, shutdown, move |last| {
             if last {
                 ACTIVE_TIMERS.get().lock().retain(|(t, _)| *t != id);
             }
-            crate::bridge::push(crate::blocks::run_block(id, last))
+            match gate.enter() {
+                Some(pass) => crate::bridge::push(Box::new(Gated {
+                    run: crate::blocks::run_block(id, last),
+                    _pass: pass,
+                })),
+                None => {
+                    SKIPPED_TICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // The last tick of a timer whose run is still going: nothing runs the
+                    // block again, so it is let go.
+                    if last {
+                        crate::bridge::push(crate::blocks::forget_block(id));
+                    }
+                }
+            }
         }));
     if !task.is_finished() {
         ACTIVE_TIMERS.get().lock().push((id, task.abort_handle()));

@@ -192,6 +192,10 @@ pub fn init(_ruby: &Ruby, base: RModule) -> Result<(), Error> {
     base.define_module_function("worker_loop", function!(worker_loop, 0))?;
     base.define_module_function("stop_requested?", function!(stop_requested, 0))?;
     base.define_module_function("clear_stop_flag", function!(server::clear_stop_flag, 0))?;
+    base.define_module_function(
+        "timer_ticks_skipped",
+        function!(server::skipped_timer_ticks, 0),
+    )?;
     base.define_module_function("request_stop", function!(request_stop, 0))?;
     base.define_module_function("begin_drain", function!(begin_drain, 0))?;
     base.define_module_function("live_connections", function!(live_connections, 0))?;
