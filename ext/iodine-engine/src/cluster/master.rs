@@ -18,13 +18,9 @@ use parking_lot::Mutex;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use super::router::{PeerId, Router};
-use super::wire::{Decoder, Frame, Reach};
+use super::wire::{Decoder, Frame, Reach, PEER_BACKLOG};
 use super::Uplink;
 use crate::pubsub::broker;
-
-/// Unsent bytes kept for one worker; past this its messages are dropped (with a warning)
-/// rather than grow the master without end.
-const PEER_BACKLOG: usize = 64 * 1024 * 1024;
 
 /// How many times a turn reads every worker again while publishes keep arriving.
 const SWEEPS: usize = 4;
@@ -347,7 +343,10 @@ impl Hub {
 fn send(peer: &mut Peer, frame: Bytes) {
     if peer.queued + frame.len() > PEER_BACKLOG {
         if !peer.warned {
-            crate::warning!("cluster: a worker is not reading its messages; dropping some");
+            crate::warning!(
+                "cluster: a worker is not reading its messages ({PEER_BACKLOG} bytes wait); \
+                 dropping some"
+            );
             peer.warned = true;
         }
         return;

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 pub use master::{Hub, HubWaker};
-pub use wire::Reach;
+pub use wire::{Reach, MAX_CHANNEL, MAX_MESSAGE};
 
 /// How this process reaches the rest of the cluster (the master's hub, or a worker's link).
 pub trait Uplink: Send + Sync + 'static {

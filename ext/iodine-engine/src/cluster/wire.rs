@@ -9,10 +9,16 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Longest channel name (or pattern) carried.
 pub const MAX_CHANNEL: usize = 64 * 1024;
-/// Longest message carried.
-pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+/// Longest message carried: the master keeps twice a largest frame for each worker
+/// ([`PEER_BACKLOG`]), so a message that fits the wire always fits an idle worker's backlog.
+pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
-const HEADER: usize = 10;
+/// Frame header bytes.
+pub const HEADER: usize = 10;
+
+/// Unsent bytes the master keeps for one worker before it drops messages for it (a worker
+/// that is not reading): two of the largest frames.
+pub const PEER_BACKLOG: usize = 2 * (HEADER + MAX_CHANNEL + MAX_MESSAGE);
 
 /// Which processes a published message is for (the engines of section 6.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -100,6 +100,15 @@ impl Uplink for WorkerLink {
 
 impl Watcher for WorkerLink {
     fn interest(&self, name: &Bytes, pattern: bool, on: bool) {
+        // The binding refuses such names; a frame the master can't take would cost this
+        // worker its link (the master reads it as a broken peer).
+        if name.len() > super::wire::MAX_CHANNEL {
+            crate::error!(
+                "cluster: a channel name of {} bytes is too long to subscribe",
+                name.len()
+            );
+            return;
+        }
         let name = name.clone();
         self.send(match on {
             true => Frame::Subscribe { name, pattern },

@@ -220,6 +220,18 @@ fn publish_cluster(
     };
     super::pubsub::usable(ruby)?;
     let (channel, message) = (channel.to_bytes(), message.to_bytes());
+    super::pubsub::channel_fits(ruby, &channel)?;
+    if cluster::is_clustered() && message.len() > cluster::MAX_MESSAGE {
+        return Err(exception(
+            ruby.exception_arg_error(),
+            format!(
+                "a message of {} bytes is larger than the {} bytes a cluster carries \
+                 (publish it with Iodine::PubSub::PROCESS to keep it in this process)",
+                message.len(),
+                cluster::MAX_MESSAGE
+            ),
+        ));
+    }
     cluster::publish(Some(reach), channel, message);
     Ok(())
 }

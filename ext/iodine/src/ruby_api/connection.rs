@@ -191,6 +191,7 @@ fn subscribe(
     binary: bool,
     callable: Option<Value>,
 ) -> Result<bool, Error> {
+    super::pubsub::channel_fits(ruby, &name.to_bytes())?;
     match rb_self.open() {
         Some(conn) => conn.subscribe(ruby, name.to_bytes(), pattern, binary, callable),
         None => Ok(false),

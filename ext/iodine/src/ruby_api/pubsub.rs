@@ -46,10 +46,28 @@ pub(super) fn usable(ruby: &Ruby) -> Result<(), Error> {
     ))
 }
 
+/// Refuses a channel name (or pattern) longer than the cluster carries, with an
+/// ArgumentError, before anything is subscribed or sent (in a cluster the master took one as
+/// a broken frame and dropped the worker, with every client it served).
+pub(super) fn channel_fits(ruby: &Ruby, name: &[u8]) -> Result<(), Error> {
+    if name.len() <= iodine_engine::cluster::MAX_CHANNEL {
+        return Ok(());
+    }
+    Err(crate::errors::exception(
+        ruby.exception_arg_error(),
+        format!(
+            "a channel name of {} bytes is longer than the {} bytes allowed",
+            name.len(),
+            iodine_engine::cluster::MAX_CHANNEL
+        ),
+    ))
+}
+
 /// `Iodine::Base.subscribe(name, pattern, callable)`: subscribes (replacing a subscription of
 /// the same name); true when one was replaced.
 fn subscribe(ruby: &Ruby, name: RString, pattern: bool, callable: Value) -> Result<bool, Error> {
     usable(ruby)?;
+    channel_fits(ruby, &name.to_bytes())?;
     let block = blocks::keep(ruby, callable)?;
     let to_ruby = Arc::new(ToRuby { block });
     Ok(global().subscribe(ruby, name.to_bytes(), pattern, to_ruby, Some(block)))
@@ -65,6 +83,7 @@ fn unsubscribe(ruby: &Ruby, name: RString) -> Result<bool, Error> {
 /// many subscriptions got it.
 fn publish_local(ruby: &Ruby, channel: RString, message: RString) -> Result<usize, Error> {
     usable(ruby)?;
+    channel_fits(ruby, &channel.to_bytes())?;
     Ok(broker().publish(&channel.to_bytes(), &message.to_bytes()))
 }
 
