@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "stringio"
+require "monitor"
 require "socket"
 require "uri" # Rack 2.2's Lint and Request use URI without requiring it
 require_relative "iodine/version"

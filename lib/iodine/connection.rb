@@ -35,7 +35,7 @@ module Iodine
       pattern = opts[:match] == :redis
       return nil unless __subscribe(name, pattern, opts[:as] == :binary, handler)
 
-      PubSub.notify(:subscribe, name, pattern)
+      PubSub.__drain
       channel
     end
 

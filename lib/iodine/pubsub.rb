@@ -9,7 +9,10 @@ module Iodine
   module PubSub
     # The base of pub/sub engines. Hooks (called with the GVL, must not raise): `subscribe(channel,
     # match)` and `unsubscribe(channel, match)` (match: true for patterns, else nil), and
-    # `publish(channel, message)` when a publish targets this engine.
+    # `publish(channel, message)` when a publish targets this engine. An attached engine hears
+    # `subscribe` once per channel per process (in a cluster's master: per cluster) when its
+    # first subscriber appears, of any kind (Iodine.subscribe or a connection's), and
+    # `unsubscribe` after its last one left.
     class Engine
       def initialize; end
 
@@ -56,6 +59,8 @@ module Iodine
 
     @default = nil
     @attached = []
+    # Hands the interest changes over in order, one thread at a time (a hook may subscribe).
+    @telling = Monitor.new
 
     class << self
       # The engine `publish` uses when given none (CLUSTER unless set).
@@ -75,14 +80,21 @@ module Iodine
       def attach(engine)
         raise TypeError, "not a valid engine" unless engine.is_a?(Engine)
 
-        @attached << engine unless @attached.include?(engine)
-        tell(engine, :subscribe, Base.channels)
+        @telling.synchronize do
+          __drain # the others hear what happened before this one was attached
+          Base.engines_attached = true
+          @attached << engine unless @attached.include?(engine)
+          tell(engine, :subscribe, Base.channels)
+        end
         engine
       end
 
       # Detaches an engine.
       def detach(engine)
-        @attached.delete(engine)
+        @telling.synchronize do
+          @attached.delete(engine)
+          Base.engines_attached = false if @attached.empty?
+        end
         engine
       end
 
@@ -94,20 +106,28 @@ module Iodine
 
       # Tells the engine about every subscribed channel again (after it reconnected).
       def reset(engine)
-        tell(engine, :subscribe, Base.channels)
+        @telling.synchronize { tell(engine, :subscribe, Base.channels) }
         engine
       end
 
-      # Tells every attached engine about a subscription change.
-      def notify(hook, channel, pattern)
-        @attached.each { |engine| tell(engine, hook, [[channel, pattern]]) }
+      # Tells the attached engines about the first and last subscribers since the last call,
+      # in order (called after each subscription change from Ruby, and by a job for the
+      # changes made elsewhere, such as a connection closing).
+      def __drain
+        @telling.synchronize do
+          until (changes = Base.take_interest).empty?
+            changes.each do |name, pattern, on|
+              @attached.each { |engine| tell(engine, on ? :subscribe : :unsubscribe, [[name, pattern]]) }
+            end
+          end
+        end
+        nil
       end
 
       private
 
       def tell(engine, hook, channels)
         channels.each do |channel, pattern|
-          pattern = Base.pattern?(channel) if pattern.nil? && hook == :subscribe
           engine.public_send(hook, channel, pattern ? true : nil)
         rescue StandardError => e
           Base.log(2, "pub/sub engine #{engine.class} #{hook} raised #{e.class}: #{e.message}")
@@ -130,8 +150,7 @@ module Iodine
       name = channel.to_s.b
       pattern = opts[:match] == :redis
       Base.subscribe(name, pattern, handler)
-      Base.remember_pattern(name, pattern)
-      PubSub.notify(:subscribe, name, pattern)
+      PubSub.__drain
       channel
     end
 
@@ -139,13 +158,8 @@ module Iodine
     def unsubscribe(name)
       raise TypeError, "channel must be a String or Symbol" unless name.is_a?(String) || name.is_a?(Symbol)
 
-      name = name.to_s.b
-      pattern = Base.pattern?(name)
-      gone = Base.unsubscribe(name)
-      if gone
-        Base.remember_pattern(name, nil)
-        PubSub.notify(:unsubscribe, name, pattern)
-      end
+      gone = Base.unsubscribe(name.to_s.b)
+      PubSub.__drain
       gone
     end
 
@@ -163,17 +177,6 @@ module Iodine
   end
 
   module Base
-    # Which subscribed names are patterns (for the engines' hooks).
-    def self.remember_pattern(name, pattern)
-      @patterns ||= {}
-      pattern.nil? ? @patterns.delete(name) : @patterns[name] = pattern
-    end
-
-    # Whether the subscription `name` is a pattern.
-    def self.pattern?(name)
-      (@patterns ||= {})[name] || false
-    end
-
     # The argument forms of `subscribe` and `publish`.
     module PubSubArgs
       module_function

@@ -384,7 +384,6 @@ fn a_peer_that_answers_no_pings_is_dropped_and_one_that_answers_stays() {
 /// An application that reports handled messages but handles none until told: the slowest
 /// handler there is.
 struct Hoarder {
-    link: Arc<Link>,
     got: Arc<Mutex<Vec<usize>>>,
 }
 
@@ -401,22 +400,18 @@ impl Events for Hoarder {
     }
 }
 
-/// A server whose connections go to a [`Hoarder`]; the links, to hand back what it holds.
-fn hoarding_server() -> (
-    TestServer,
-    Arc<Mutex<Vec<usize>>>,
-    Arc<Mutex<Vec<Arc<Link>>>>,
-) {
+/// What each hoarded message weighed, and the links (to hand back what the hoarder holds).
+type Hoard = (Arc<Mutex<Vec<usize>>>, Arc<Mutex<Vec<Arc<Link>>>>);
+
+/// A server whose connections go to a [`Hoarder`].
+fn hoarding_server() -> (TestServer, Hoard) {
     let got = Arc::new(Mutex::new(Vec::new()));
     let links = Arc::new(Mutex::new(Vec::new()));
     let (g, l) = (got.clone(), links.clone());
     let handler = move |_req: Request, reply: Reply| {
         let link = Link::new(Protocol::WebSocket);
         l.lock().push(link.clone());
-        let events = Arc::new(Hoarder {
-            link: link.clone(),
-            got: g.clone(),
-        });
+        let events = Arc::new(Hoarder { got: g.clone() });
         reply.send(Response {
             status: 200,
             headers: vec![],
@@ -425,8 +420,7 @@ fn hoarding_server() -> (
     };
     (
         TestServer::start(HttpSettings::default(), Arc::new(handler)),
-        got,
-        links,
+        (got, links),
     )
 }
 
@@ -447,7 +441,7 @@ fn send_until_blocked(s: &mut TcpStream, frame: &[u8], limit: usize) -> usize {
 
 #[test]
 fn a_flooding_client_is_no_longer_read_while_its_application_lags() {
-    let (server, got, links) = hoarding_server();
+    let (server, (got, links)) = hoarding_server();
     let (mut s, head) = open(&server);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let message = frame(0x2, &vec![7u8; 16 * 1024], true);
@@ -484,7 +478,7 @@ fn a_flooding_client_is_no_longer_read_while_its_application_lags() {
 
 #[test]
 fn pings_from_a_client_that_never_reads_stop_being_read() {
-    let (server, _got, _links) = hoarding_server();
+    let (server, _hoard) = hoarding_server();
     let (mut s, head) = open(&server);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     // Many pings per write; their pongs are owed to a client that reads nothing.

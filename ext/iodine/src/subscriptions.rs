@@ -51,11 +51,6 @@ impl Scope {
             end(ruby, sub);
         }
     }
-
-    /// The subscribed names.
-    pub fn names(&self) -> Vec<Bytes> {
-        self.0.lock().keys().cloned().collect()
-    }
 }
 
 fn end(ruby: &Ruby, (id, block): (SubscriptionId, Option<u64>)) {

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
-use super::router::{PeerId, Router};
+use super::router::{PeerId, Router, MASTER};
 use super::wire::{Decoder, Frame, Reach, PEER_BACKLOG};
 use super::Uplink;
 use crate::pubsub::broker;
@@ -52,6 +52,10 @@ pub struct Hub {
     outbox: Arc<Outbox>,
     /// Publishes read in the last sweep of a turn that never went quiet: routed next turn.
     held: Vec<Publish>,
+    /// Changes of the cluster-wide interest (name, pattern, subscribed): the first
+    /// subscriber of a channel anywhere in the cluster, or its last one, for the root's
+    /// engines ([`Hub::take_interest_changes`]).
+    changes: Vec<(Bytes, bool, bool)>,
     /// Runs after each worker's read in a turn's first pass (tests stage races with it).
     #[cfg(test)]
     after_read: Option<Box<dyn FnMut(usize)>>,
@@ -88,6 +92,7 @@ impl Hub {
         Ok(Hub {
             peers: Vec::new(),
             router: Router::new(),
+            changes: Vec::new(),
             next: 1,
             wake_read,
             waker: HubWaker {
@@ -150,9 +155,22 @@ impl Hub {
         self.peers.is_empty()
     }
 
-    /// Every channel and pattern some worker subscribes to.
+    /// Every channel and pattern some process of the cluster subscribes to.
     pub fn names(&self) -> Vec<(Bytes, bool)> {
         self.router.names()
+    }
+
+    /// The master's own subscribers for `name` began (`on`) or ended: counted with the
+    /// workers' for the cluster-wide interest.
+    pub fn local_interest(&mut self, name: Bytes, pattern: bool, on: bool) {
+        if let Some(now) = self.router.interest(MASTER, name.clone(), pattern, on) {
+            self.changes.push((name, pattern, now));
+        }
+    }
+
+    /// The cluster-wide interest changes since the last call, in order.
+    pub fn take_interest_changes(&mut self) -> Vec<(Bytes, bool, bool)> {
+        std::mem::take(&mut self.changes)
     }
 
     /// Waits up to `timeout` (None: until something happens) for frames, departures or a
@@ -239,7 +257,12 @@ impl Hub {
         broken.dedup();
         for i in broken.into_iter().rev() {
             let peer = self.peers.remove(i);
-            self.router.remove(peer.id);
+            let ended = self.router.remove(peer.id);
+            self.changes.extend(
+                ended
+                    .into_iter()
+                    .map(|(name, pattern)| (name, pattern, false)),
+            );
             polled.gone.push(peer.id);
         }
         Ok(polled)
@@ -286,10 +309,14 @@ impl Hub {
             };
             match frame {
                 Frame::Subscribe { name, pattern } => {
-                    self.router.interest(from, name, pattern, true)
+                    if let Some(now) = self.router.interest(from, name.clone(), pattern, true) {
+                        self.changes.push((name, pattern, now));
+                    }
                 }
                 Frame::Unsubscribe { name, pattern } => {
-                    self.router.interest(from, name, pattern, false)
+                    if let Some(now) = self.router.interest(from, name.clone(), pattern, false) {
+                        self.changes.push((name, pattern, now));
+                    }
                 }
                 Frame::Publish {
                     reach,

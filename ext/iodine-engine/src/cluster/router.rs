@@ -15,6 +15,10 @@ use crate::pubsub::glob;
 /// A worker, as the master numbers them.
 pub type PeerId = u64;
 
+/// The master's own subscribers, counted with the workers' for the cluster-wide interest
+/// (never a route: the master delivers to itself through `Route::local`).
+pub const MASTER: PeerId = PeerId::MAX;
+
 #[derive(Debug, Default)]
 struct Interests {
     exact: HashSet<Bytes>,
@@ -47,23 +51,45 @@ impl Router {
         self.peers.entry(peer).or_default();
     }
 
-    /// A worker left: its interests go with it.
-    pub fn remove(&mut self, peer: PeerId) {
-        self.peers.remove(&peer);
+    /// A worker left: its interests go with it. Returns the names (pattern flag) nobody in
+    /// the cluster subscribes to any more.
+    pub fn remove(&mut self, peer: PeerId) -> Vec<(Bytes, bool)> {
+        let Some(gone) = self.peers.remove(&peer) else {
+            return Vec::new();
+        };
+        let names = gone
+            .exact
+            .into_iter()
+            .map(|n| (n, false))
+            .chain(gone.patterns.into_iter().map(|n| (n, true)));
+        names.filter(|(n, p)| !self.anyone(n, *p)).collect()
     }
 
-    /// `peer` has subscribers for `name` now (or, with `on` false, no more).
-    pub fn interest(&mut self, peer: PeerId, name: Bytes, pattern: bool, on: bool) {
+    /// `peer` has subscribers for `name` now (or, with `on` false, no more). Returns
+    /// Some(on) when that changed the cluster-wide interest (the first subscriber anywhere,
+    /// or the last one), for the root's engines.
+    pub fn interest(&mut self, peer: PeerId, name: Bytes, pattern: bool, on: bool) -> Option<bool> {
+        let before = self.anyone(&name, pattern);
         let interests = self.peers.entry(peer).or_default();
         let set = match pattern {
             true => &mut interests.patterns,
             false => &mut interests.exact,
         };
         if on {
-            set.insert(name);
+            set.insert(name.clone());
         } else {
             set.remove(&name);
         }
+        let after = self.anyone(&name, pattern);
+        (before != after).then_some(after)
+    }
+
+    /// Whether any process (the master included) subscribes to `name`.
+    fn anyone(&self, name: &Bytes, pattern: bool) -> bool {
+        self.peers.values().any(|i| match pattern {
+            true => i.patterns.contains(name),
+            false => i.exact.contains(name),
+        })
     }
 
     /// Where a message to `channel` goes, published by `from` (None: by the master).
@@ -79,7 +105,7 @@ impl Router {
         let mut peers: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(id, _)| Some(**id) != from)
+            .filter(|(id, _)| Some(**id) != from && **id != MASTER)
             .filter(|(_, i)| {
                 i.exact.contains(channel) || i.patterns.iter().any(|p| glob::matches(p, channel))
             })
@@ -89,7 +115,7 @@ impl Router {
         Route { peers, local }
     }
 
-    /// Every channel and pattern some worker subscribes to (for the master's engines).
+    /// Every channel and pattern some process subscribes to (for the master's engines).
     pub fn names(&self) -> Vec<(Bytes, bool)> {
         let mut all: HashSet<(Bytes, bool)> = HashSet::new();
         for i in self.peers.values() {
@@ -149,6 +175,43 @@ mod tests {
                 peers: vec![],
                 local: true
             }
+        );
+    }
+
+    #[test]
+    fn the_cluster_wide_interest_changes_with_the_first_and_the_last_subscriber() {
+        let mut r = router();
+        assert_eq!(
+            r.interest(3, Bytes::from("chat"), false, true),
+            None,
+            "1 had it"
+        );
+        assert_eq!(
+            r.interest(MASTER, Bytes::from("solo"), false, true),
+            Some(true)
+        );
+        assert!(
+            r.route(None, Reach::Cluster, b"solo").peers.is_empty(),
+            "the master is never a route"
+        );
+        assert_eq!(
+            r.interest(1, Bytes::from("chat"), false, false),
+            None,
+            "3 has it"
+        );
+        assert_eq!(
+            r.interest(3, Bytes::from("chat"), false, false),
+            Some(false)
+        );
+        assert_eq!(
+            r.interest(2, Bytes::from("ch*"), false, true),
+            Some(true),
+            "exact ≠ pattern"
+        );
+        assert_eq!(r.remove(3), vec![(Bytes::from("news"), false)]);
+        assert_eq!(
+            r.interest(MASTER, Bytes::from("solo"), false, false),
+            Some(false)
         );
     }
 

@@ -46,6 +46,8 @@ pub struct Broker {
     index: Mutex<HashMap<SubscriptionId, (Bytes, bool)>>,
     next: AtomicU64,
     watcher: RwLock<Option<Arc<dyn Watcher>>>,
+    /// A second watcher: the application's pub/sub engines (the first is the cluster's).
+    engines: RwLock<Option<Arc<dyn Watcher>>>,
 }
 
 impl Default for Broker {
@@ -56,6 +58,7 @@ impl Default for Broker {
             index: Mutex::default(),
             next: AtomicU64::new(0),
             watcher: RwLock::new(None),
+            engines: RwLock::new(None),
         }
     }
 }
@@ -105,9 +108,15 @@ impl Broker {
         *self.watcher.write() = watcher;
     }
 
+    /// Sets (or removes) the second watcher of first and last subscribers, for the
+    /// application's pub/sub engines (told as the cluster's watcher is).
+    pub fn watch_engines(&self, watcher: Option<Arc<dyn Watcher>>) {
+        *self.engines.write() = watcher;
+    }
+
     fn tell(&self, name: &Bytes, pattern: bool, on: bool) {
-        let watcher = self.watcher.read().clone();
-        if let Some(w) = watcher {
+        let watchers = [self.watcher.read().clone(), self.engines.read().clone()];
+        for w in watchers.into_iter().flatten() {
             w.interest(name, pattern, on);
         }
     }

@@ -88,6 +88,32 @@ fn fire_timers() -> Option<Duration> {
 /// master once the child exists).
 static FORKING: Mutex<Option<UnixStream>> = Mutex::new(None);
 
+/// In a cluster's master, every channel and pattern some process subscribes to (None
+/// elsewhere).
+pub fn cluster_names() -> Option<Vec<(bytes::Bytes, bool)>> {
+    if !is_master() {
+        return None;
+    }
+    HUB.lock().as_ref().map(Hub::names)
+}
+
+/// In a cluster's master, counts the master's own first and last subscribers with the
+/// workers' (the engines then hear the cluster-wide changes); false elsewhere.
+pub fn local_interest(name: &bytes::Bytes, pattern: bool, on: bool) -> bool {
+    if !is_master() {
+        return false;
+    }
+    let mut hub = HUB.lock();
+    let Some(hub) = hub.as_mut() else {
+        return false;
+    };
+    hub.local_interest(name.clone(), pattern, on);
+    for (name, pattern, on) in hub.take_interest_changes() {
+        super::pubsub::interest_changed(name, pattern, on);
+    }
+    true
+}
+
 /// Whether this process is a running cluster's master.
 pub fn is_master() -> bool {
     WAKER.lock().is_some()
@@ -167,6 +193,15 @@ fn poll(ruby: &Ruby, ms: u64) -> Result<RArray, Error> {
         move || waker.wake(),
     )?;
     let polled = polled.map_err(|e| exception(ruby.exception_io_error(), e.to_string()))?;
+    // The cluster-wide interest changes the workers' frames made, for the engines.
+    let changes = HUB
+        .lock()
+        .as_mut()
+        .map(Hub::take_interest_changes)
+        .unwrap_or_default(); // jump-safe: an Option (no hub: no changes), no Ruby call.
+    for (name, pattern, on) in changes {
+        super::pubsub::interest_changed(name, pattern, on);
+    }
     fire_timers();
     Ok(ruby.ary_from_vec(polled.gone))
 }

@@ -2,11 +2,12 @@
 //! connection): subscriptions are named by their channel, and a block or handler runs on a
 //! worker thread for each message (lib/iodine/pubsub.rb parses the arguments).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use iodine_engine::pubsub::{broker, Subscriber};
-use magnus::{function, Error, RModule, RString, Ruby, Value};
+use magnus::{function, prelude::*, Error, RModule, RString, Ruby, Value};
 
 use crate::blocks;
 use crate::bridge;
@@ -87,14 +88,99 @@ fn publish_local(ruby: &Ruby, channel: RString, message: RString) -> Result<usiz
     Ok(broker().publish(&channel.to_bytes(), &message.to_bytes()))
 }
 
-/// The subscribed channel names of this process, with whether each is a pattern (for
-/// `Iodine::PubSub.attach` / `reset`).
+/// The subscribed channels and patterns, as `[name, pattern]` pairs (for
+/// `Iodine::PubSub.attach` / `reset`): every kind of subscription of this process (its own and
+/// its connections'), or, in a cluster's master, of the whole cluster.
 fn channels(ruby: &Ruby) -> Result<magnus::RArray, Error> {
+    // jump-safe: an Option (not a cluster's master: this process's names), no Ruby call.
+    let names = super::cluster::cluster_names().unwrap_or_else(|| broker().names());
     let list = ruby.ary_new();
-    for name in global().names() {
-        list.push(ruby.str_from_slice(&name))?;
+    for (name, pattern) in names {
+        list.push((ruby.str_from_slice(&name), pattern))?;
     }
     Ok(list)
+}
+
+// The engines' hooks (section 6.5): `subscribe` once per channel per process (the root: per
+// cluster) when its first subscriber appears, `unsubscribe` after its last one, for every
+// kind of subscription. The broker reports those moments (`Watcher`); they are queued here
+// and handed to Ruby (`Iodine::PubSub.__drain`) in order, outside any lock: right after the
+// Ruby call that caused them, or by a job on a worker.
+
+/// Interest changes (name, pattern, subscribed) waiting for the engines.
+static INTEREST: crate::gvl::PerProcess<
+    parking_lot::Mutex<std::collections::VecDeque<(Bytes, bool, bool)>>,
+> = crate::gvl::PerProcess::new(Default::default, |_| Default::default());
+
+/// Whether any Ruby engine is attached (nothing is queued otherwise).
+static ENGINES: AtomicBool = AtomicBool::new(false);
+
+/// A drain job is queued (one at a time).
+static DRAIN_QUEUED: AtomicBool = AtomicBool::new(false);
+
+/// Queues an interest change for the engines and makes sure a job will hand it over.
+pub(super) fn interest_changed(name: Bytes, pattern: bool, on: bool) {
+    if !ENGINES.load(Ordering::Acquire) {
+        return;
+    }
+    INTEREST.get().lock().push_back((name, pattern, on));
+    if !DRAIN_QUEUED.swap(true, Ordering::AcqRel) {
+        bridge::push(Box::new(Drain));
+    }
+}
+
+/// The broker's second watcher: this process's first and last subscribers. In a cluster's
+/// master they count with the workers' (the hub reports the cluster-wide changes).
+struct EngineWatcher;
+
+impl iodine_engine::pubsub::Watcher for EngineWatcher {
+    fn interest(&self, name: &Bytes, pattern: bool, on: bool) {
+        if !super::cluster::local_interest(name, pattern, on) {
+            interest_changed(name.clone(), pattern, on);
+        }
+    }
+}
+
+/// Hands the queued changes to Ruby (dropped unrun, as before `start`, it lets the next
+/// change queue a new one; the Ruby calls drain on their own).
+struct Drain;
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        DRAIN_QUEUED.store(false, Ordering::Release);
+    }
+}
+
+impl bridge::Job for Drain {
+    fn run(self: Box<Self>, ruby: &Ruby) -> Result<(), Error> {
+        drop(self); // a change queued from here on queues a new job
+        let pubsub: RModule = ruby
+            .class_object()
+            .const_get::<_, RModule>("Iodine")?
+            .const_get("PubSub")?;
+        match pubsub.funcall::<_, _, Value>("__drain", ()) {
+            Ok(_) => Ok(()),
+            Err(e) => crate::errors::contain(ruby, e),
+        }
+    }
+}
+
+/// `Iodine::Base.take_interest`: the queued changes, as `[name, pattern, subscribed]`.
+fn take_interest(ruby: &Ruby) -> Result<magnus::RArray, Error> {
+    let changes: Vec<_> = INTEREST.get().lock().drain(..).collect();
+    let list = ruby.ary_new();
+    for (name, pattern, on) in changes {
+        list.push((ruby.str_from_slice(&name), pattern, on))?;
+    }
+    Ok(list)
+}
+
+/// `Iodine::Base.engines_attached = bool`: whether changes are queued for Ruby engines.
+fn set_engines_attached(attached: bool) {
+    ENGINES.store(attached, Ordering::Release);
+    if !attached {
+        INTEREST.get().lock().clear();
+    }
 }
 
 /// Defines the pub/sub helpers under `Iodine::Base`.
@@ -103,5 +189,8 @@ pub fn init(_ruby: &Ruby, base: RModule) -> Result<(), Error> {
     base.define_module_function("unsubscribe", function!(unsubscribe, 1))?;
     base.define_module_function("publish_local", function!(publish_local, 2))?;
     base.define_module_function("channels", function!(channels, 0))?;
+    base.define_module_function("take_interest", function!(take_interest, 0))?;
+    base.define_module_function("engines_attached=", function!(set_engines_attached, 1))?;
+    broker().watch_engines(Some(Arc::new(EngineWatcher)));
     Ok(())
 }
