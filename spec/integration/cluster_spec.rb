@@ -4,6 +4,7 @@ require "spec_helper"
 require "set"
 require "open3"
 require_relative "../support/realtime"
+require_relative "../support/process_tree"
 
 # Cluster mode (api.md §1.2 master?/worker?/stop, §1.5, §6.4, §6.5, §10.5, §11): `-w 2`
 # makes the master fork two workers that serve the listeners; pub/sub crosses processes
@@ -25,34 +26,8 @@ module ClusterHelpers
   RACE_ATTEMPTS = 2000
   RACE_SECONDS = 15
 
-  module_function
-
-  def now
-    Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  end
-
-  # [state, ppid] of a process (from /proc), nil when there is none.
-  def proc_stat(pid)
-    stat = File.read("/proc/#{pid}/stat")
-    fields = stat[(stat.rindex(")") + 2)..].split
-    [fields[0], fields[1].to_i]
-  rescue Errno::ENOENT, Errno::ESRCH
-    nil
-  end
-
-  # Alive and not a zombie.
-  def alive?(pid)
-    state, = proc_stat(pid)
-    !state.nil? && !%w[Z X].include?(state)
-  end
-
-  # The live child processes of `pid` (a master's workers).
-  def children(pid)
-    Dir.children("/proc").grep(/\A\d+\z/).map(&:to_i).select do |candidate|
-      state, ppid = proc_stat(candidate)
-      ppid == pid && !%w[Z X].include?(state)
-    end.sort
-  end
+  # now, proc_stat, alive? and children, for the examples.
+  include ProcessTree
 end
 
 RSpec.describe "cluster mode (-w 2)" do
@@ -185,9 +160,9 @@ RSpec.describe "cluster mode (-w 2)" do
     end
 
     after(:all) do
-      workers = ClusterHelpers.children(@master)
+      workers = ProcessTree.children(@master)
       @shared&.stop
-      workers.each { |pid| Process.kill("KILL", pid) if ClusterHelpers.alive?(pid) }
+      workers.each { |pid| Process.kill("KILL", pid) if ProcessTree.alive?(pid) }
       File.delete(@events) if @events && File.exist?(@events) && ENV["KEEP_LOGS"].nil?
     end
 
@@ -198,7 +173,7 @@ RSpec.describe "cluster mode (-w 2)" do
       @workers ||= begin
         pids = answering_pids(port, count: 2)
         expect(pids.size).to eq(2), "only #{pids.to_a} answered GET /pid in 20 s"
-        expect(pids.to_a.sort).to eq(ClusterHelpers.children(@master))
+        expect(pids.to_a.sort).to eq(ProcessTree.children(@master))
         pids.to_a.sort
       end
     end
@@ -416,14 +391,14 @@ RSpec.describe "cluster mode (-w 2)" do
                                  env: { "CLUSTER_EVENTS" => @events })
       @master = server.pid
       @answered = answering_pids(server.port, count: 2).to_a.sort
-      @children = ClusterHelpers.children(@master)
+      @children = ProcessTree.children(@master)
       server.signal("TERM")
       @status = server.wait(30)
       @log = server.log
       server.stop
       @lines = event_lines(@events)
     ensure
-      (@children || []).each { |pid| Process.kill("KILL", pid) if ClusterHelpers.alive?(pid) }
+      (@children || []).each { |pid| Process.kill("KILL", pid) if ProcessTree.alive?(pid) }
     end
 
     after(:all) { File.delete(@events) if @events && File.exist?(@events) && ENV["KEEP_LOGS"].nil? }

@@ -21,14 +21,7 @@ RSpec.describe "A Rails 6.1 app on iodine" do
 
   let(:port) { @server.port }
 
-  before { @log_mark = @server.log.bytesize }
-
-  after do |example|
-    written = log_since(@server, @log_mark)
-    unexpected = unexpected_log_lines(written, Array(example.metadata[:log_allows]))
-    expect(unexpected).to be_empty, "unexpected errors in the server log:\n#{unexpected.join("\n")}\n\n" \
-                                    "the log during the example:\n#{written[0, 3000]}"
-  end
+  include_context "a framework app's log stays clean"
 
   def post_json(path, payload)
     Net::HTTP.start("127.0.0.1", port, read_timeout: 10, open_timeout: 5) do |http|

@@ -128,3 +128,16 @@ module FrameworkApps
     text.byteslice(mark..) || ""
   end
 end
+
+# After each example of a framework's spec, the server's log written during it holds no error
+# but those the example allows (`log_allows: [regexp, ...]` in its metadata). Needs @server.
+RSpec.shared_context "a framework app's log stays clean" do
+  before { @log_mark = @server.log.bytesize }
+
+  after do |example|
+    written = log_since(@server, @log_mark)
+    unexpected = unexpected_log_lines(written, Array(example.metadata[:log_allows]))
+    expect(unexpected).to be_empty, "unexpected errors in the server log:\n#{unexpected.join("\n")}\n\n" \
+                                    "the log during the example:\n#{written[0, 3000]}"
+  end
+end
