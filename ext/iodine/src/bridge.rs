@@ -145,6 +145,13 @@ pub fn push(task: Task) {
     }
 }
 
+/// Queues again a task a worker started and must finish later (a connection whose turn
+/// ended with events left): unlike [`push`], also while the bridge closes, since the workers
+/// empty the queue before they leave and a connection's last events (its `on_close`) must run.
+pub fn requeue(task: Task) {
+    bridge().queue.push(task);
+}
+
 /// Wakes a sleeping worker if tasks are waiting (an IO thread is about to go idle), after
 /// queuing the `on_idle` blocks when there is nothing else to do.
 pub fn kick() {

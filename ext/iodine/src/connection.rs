@@ -419,8 +419,9 @@ impl Job for Runner {
         loop {
             if handled == TURN_EVENTS || (handled > 0 && began.elapsed() >= TURN_TIME) {
                 // The turn is over. The mailbox is still ours (it was not seen empty): a new
-                // runner, queued behind everything else, takes the rest in order.
-                bridge::push(Box::new(Runner(conn)));
+                // runner, queued behind everything else, takes the rest in order (during a
+                // stop too: the workers empty the queue before they leave).
+                bridge::requeue(Box::new(Runner(conn)));
                 return Ok(());
             }
             let Some(event) = conn.mailbox.next() else {
@@ -438,7 +439,7 @@ impl Job for Runner {
             }
             if let Err(jump) = ran {
                 // The mailbox is still ours: a new runner takes the rest.
-                bridge::push(Box::new(Runner(conn.clone())));
+                bridge::requeue(Box::new(Runner(conn.clone())));
                 return Err(jump);
             }
         }
