@@ -188,7 +188,9 @@ module Iodine
 
           spawn_worker(&block)
           @retiring << old
-          signal(old, "TERM")
+          # USR1 (a worker's "leave"), not TERM: a worker counts INT/TERM to tell a repeat
+          # from outside, and a group Ctrl-C while it finishes must not count as one.
+          signal(old, "USR1")
         end
 
         def signal(pid, sig)

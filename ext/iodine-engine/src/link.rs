@@ -322,8 +322,16 @@ impl Link {
     /// The application handled (or dropped) a received message of `len` bytes: once little
     /// waits again, the session reads again.
     pub fn handled(&self, len: usize) {
-        let bytes = self.inbound_bytes.fetch_sub(len, Ordering::AcqRel);
-        let messages = self.inbound_messages.fetch_sub(1, Ordering::AcqRel);
+        // Saturating: a report without a `received` (a bug) must not wrap into "full".
+        let sub = |n: usize| move |v: usize| Some(v.saturating_sub(n));
+        let bytes = self
+            .inbound_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, sub(len))
+            .unwrap_or(0);
+        let messages = self
+            .inbound_messages
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, sub(1))
+            .unwrap_or(0);
         // It was full, and no longer is: the session may be waiting for this.
         let was_full = bytes >= INBOUND_LIMIT || messages >= INBOUND_MESSAGES;
         if was_full && !self.inbound_full() {

@@ -1,7 +1,7 @@
 //! Timers: `run_after` and `run_every` without Ruby. A timer calls its `fire` closure on an
 //! IO thread (the binding hands the work to a Ruby worker from there) and ends at shutdown.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,19 +72,44 @@ pub async fn run(schedule: Schedule, shutdown: Shutdown, mut fire: impl FnMut(bo
 /// period can't fill the queue with runs no one will catch up with.
 #[derive(Clone, Debug, Default)]
 pub struct Gate {
-    busy: Arc<AtomicBool>,
+    /// [`IDLE`], [`BUSY`] or [`BUSY_LAST`] (a run is out, and the timer's last tick was
+    /// handed to it).
+    state: Arc<AtomicU8>,
     skipped: Arc<AtomicU64>,
 }
 
-/// A run let through a [`Gate`]: the gate opens again when this is dropped (the run ended,
-/// or it was dropped unrun).
+const IDLE: u8 = 0;
+const BUSY: u8 = 1;
+const BUSY_LAST: u8 = 2;
+
+/// A run let through a [`Gate`]: the gate opens again when it [`finish`](Pass::finish)es or
+/// is dropped (unrun).
 #[derive(Debug)]
-pub struct Pass(Arc<AtomicBool>);
+pub struct Pass(Arc<AtomicU8>);
+
+impl Pass {
+    /// The run is over: opens the gate. True when the timer's last tick came while it ran
+    /// (the run's owner then ends the timer: nothing else will).
+    pub fn finish(self) -> bool {
+        self.0.swap(IDLE, Ordering::AcqRel) == BUSY_LAST
+    }
+}
 
 impl Drop for Pass {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.store(IDLE, Ordering::Release);
     }
+}
+
+/// What a tick gets from the gate.
+#[derive(Debug)]
+pub enum Tick {
+    /// Run now, holding this pass.
+    Run(Pass),
+    /// Skipped: a run is still out.
+    Skipped,
+    /// The last tick, skipped: the run still out was told, and its pass's `finish` says so.
+    HandedOver,
 }
 
 impl Gate {
@@ -93,14 +118,32 @@ impl Gate {
         Self::default()
     }
 
-    /// A pass for this tick's run, or None (the tick is counted as skipped) while the last
-    /// run's pass is alive.
-    pub fn enter(&self) -> Option<Pass> {
-        if self.busy.swap(true, Ordering::AcqRel) {
-            self.skipped.fetch_add(1, Ordering::Relaxed);
-            return None;
+    /// A pass for this tick's run, unless the last run is still out (the tick is skipped and
+    /// counted; a `last` tick is handed over to that run).
+    pub fn enter(&self, last: bool) -> Tick {
+        loop {
+            match self
+                .state
+                .compare_exchange(IDLE, BUSY, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Tick::Run(Pass(self.state.clone())),
+                Err(_) if !last => {
+                    self.skipped.fetch_add(1, Ordering::Relaxed);
+                    return Tick::Skipped;
+                }
+                Err(_) => {
+                    // The run out may end meanwhile: then the last tick runs itself.
+                    if self
+                        .state
+                        .compare_exchange(BUSY, BUSY_LAST, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        self.skipped.fetch_add(1, Ordering::Relaxed);
+                        return Tick::HandedOver;
+                    }
+                }
+            }
         }
-        Some(Pass(self.busy.clone()))
     }
 
     /// Ticks skipped so far.
@@ -115,16 +158,36 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     #[test]
-    fn a_gate_lets_one_run_through_until_its_pass_is_dropped() {
+    fn a_gate_lets_one_run_through_until_its_pass_is_done() {
         let gate = Gate::new();
-        let pass = gate.enter().expect("open");
-        assert!(gate.enter().is_none());
-        assert!(gate.enter().is_none());
+        let Tick::Run(pass) = gate.enter(false) else {
+            panic!("open")
+        };
+        assert!(matches!(gate.enter(false), Tick::Skipped));
+        assert!(matches!(gate.enter(false), Tick::Skipped));
         assert_eq!(gate.skipped(), 2);
-        drop(pass);
+        assert!(!pass.finish(), "no last tick came");
+        let Tick::Run(unrun) = gate.enter(false) else {
+            panic!("open again")
+        };
+        drop(unrun);
         assert!(
-            gate.enter().is_some(),
-            "open again (the pass was dropped at once)"
+            matches!(gate.enter(false), Tick::Run(_)),
+            "a dropped pass opens it"
+        );
+    }
+
+    #[test]
+    fn a_last_tick_that_finds_a_run_out_hands_the_end_over_to_it() {
+        let gate = Gate::new();
+        let Tick::Run(pass) = gate.enter(false) else {
+            panic!("open")
+        };
+        assert!(matches!(gate.enter(true), Tick::HandedOver));
+        assert!(pass.finish(), "the run in progress ends the timer");
+        assert!(
+            matches!(gate.enter(true), Tick::Run(_)),
+            "idle: the last tick runs"
         );
     }
 

@@ -81,20 +81,6 @@ pub fn run_block(id: u64, once: bool) -> crate::bridge::Task {
     Box::new(BlockJob { id, once })
 }
 
-/// The job that lets block `id` go without running it.
-pub fn forget_block(id: u64) -> crate::bridge::Task {
-    Box::new(ForgetJob(id))
-}
-
-struct ForgetJob(u64);
-
-impl crate::bridge::Job for ForgetJob {
-    fn run(self: Box<Self>, ruby: &Ruby) -> Result<(), Error> {
-        forget(ruby, self.0);
-        Ok(())
-    }
-}
-
 /// The job that calls callable `block` with a pub/sub message.
 pub fn run_message(
     block: u64,

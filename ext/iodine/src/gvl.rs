@@ -233,6 +233,12 @@ pub fn running_threads() {
     );
 }
 
+/// The server's IO threads ended (its runtime was dropped, not left behind): a process
+/// forked from now on copies no thread's state.
+pub fn threads_stopped() {
+    THREADED_SINCE.store(u64::MAX, std::sync::atomic::Ordering::Release);
+}
+
 /// Whether this process descends from one that ran IO threads: its pub/sub broker and its
 /// connections are copies its parent's threads were using, perhaps mid-operation, so they
 /// are not used here (a cluster's workers are forked by a master that never runs threads).
@@ -258,7 +264,7 @@ pub fn register_fork_handler() {
 /// the inherited one (`inherit`, which must not block); the inherited one is leaked, never
 /// dropped (dropping a runtime copied from the parent would wait for threads that aren't
 /// there).
-pub struct PerProcess<T: 'static> {
+pub struct PerProcess<T: Send + Sync + 'static> {
     cell: std::sync::atomic::AtomicPtr<Generation<T>>,
     make: fn() -> T,
     inherit: fn(&T) -> T,
@@ -269,7 +275,7 @@ struct Generation<T> {
     value: T,
 }
 
-impl<T: 'static> PerProcess<T> {
+impl<T: Send + Sync + 'static> PerProcess<T> {
     /// `make` builds the first value; `inherit` a child's from its parent's copy.
     pub const fn new(make: fn() -> T, inherit: fn(&T) -> T) -> Self {
         PerProcess {

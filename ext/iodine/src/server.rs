@@ -136,14 +136,21 @@ pub fn skipped_timer_ticks() -> u64 {
 
 /// A timer's run, holding its gate's pass until it ran (or was dropped unrun).
 struct Gated {
+    id: u64,
     run: crate::bridge::Task,
-    _pass: timers::Pass,
+    pass: timers::Pass,
 }
 
 impl crate::bridge::Job for Gated {
     fn run(self: Box<Self>, ruby: &magnus::Ruby) -> Result<(), Error> {
-        let Gated { run, _pass } = *self;
-        run.run(ruby)
+        let Gated { id, run, pass } = *self;
+        let ran = run.run(ruby);
+        // The timer's last tick came while this ran: nothing runs the block again.
+        // jump-safe: `ran` is returned as it is; after a jump no Ruby runs here.
+        if pass.finish() && ran.is_ok() {
+            crate::blocks::forget(ruby, id);
+        }
+        ran
     }
 }
 
@@ -159,18 +166,15 @@ fn spawn_timer(running: &Running, id: u64, schedule: Schedule) {
             if last {
                 ACTIVE_TIMERS.get().lock().retain(|(t, _)| *t != id);
             }
-            match gate.enter() {
-                Some(pass) => crate::bridge::push(Box::new(Gated {
+            match gate.enter(last) {
+                timers::Tick::Run(pass) => crate::bridge::push(Box::new(Gated {
+                    id,
                     run: crate::blocks::run_block(id, last),
-                    _pass: pass,
+                    pass,
                 })),
-                None => {
+                // The run still out forgets the block when a last tick was handed to it.
+                timers::Tick::Skipped | timers::Tick::HandedOver => {
                     SKIPPED_TICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    // The last tick of a timer whose run is still going: nothing runs the
-                    // block again, so it is let go.
-                    if last {
-                        crate::bridge::push(crate::blocks::forget_block(id));
-                    }
                 }
             }
         }));
@@ -185,6 +189,9 @@ pub fn cancel_timer(id: u64) -> bool {
     let before = state.timers.len();
     state.timers.retain(|(t, _)| *t != id);
     if state.timers.len() != before {
+        drop(state);
+        // A running cluster's master runs its own copy of a timer made before `start`.
+        crate::ruby_api::cluster::cancel_master_timer(id);
         return true;
     }
     drop(state);
@@ -395,7 +402,11 @@ pub fn finish(ruby: &Ruby) -> Result<(), Error> {
     // shutdown: deliver it, remember what it raised, and try again.
     for _ in 0..4 {
         match gvl::try_without_gvl(shutdown, &|| {}) {
-            Ok(()) => return delivered,
+            Ok(()) => {
+                // The IO threads are gone: a fork from now on copies no thread's state.
+                gvl::threads_stopped();
+                return delivered;
+            }
             Err(unrun) => {
                 shutdown = unrun;
                 if let Err(e) = ruby.thread_check_ints() {

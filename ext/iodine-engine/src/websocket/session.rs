@@ -405,6 +405,12 @@ where
     fn timer_fired(&mut self, timer: Pin<&mut Sleep>) -> Step {
         match self.timer_for {
             TimerFor::Ping => {
+                // Paused for the application (backpressure): the peer's answers wait unread
+                // behind its messages; silence proves nothing, so no ping is counted.
+                if self.counts_inbound && self.link.inbound_full() {
+                    self.heard = Instant::now();
+                    self.unanswered = 0;
+                }
                 let quiet = self.heard.elapsed();
                 if quiet < self.interval {
                     // The peer spoke since: wait for a whole quiet interval after that.

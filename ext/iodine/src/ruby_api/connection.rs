@@ -26,7 +26,8 @@ impl Connection {
     /// The connection while it is open, in the process that serves it (in a process forked
     /// while it was open, it is the parent's: closed here).
     fn open(&self) -> Option<&Arc<Conn>> {
-        self.0.as_ref().filter(|c| c.is_open() && c.is_ours())
+        // Whose first: a parent's copy is never touched (its locks may be copied held).
+        self.0.as_ref().filter(|c| c.is_ours() && c.is_open())
     }
 }
 
@@ -43,8 +44,9 @@ fn write(ruby: &Ruby, rb_self: &Connection, args: &[Value]) -> Result<Option<boo
         ));
     }
     let data = to_string(ruby, args[0])?;
-    // Whether it is still open is the link's to say, when the message is queued.
-    let Some(conn) = rb_self.0.as_ref() else {
+    // Whether it is still open is the link's to say, when the message is queued (a copy a
+    // fork made of the parent's connection is closed here, and never touched).
+    let Some(conn) = rb_self.0.as_ref().filter(|c| c.is_ours()) else {
         return Ok(None);
     };
     let message = match conn.link().protocol() {

@@ -107,24 +107,32 @@ fn channels(ruby: &Ruby) -> Result<magnus::RArray, Error> {
 // and handed to Ruby (`Iodine::PubSub.__drain`) in order, outside any lock: right after the
 // Ruby call that caused them, or by a job on a worker.
 
-/// Interest changes (name, pattern, subscribed) waiting for the engines.
-static INTEREST: crate::gvl::PerProcess<
-    parking_lot::Mutex<std::collections::VecDeque<(Bytes, bool, bool)>>,
-> = crate::gvl::PerProcess::new(Default::default, |_| Default::default());
+/// Interest changes (name, pattern, subscribed) waiting for the engines, and whether a drain
+/// job is queued (one at a time), per process: a child forked with a job queued in its
+/// parent's bridge has none in its own.
+#[derive(Default)]
+struct Interest {
+    changes: std::collections::VecDeque<(Bytes, bool, bool)>,
+    drain_queued: bool,
+}
+
+static INTEREST: crate::gvl::PerProcess<parking_lot::Mutex<Interest>> =
+    crate::gvl::PerProcess::new(Default::default, |_| Default::default());
 
 /// Whether any Ruby engine is attached (nothing is queued otherwise).
 static ENGINES: AtomicBool = AtomicBool::new(false);
-
-/// A drain job is queued (one at a time).
-static DRAIN_QUEUED: AtomicBool = AtomicBool::new(false);
 
 /// Queues an interest change for the engines and makes sure a job will hand it over.
 pub(super) fn interest_changed(name: Bytes, pattern: bool, on: bool) {
     if !ENGINES.load(Ordering::Acquire) {
         return;
     }
-    INTEREST.get().lock().push_back((name, pattern, on));
-    if !DRAIN_QUEUED.swap(true, Ordering::AcqRel) {
+    let queue = {
+        let mut interest = INTEREST.get().lock();
+        interest.changes.push_back((name, pattern, on));
+        !std::mem::replace(&mut interest.drain_queued, true)
+    };
+    if queue {
         bridge::push(Box::new(Drain));
     }
 }
@@ -147,7 +155,7 @@ struct Drain;
 
 impl Drop for Drain {
     fn drop(&mut self) {
-        DRAIN_QUEUED.store(false, Ordering::Release);
+        INTEREST.get().lock().drain_queued = false;
     }
 }
 
@@ -167,7 +175,7 @@ impl bridge::Job for Drain {
 
 /// `Iodine::Base.take_interest`: the queued changes, as `[name, pattern, subscribed]`.
 fn take_interest(ruby: &Ruby) -> Result<magnus::RArray, Error> {
-    let changes: Vec<_> = INTEREST.get().lock().drain(..).collect();
+    let changes: Vec<_> = INTEREST.get().lock().changes.drain(..).collect();
     let list = ruby.ary_new();
     for (name, pattern, on) in changes {
         list.push((ruby.str_from_slice(&name), pattern, on))?;
@@ -179,7 +187,7 @@ fn take_interest(ruby: &Ruby) -> Result<magnus::RArray, Error> {
 fn set_engines_attached(attached: bool) {
     ENGINES.store(attached, Ordering::Release);
     if !attached {
-        INTEREST.get().lock().clear();
+        INTEREST.get().lock().changes.clear();
     }
 }
 
