@@ -135,7 +135,7 @@ RSpec.describe "A Rails 6.1 app on iodine" do
     # Whatever an example saw, its actions end before the next one starts (so that what they
     # log is checked against the example that ran them).
     after do
-      ended = poll_until(15) { live_state.then { |s| s["ensured"] == s["started"] } }
+      ended = eventually(15) { live_state.then { |s| s["ensured"] == s["started"] } }
       expect(ended).to be(true), "Live actions still running: #{live_state}"
     end
 
@@ -168,7 +168,7 @@ RSpec.describe "A Rails 6.1 app on iodine" do
       expect(got).to start_with("HTTP/1.1 200")
       expect(got).to include("chunk 0\n")
       socket.close
-      ended = poll_until(5) { live_state["ensured"] > earlier["ensured"] }
+      ended = eventually(5) { live_state["ensured"] > earlier["ensured"] }
       expect(ended).to be(true), "the Live action still runs 5 s after its client left"
       expect(live_state["written"] - earlier["written"]).to be < 40
       expect(http_get(port, "/page").code).to eq("200")
@@ -218,7 +218,7 @@ RSpec.describe "A Rails 6.1 app on iodine" do
       result = action_cable_client(**chat, clients: Array.new(10) { |i| "c#{i}" })
       expect(result["error"]).to be_nil
       expect(result["clients"]["c0"]["received"].size).to eq(10)
-      expect(poll_until(5) { open_fds(@server.pid) <= fds + 2 }).to be(true),
+      expect(eventually(5) { open_fds(@server.pid) <= fds + 2 }).to be(true),
                                                                      "open descriptors went from #{fds} to #{open_fds(@server.pid)}"
       codes, failures = concurrent_gets(port, clients: 4, requests: 5)
       expect(failures).to be_empty

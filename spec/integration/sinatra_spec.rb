@@ -143,7 +143,7 @@ RSpec.describe "A Sinatra app on iodine" do
       expect(got).to start_with("HTTP/1.1 200")
       expect(got.scan(/tick \d+\n/).size).to be >= 3
       socket.close
-      ended = poll_until(5) { ticker_state["ended"] > earlier["ended"] }
+      ended = eventually(5) { ticker_state["ended"] > earlier["ended"] }
       expect(ended).to be(true), "the stream still runs 5 s after its client left: #{ticker_state}"
       state = ticker_state
       expect(state["error"]).to eq("Iodine::Base::ClientGone")

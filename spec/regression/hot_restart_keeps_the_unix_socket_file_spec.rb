@@ -37,9 +37,7 @@ RSpec.describe "the Unix socket file of a cluster outlives its workers" do
   before { @seen = Set.new }
 
   def serving
-    return Set.new unless File.exist?(@events)
-
-    File.readlines(@events, chomp: true).filter_map { |line| line[/\A(\d+) on_start\z/, 1]&.to_i }.to_set
+    serving_pids(@events)
   end
 
   # The master's two workers once both serve and none is in `old`; nil after `seconds`.

@@ -58,12 +58,7 @@ RSpec.describe "timers made in a running cluster master" do
 
   # [[pid, event], ...] as the processes noted them.
   def events
-    return [] unless File.exist?(@events)
-
-    File.readlines(@events, chomp: true).map do |line|
-      pid, event = line.split(" ", 2)
-      [pid.to_i, event]
-    end
+    pid_events(@events)
   end
 
   def of_master(event)

@@ -38,9 +38,7 @@ RSpec.describe "USR1 during a slow worker boot" do
   end
 
   def serving
-    return Set.new unless File.exist?(@events)
-
-    File.readlines(@events, chomp: true).filter_map { |line| line[/\A(\d+) on_start\z/, 1]&.to_i }.to_set
+    serving_pids(@events)
   end
 
   # The master's workers once there are exactly two, both serving and none of `old`, steady for

@@ -46,12 +46,7 @@ RSpec.describe "a TERM during a cluster worker's boot hooks" do
 
   # [[pid, event], ...] as the processes noted them.
   def events
-    return [] unless File.exist?(@events)
-
-    File.readlines(@events, chomp: true).map do |line|
-      pid, event = line.split(" ", 2)
-      [pid.to_i, event]
-    end
+    pid_events(@events)
   end
 
   def events_of(pid)

@@ -10,6 +10,9 @@ require_relative "realtime"
 # (spec/support/action_cable_client.py), and a check that an example made the server (or the
 # framework) log no error it did not expect.
 module FrameworkApps
+  # `eventually` and the Python runner.
+  include RealtimeHelpers
+
   ACTION_CABLE_CLIENT = File.join(__dir__, "action_cable_client.py")
 
   # Why `requires` can't be loaded (in a child Ruby, so the spec process stays free of the
@@ -71,34 +74,10 @@ module FrameworkApps
     out
   end
 
-  # Polls the block until it answers something truthy or `seconds` pass; returns that answer.
-  def poll_until(seconds = 5)
-    deadline = FrameworkApps.now + seconds
-    loop do
-      value = yield
-      return value if value || FrameworkApps.now > deadline
-
-      sleep 0.05
-    end
-  end
-
   # Runs action_cable_client.py with `request` (see its docstring) and returns its JSON answer;
   # the script bounds its own waits, `kill_after` seconds is the safety net.
   def action_cable_client(kill_after: 30, **request)
-    Open3.popen3(RealtimeHelpers.python, ACTION_CABLE_CLIENT) do |stdin, stdout, stderr, wait|
-      out = Thread.new { stdout.read }
-      err = Thread.new { stderr.read }
-      stdin.write(JSON.generate(request))
-      stdin.close
-      unless wait.join(kill_after)
-        Process.kill("KILL", wait.pid)
-        wait.join
-        raise "action_cable_client.py still running after #{kill_after}s: #{err.value}"
-      end
-      raise "action_cable_client.py failed (#{wait.value}): #{err.value}" unless wait.value.success?
-
-      JSON.parse(out.value.lines.last)
-    end
+    python_json(ACTION_CABLE_CLIENT, request, kill_after: kill_after)
   end
 
   # Lines of `log` that report an error: the server's own (ERROR/FATAL/WARNING, unprotected

@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require "set"
+
 # Processes as /proc shows them, for the specs that watch a cluster's master and workers (or
 # processes an app forks): who is alive, whose children, and bounded waits. Also how to start
 # `exe/iodine` (through ServerProcess) in a process group of its own, so that a spec can signal
@@ -37,6 +39,21 @@ module ProcessTree
       state, ppid = proc_stat(candidate)
       ppid == pid && !%w[Z X].include?(state)
     end.sort
+  end
+
+  # The "PID EVENT" lines processes appended to `path`, as [[pid, event], ...] ([] before any).
+  def pid_events(path)
+    return [] unless File.exist?(path)
+
+    File.readlines(path, chomp: true).map do |line|
+      pid, event = line.split(" ", 2)
+      [pid.to_i, event]
+    end
+  end
+
+  # The processes that noted `on_start` in `path` (the workers that serve).
+  def serving_pids(path)
+    pid_events(path).filter_map { |pid, event| pid if event == "on_start" }.to_set
   end
 
   # The block's value once truthy, or nil after `seconds` (polled every `interval`).

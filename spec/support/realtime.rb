@@ -43,7 +43,14 @@ module RealtimeHelpers
   # among them is the script's own) and returns its JSON answer. The script bounds itself;
   # `kill_after` seconds is the safety net.
   def ws_client(kill_after: 120, **request)
-    Open3.popen3(RealtimeHelpers.python, WS_CLIENT) do |stdin, stdout, stderr, wait|
+    python_json(WS_CLIENT, request, kill_after: kill_after)
+  end
+
+  # Runs the Python `script` with `request` as JSON on its stdin and returns the JSON of its
+  # last line; killed (and an error) after `kill_after` seconds, an error if it fails.
+  def python_json(script, request, kill_after:)
+    name = File.basename(script)
+    Open3.popen3(RealtimeHelpers.python, script) do |stdin, stdout, stderr, wait|
       out = Thread.new { stdout.read }
       err = Thread.new { stderr.read }
       stdin.write(JSON.generate(request))
@@ -51,9 +58,9 @@ module RealtimeHelpers
       unless wait.join(kill_after)
         Process.kill("KILL", wait.pid)
         wait.join
-        raise "ws_client.py still running after #{kill_after}s: #{err.value}"
+        raise "#{name} still running after #{kill_after}s: #{err.value}"
       end
-      raise "ws_client.py failed (#{wait.value}): #{err.value}" unless wait.value.success?
+      raise "#{name} failed (#{wait.value}): #{err.value}" unless wait.value.success?
 
       JSON.parse(out.value.lines.last)
     end
