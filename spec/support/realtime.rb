@@ -62,6 +62,7 @@ module RealtimeHelpers
       end
       raise "#{name} failed (#{wait.value}): #{err.value}" unless wait.value.success?
 
+      err.join # its reader ends before popen3 closes the pipe under it
       JSON.parse(out.value.lines.last)
     end
   end
