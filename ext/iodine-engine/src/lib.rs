@@ -16,6 +16,7 @@
 //! - [`public`]: static files from a public folder (validators, ranges, gzip twins).
 //! - [`pubsub`]: the process's pub/sub broker (exact channels and glob patterns).
 //! - [`raw`]: raw TCP/Unix connections: listener, session, the `upgrade.tcp` head.
+//! - [`redis`]: the Redis pub/sub engine: its two connections, RESP, the Redis process.
 //! - [`sse`]: Server-Sent Events: the wire format, the ping comment, the stream session.
 //! - [`timers`]: one-shot and repeating timers that end at shutdown.
 //! - [`util`]: URL percent-decoding and HTTP dates (`Iodine::Rack::Utils`).
@@ -33,6 +34,7 @@ pub mod mustache;
 pub mod public;
 pub mod pubsub;
 pub mod raw;
+pub mod redis;
 pub mod server;
 pub mod sse;
 pub mod timers;

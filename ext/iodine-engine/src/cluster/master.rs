@@ -6,7 +6,7 @@
 //! are delivered through the broker as they are routed; the caller then runs whatever that
 //! queued for Ruby.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -21,12 +21,15 @@ use super::router::{PeerId, Router, MASTER};
 use super::wire::{Decoder, Frame, Reach, PEER_BACKLOG};
 use super::Uplink;
 use crate::pubsub::broker;
+use crate::redis::Reply;
 
 /// How many times a turn reads every worker again while publishes keep arriving.
 const SWEEPS: usize = 4;
 
 struct Peer {
     id: PeerId,
+    /// The Redis engine whose Redis process this is (None: a worker).
+    engine: Option<u8>,
     stream: UnixStream,
     decoder: Decoder,
     out: VecDeque<Bytes>,
@@ -39,8 +42,40 @@ struct Peer {
 /// A publish read from a worker: who sent it, its reach, channel and message.
 type Publish = (PeerId, Reach, Bytes, Bytes);
 
-/// Publishes made in the master (by Ruby, on any thread) waiting for the next poll.
-type Outbox = Mutex<Vec<(Reach, Bytes, Bytes)>>;
+/// What the master (Ruby, on any thread) sends, waiting for the next poll.
+enum Outgoing {
+    /// A publish to route.
+    Publish(Reach, Bytes, Bytes),
+    /// An `EnginePublish` or a `Command` (numbered by [`pending`]) for a Redis process.
+    ToEngine(Frame),
+    /// The cluster-wide interest, for a Redis engine.
+    Interest(u8, Bytes, bool, bool),
+}
+
+type Outbox = Mutex<Vec<Outgoing>>;
+
+/// Frames kept for a Redis process that is not connected (starting, or being replaced).
+const ENGINE_WAITING: usize = 8192;
+
+/// A Redis engine, as the master sees it.
+#[derive(Default)]
+struct Engine {
+    /// The cluster-wide interest its engine hooks reported (sent to each new Redis process).
+    interest: HashSet<(Bytes, bool)>,
+    /// Its Redis process, when connected.
+    peer: Option<PeerId>,
+    /// Frames for it while it has none.
+    waiting: VecDeque<Frame>,
+}
+
+/// Who asked for a command the master passed on: a worker (and its number for it), or
+/// the master itself (MASTER and the [`pending`] number).
+#[derive(Clone, Copy)]
+struct Request {
+    from: PeerId,
+    id: u64,
+    engine: u8,
+}
 
 /// The master's end of every worker's socket pair.
 pub struct Hub {
@@ -56,6 +91,11 @@ pub struct Hub {
     /// subscriber of a channel anywhere in the cluster, or its last one, for the root's
     /// engines ([`Hub::take_interest_changes`]).
     changes: Vec<(Bytes, bool, bool)>,
+    /// The Redis engines, by number.
+    engines: HashMap<u8, Engine>,
+    /// Commands passed on to a Redis process, by the master's number for them.
+    requests: HashMap<u64, Request>,
+    next_request: u64,
     /// Runs after each worker's read in a turn's first pass (tests stage races with it).
     #[cfg(test)]
     after_read: Option<Box<dyn FnMut(usize)>>,
@@ -100,6 +140,9 @@ impl Hub {
             },
             outbox: Arc::default(),
             held: Vec::new(),
+            engines: HashMap::new(),
+            requests: HashMap::new(),
+            next_request: 1,
             #[cfg(test)]
             after_read: None,
         })
@@ -108,12 +151,42 @@ impl Hub {
     /// A new socket pair for a worker about to be forked: the master's end is kept here, the
     /// other is returned for the child (the master closes its copy after the fork).
     pub fn pair(&mut self) -> io::Result<(PeerId, UnixStream)> {
+        let (id, theirs) = self.add_peer(None)?;
+        self.router.add(id);
+        Ok((id, theirs))
+    }
+
+    /// A new socket pair for the Redis process of engine `engine` about to be forked (it
+    /// replaces the previous one): it is told the engine's interest first, then what waited.
+    pub fn pair_engine(&mut self, engine: u8) -> io::Result<(PeerId, UnixStream)> {
+        let (id, theirs) = self.add_peer(Some(engine))?;
+        let state = self.engines.entry(engine).or_default();
+        state.peer = Some(id);
+        let mut frames: Vec<Frame> = state
+            .interest
+            .iter()
+            .map(|(name, pattern)| Frame::Subscribe {
+                name: name.clone(),
+                pattern: *pattern,
+            })
+            .collect();
+        frames.extend(state.waiting.drain(..));
+        if let Some(peer) = self.peers.iter_mut().find(|p| p.id == id) {
+            for frame in frames {
+                send(peer, frame.to_bytes());
+            }
+        }
+        Ok((id, theirs))
+    }
+
+    fn add_peer(&mut self, engine: Option<u8>) -> io::Result<(PeerId, UnixStream)> {
         let (mine, theirs) = UnixStream::pair()?;
         mine.set_nonblocking(true)?;
         let id = self.next;
         self.next += 1;
         self.peers.push(Peer {
             id,
+            engine,
             stream: mine,
             decoder: Decoder::new(),
             out: VecDeque::new(),
@@ -121,7 +194,6 @@ impl Hub {
             queued: 0,
             warned: false,
         });
-        self.router.add(id);
         Ok((id, theirs))
     }
 
@@ -257,6 +329,12 @@ impl Hub {
         broken.dedup();
         for i in broken.into_iter().rev() {
             let peer = self.peers.remove(i);
+            if let Some(engine) = peer.engine {
+                self.engine_gone(engine, peer.id);
+                polled.gone.push(peer.id);
+                continue;
+            }
+            self.requests.retain(|_, r| r.from != peer.id);
             let ended = self.router.remove(peer.id);
             self.changes.extend(
                 ended
@@ -323,15 +401,146 @@ impl Hub {
                     channel,
                     message,
                 } => publishes.push((from, reach, channel, message)),
+                Frame::Message {
+                    pattern,
+                    channel,
+                    message,
+                } => self.route_message(pattern, channel, message),
+                Frame::Reply { id, reply } => self.route_reply(id, reply),
+                Frame::EnginePublish { engine, .. } => self.to_engine(engine, frame),
+                Frame::Command { engine, id, args } => {
+                    self.request(Request { from, id, engine }, args);
+                }
             }
         }
         Ok(open)
     }
 
+    /// Passes a command on to its engine's Redis process, numbered by the master.
+    fn request(&mut self, request: Request, args: Bytes) {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.requests.insert(id, request);
+        self.to_engine(
+            request.engine,
+            Frame::Command {
+                engine: request.engine,
+                id,
+                args,
+            },
+        );
+    }
+
+    /// Sends `frame` to the Redis process of `engine`, or keeps it until there is one.
+    fn to_engine(&mut self, engine: u8, frame: Frame) {
+        let state = self.engines.entry(engine).or_default();
+        if let Some(peer) = state.peer.and_then(|id| self.peers.iter_mut().find(|p| p.id == id)) {
+            send(peer, frame.to_bytes());
+            return;
+        }
+        if state.waiting.len() < ENGINE_WAITING {
+            state.waiting.push_back(frame);
+            return;
+        }
+        crate::warning!("Redis: {ENGINE_WAITING} requests wait for the Redis process; dropping some");
+        if let Frame::Command { id, .. } = frame {
+            self.route_reply(
+                id,
+                Reply::failure("ERR iodine: too many commands wait for the Redis process").to_bytes(),
+            );
+        }
+    }
+
+    /// The Redis process of `engine` is gone: the commands it was answering get errors.
+    fn engine_gone(&mut self, engine: u8, peer: PeerId) {
+        if let Some(state) = self.engines.get_mut(&engine) {
+            if state.peer == Some(peer) {
+                state.peer = None;
+            }
+        }
+        let lost: Vec<u64> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.engine == engine)
+            .map(|(id, _)| *id)
+            .collect();
+        let why = Reply::failure("ERR iodine: the Redis process ended before replying").to_bytes();
+        for id in lost {
+            self.route_reply(id, why.clone());
+        }
+    }
+
+    /// A message from Redis: to the workers subscribed to what it matched, and here.
+    fn route_message(&mut self, pattern: Option<Bytes>, channel: Bytes, message: Bytes) {
+        let peers = self.router.route_message(pattern.as_deref(), &channel);
+        if !peers.is_empty() {
+            let frame = Frame::Message {
+                pattern: pattern.clone(),
+                channel: channel.clone(),
+                message: message.clone(),
+            }
+            .to_bytes();
+            for peer in self.peers.iter_mut().filter(|p| peers.contains(&p.id)) {
+                send(peer, frame.clone());
+            }
+        }
+        broker().deliver_from_redis(pattern.as_ref(), &channel, &message);
+    }
+
+    /// A reply from a Redis process: to whoever asked.
+    fn route_reply(&mut self, id: u64, reply: Bytes) {
+        let Some(request) = self.requests.remove(&id) else {
+            return;
+        };
+        if request.from == MASTER {
+            let reply = crate::redis::resp::decode(&reply)
+                .unwrap_or_else(|e| Reply::failure(format!("ERR iodine: a broken reply ({})", e.0)));
+            crate::redis::pending::complete(request.id, reply);
+            return;
+        }
+        if let Some(peer) = self.peers.iter_mut().find(|p| p.id == request.from) {
+            send(peer, Frame::Reply { id: request.id, reply }.to_bytes());
+        }
+    }
+
     fn route_outbox(&mut self, polled: &mut Polled) {
         let queued = std::mem::take(&mut *self.outbox.lock());
-        for (reach, channel, message) in queued {
-            self.route(None, reach, channel, message, polled);
+        for outgoing in queued {
+            match outgoing {
+                Outgoing::Publish(reach, channel, message) => {
+                    self.route(None, reach, channel, message, polled)
+                }
+                Outgoing::ToEngine(Frame::Command { engine, id, args }) => {
+                    self.request(
+                        Request {
+                            from: MASTER,
+                            id,
+                            engine,
+                        },
+                        args,
+                    );
+                }
+                Outgoing::ToEngine(frame) => {
+                    if let Frame::EnginePublish { engine, .. } = frame {
+                        self.to_engine(engine, frame);
+                    }
+                }
+                Outgoing::Interest(engine, name, pattern, on) => {
+                    let state = self.engines.entry(engine).or_default();
+                    let key = (name.clone(), pattern);
+                    let changed = match on {
+                        true => state.interest.insert(key),
+                        false => state.interest.remove(&key),
+                    };
+                    if changed && state.peer.is_some() {
+                        let frame = match on {
+                            true => Frame::Subscribe { name, pattern },
+                            false => Frame::Unsubscribe { name, pattern },
+                        };
+                        self.to_engine(engine, frame);
+                    }
+                }
+            }
         }
     }
 
@@ -412,7 +621,19 @@ struct MasterUplink {
 
 impl Uplink for MasterUplink {
     fn publish(&self, reach: Reach, channel: Bytes, message: Bytes) {
-        self.outbox.lock().push((reach, channel, message));
+        self.outbox.lock().push(Outgoing::Publish(reach, channel, message));
+        self.waker.wake();
+    }
+
+    fn to_engine(&self, frame: Frame) {
+        self.outbox.lock().push(Outgoing::ToEngine(frame));
+        self.waker.wake();
+    }
+
+    fn engine_interest(&self, engine: u8, name: Bytes, pattern: bool, on: bool) {
+        self.outbox
+            .lock()
+            .push(Outgoing::Interest(engine, name, pattern, on));
         self.waker.wake();
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! The master's side is synchronous (`poll(2)` on plain sockets, driven by the master's main
 //! thread): the master never has a tokio runtime or a thread of its own, so it can fork a
-//! new worker at any time. Workers speak over tokio ([`worker`]).
+//! new worker at any time. Workers speak over tokio ([`worker`]). The Redis engines' Redis
+//! processes ([`crate::redis::child`]) are peers of the hub too.
 
 pub mod master;
 pub mod router;
@@ -26,6 +27,19 @@ pub trait Uplink: Send + Sync + 'static {
     /// Publishes `message` to `channel` for the processes of `reach`, this one included when
     /// the reach includes it.
     fn publish(&self, reach: Reach, channel: Bytes, message: Bytes);
+
+    /// Sends an `EnginePublish` or a `Command` frame toward a Redis process (a command's id
+    /// is this process's [`pending`](crate::redis::pending) number).
+    fn to_engine(&self, frame: wire::Frame);
+
+    /// The cluster-wide interest changed, for Redis engine `engine` (the master's uplink; a
+    /// worker ignores it: the master tells the Redis process).
+    fn engine_interest(&self, _engine: u8, _name: Bytes, _pattern: bool, _on: bool) {}
+}
+
+/// The uplink, if this process is part of a cluster.
+pub fn uplink() -> Option<Arc<dyn Uplink>> {
+    UPLINK.read().clone()
 }
 
 static UPLINK: RwLock<Option<Arc<dyn Uplink>>> = RwLock::new(None);

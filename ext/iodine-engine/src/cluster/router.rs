@@ -115,6 +115,23 @@ impl Router {
         Route { peers, local }
     }
 
+    /// The workers subscribed to what a message from Redis matched: `pattern` itself, or
+    /// (None) `channel` by name.
+    pub fn route_message(&self, pattern: Option<&[u8]>, channel: &[u8]) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, _)| **id != MASTER)
+            .filter(|(_, i)| match pattern {
+                Some(p) => i.patterns.contains(p),
+                None => i.exact.contains(channel),
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        peers.sort_unstable();
+        peers
+    }
+
     /// Every channel and pattern some process subscribes to (for the master's engines).
     pub fn names(&self) -> Vec<(Bytes, bool)> {
         let mut all: HashSet<(Bytes, bool)> = HashSet::new();

@@ -58,6 +58,43 @@ pub enum Frame {
         /// The message.
         message: Bytes,
     },
+    /// A message from Redis (the Redis process → the master → the workers): for the
+    /// subscribers of `pattern` when it came through one, else for those of `channel`.
+    Message {
+        /// The pattern it matched (None: the channel was subscribed to by name).
+        pattern: Option<Bytes>,
+        /// The channel.
+        channel: Bytes,
+        /// The message.
+        message: Bytes,
+    },
+    /// A publish through the Redis engine numbered `engine` (a worker → the master → that
+    /// engine's Redis process).
+    EnginePublish {
+        /// The engine.
+        engine: u8,
+        /// The channel.
+        channel: Bytes,
+        /// The message.
+        message: Bytes,
+    },
+    /// A command for the Redis engine `engine` (a worker → the master → the Redis process);
+    /// `id` names its reply. No arguments asks for the engine's stats.
+    Command {
+        /// The engine.
+        engine: u8,
+        /// The request's number (the sender's, then the master's).
+        id: u64,
+        /// The arguments, a RESP array of bulk strings.
+        args: Bytes,
+    },
+    /// A command's reply (the Redis process → the master → the process that asked).
+    Reply {
+        /// The request's number.
+        id: u64,
+        /// The reply, in RESP.
+        reply: Bytes,
+    },
 }
 
 /// A frame that can't be read: the peer is broken.
@@ -67,6 +104,10 @@ pub struct WireError(pub String);
 const SUBSCRIBE: u8 = 1;
 const UNSUBSCRIBE: u8 = 2;
 const PUBLISH: u8 = 3;
+const MESSAGE: u8 = 4;
+const ENGINE_PUBLISH: u8 = 5;
+const COMMAND: u8 = 6;
+const REPLY: u8 = 7;
 
 const PATTERN: u8 = 1;
 const SIBLINGS: u8 = 2;
@@ -75,6 +116,7 @@ const ROOT: u8 = 4;
 impl Frame {
     /// Appends the frame's bytes to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
+        let id_bytes;
         let (kind, flags, channel, message): (u8, u8, &[u8], &[u8]) = match self {
             Frame::Subscribe { name, pattern } => (SUBSCRIBE, *pattern as u8 * PATTERN, name, b""),
             Frame::Unsubscribe { name, pattern } => {
@@ -91,6 +133,41 @@ impl Frame {
                     Reach::Root => ROOT,
                 };
                 (PUBLISH, flags, channel, message)
+            }
+            Frame::Message {
+                pattern: Some(pattern),
+                channel,
+                message,
+            } => {
+                // The pattern leads the message field, after its length.
+                out.reserve(HEADER + channel.len() + 4 + pattern.len() + message.len());
+                out.put_u8(MESSAGE);
+                out.put_u8(PATTERN);
+                out.put_u32(channel.len() as u32);
+                out.put_u32((4 + pattern.len() + message.len()) as u32);
+                out.put_slice(channel);
+                out.put_u32(pattern.len() as u32);
+                out.put_slice(pattern);
+                out.put_slice(message);
+                return;
+            }
+            Frame::Message {
+                pattern: None,
+                channel,
+                message,
+            } => (MESSAGE, 0, channel, message),
+            Frame::EnginePublish {
+                engine,
+                channel,
+                message,
+            } => (ENGINE_PUBLISH, *engine, channel, message),
+            Frame::Command { engine, id, args } => {
+                id_bytes = id.to_be_bytes();
+                (COMMAND, *engine, &id_bytes[..], args)
+            }
+            Frame::Reply { id, reply } => {
+                id_bytes = id.to_be_bytes();
+                (REPLY, 0, &id_bytes[..], reply)
             }
         };
         out.reserve(HEADER + channel.len() + message.len());
@@ -154,7 +231,7 @@ impl Decoder {
                 "a frame of {channel_len} + {message_len} bytes is over the limits"
             )));
         }
-        if !matches!(kind, SUBSCRIBE | UNSUBSCRIBE | PUBLISH) {
+        if !(SUBSCRIBE..=REPLY).contains(&kind) {
             return Err(WireError(format!("unknown frame kind {kind}")));
         }
         if self.buf.len() < HEADER + channel_len + message_len {
@@ -166,6 +243,11 @@ impl Decoder {
         let channel = self.buf.split_to(channel_len).freeze();
         let message = self.buf.split_to(message_len).freeze();
         let pattern = flags & PATTERN != 0;
+        let id = || -> Result<u64, WireError> {
+            <[u8; 8]>::try_from(&channel[..])
+                .map(u64::from_be_bytes)
+                .map_err(|_| WireError(format!("a request id of {} bytes", channel.len())))
+        };
         Ok(Some(match kind {
             SUBSCRIBE => Frame::Subscribe {
                 name: channel,
@@ -174,6 +256,41 @@ impl Decoder {
             UNSUBSCRIBE => Frame::Unsubscribe {
                 name: channel,
                 pattern,
+            },
+            MESSAGE if pattern => {
+                let mut rest = message;
+                if rest.len() < 4 {
+                    return Err(WireError("a pattern message without its pattern".into()));
+                }
+                let len = rest.get_u32() as usize;
+                if len > rest.len() {
+                    return Err(WireError("a pattern longer than its frame".into()));
+                }
+                let pattern = rest.split_to(len);
+                Frame::Message {
+                    pattern: Some(pattern),
+                    channel,
+                    message: rest,
+                }
+            }
+            MESSAGE => Frame::Message {
+                pattern: None,
+                channel,
+                message,
+            },
+            ENGINE_PUBLISH => Frame::EnginePublish {
+                engine: flags,
+                channel,
+                message,
+            },
+            COMMAND => Frame::Command {
+                engine: flags,
+                id: id()?,
+                args: message,
+            },
+            REPLY => Frame::Reply {
+                id: id()?,
+                reply: message,
             },
             _ => Frame::Publish {
                 reach: if flags & ROOT != 0 {
@@ -219,6 +336,30 @@ mod tests {
                 channel: Bytes::from("x"),
                 message: Bytes::from("y"),
             },
+            Frame::Message {
+                pattern: Some(Bytes::from("n*")),
+                channel: Bytes::from(vec![b'n', 0, 200]),
+                message: Bytes::from("m"),
+            },
+            Frame::Message {
+                pattern: None,
+                channel: Bytes::from("n"),
+                message: Bytes::new(),
+            },
+            Frame::EnginePublish {
+                engine: 3,
+                channel: Bytes::from("c"),
+                message: Bytes::from("m"),
+            },
+            Frame::Command {
+                engine: 1,
+                id: u64::MAX - 1,
+                args: Bytes::from("*1\r\n$4\r\nPING\r\n"),
+            },
+            Frame::Reply {
+                id: 7,
+                reply: Bytes::from("+PONG\r\n"),
+            },
         ]
     }
 
@@ -248,6 +389,13 @@ mod tests {
         assert!(d.next_frame().is_err());
         let mut d = Decoder::new();
         d.push(&[9, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(d.next_frame().is_err());
+        // A reply whose id is not 8 bytes, a pattern longer than its frame.
+        let mut d = Decoder::new();
+        d.push(&[REPLY, 0, 0, 0, 0, 3, 0, 0, 0, 0, 1, 2, 3]);
+        assert!(d.next_frame().is_err());
+        let mut d = Decoder::new();
+        d.push(&[MESSAGE, PATTERN, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 9]);
         assert!(d.next_frame().is_err());
     }
 }

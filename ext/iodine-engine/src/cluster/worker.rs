@@ -96,6 +96,10 @@ impl Uplink for WorkerLink {
             message,
         });
     }
+
+    fn to_engine(&self, frame: Frame) {
+        self.send(frame);
+    }
 }
 
 impl Watcher for WorkerLink {
@@ -154,6 +158,19 @@ pub fn start(
                     })) => {
                         broker().publish(&channel, &message);
                     }
+                    Ok(Some(Frame::Message {
+                        pattern,
+                        channel,
+                        message,
+                    })) => {
+                        broker().deliver_from_redis(pattern.as_ref(), &channel, &message);
+                    }
+                    Ok(Some(Frame::Reply { id, reply })) => {
+                        let reply = crate::redis::resp::decode(&reply).unwrap_or_else(|e| {
+                            crate::redis::Reply::failure(format!("ERR iodine: a broken reply ({})", e.0))
+                        });
+                        crate::redis::pending::complete(id, reply);
+                    }
                     Ok(Some(_)) => {}
                     Ok(None) => break,
                     Err(e) => {
@@ -163,6 +180,7 @@ pub fn start(
                 }
             }
         }
+        crate::redis::pending::fail_all("ERR iodine: the cluster's master is gone");
         lost();
     });
     broker().watch(Some(link.clone()));

@@ -190,6 +190,46 @@ impl Broker {
         targets.len()
     }
 
+    /// Delivers a message Redis sent for `channel` itself: to the subscribers of that exact
+    /// channel only (the patterns that match it get their own copy from Redis).
+    pub fn publish_exact(&self, channel: &Bytes, message: &Bytes) -> usize {
+        let targets: Vec<Arc<dyn Subscriber>> = {
+            let shard = self.shard(channel).read();
+            shard
+                .get(channel)
+                .map(|list| list.iter().map(|e| e.subscriber.clone()).collect())
+                .unwrap_or_default()
+        };
+        for target in &targets {
+            target.deliver(channel, message);
+        }
+        targets.len()
+    }
+
+    /// Delivers a message Redis sent to `channel` because it matched `pattern`: to the
+    /// subscribers of that pattern only.
+    pub fn publish_pattern(&self, pattern: &Bytes, channel: &Bytes, message: &Bytes) -> usize {
+        let targets: Vec<Arc<dyn Subscriber>> = self
+            .patterns
+            .read()
+            .iter()
+            .filter(|(p, _)| p == pattern)
+            .map(|(_, e)| e.subscriber.clone())
+            .collect();
+        for target in &targets {
+            target.deliver(channel, message);
+        }
+        targets.len()
+    }
+
+    /// Delivers a message from Redis to the subscribers of what it matched.
+    pub fn deliver_from_redis(&self, pattern: Option<&Bytes>, channel: &Bytes, message: &Bytes) -> usize {
+        match pattern {
+            Some(p) => self.publish_pattern(p, channel, message),
+            None => self.publish_exact(channel, message),
+        }
+    }
+
     /// Subscriptions alive (exact and patterns).
     pub fn len(&self) -> usize {
         self.index.lock().len()

@@ -1,0 +1,246 @@
+//! The engine against a real redis-server (Debian's `redis-server`; the tests that need one
+//! say so and pass when it is not installed).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::*;
+
+/// A redis-server of the test's own, on a free port; killed when dropped.
+struct Server {
+    port: u16,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Option<Server> {
+        if Command::new("redis-server").arg("--version").output().is_err() {
+            eprintln!("redis-server is not installed: skipping (apt-get install redis-server)");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let mut server = Server {
+            port,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn();
+        Some(server)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1"])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn settings(url: &str, ping: u64) -> Arc<Settings> {
+    Arc::new(Settings::parse(url, ping).unwrap())
+}
+
+/// Sends a command and waits (up to 5 s) for its reply.
+fn ask(redis: &Redis, args: &[&[u8]]) -> Reply {
+    let (tx, rx) = std::sync::mpsc::channel();
+    redis.command(
+        args.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.recv_timeout(Duration::from_secs(5)).expect("a reply")
+}
+
+/// The next delivery (up to 5 s).
+fn next(rt: &tokio::runtime::Runtime, rx: &mut mpsc::Receiver<Delivery>) -> Delivery {
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), rx.recv()).await })
+        .expect("a delivery in time")
+        .expect("the engine runs")
+}
+
+/// Waits until Redis counts `n` subscribers of `channel` (PUBSUB NUMSUB).
+fn wait_subscribed(redis: &Redis, channel: &[u8], n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Reply::Array(items) = ask(redis, &[b"PUBSUB", b"NUMSUB", channel]) {
+            if items.get(1) == Some(&Reply::Integer(n)) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "never {n} subscribers");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn urls_are_checked_before_anything_connects() {
+    assert!(Settings::parse("redis://localhost:6379/0", 0).is_ok());
+    assert!(Settings::parse("redis://u:p%40ss@h:1", 5).is_ok());
+    assert_eq!(Settings::parse("redis://h", 0).unwrap().ping, DEFAULT_PING);
+    assert_eq!(Settings::parse("redis://h", 7).unwrap().ping, Duration::from_secs(7));
+    for bad in ["", "localhost:6379", "http://h", "redis://h:notaport", "redis://h:99999"] {
+        assert!(Settings::parse(bad, 0).is_err(), "{bad:?} was taken");
+    }
+    let tls = Settings::parse("rediss://h:6380", 0).unwrap_err();
+    assert!(tls.contains("TLS"), "{tls}");
+    let long = format!("redis://{}", "h".repeat(MAX_URL));
+    assert!(Settings::parse(&long, 0).is_err());
+    let hidden = Settings::parse("redis://alice:secret@h:1", 0).unwrap();
+    assert!(!hidden.display_url().contains("secret"));
+}
+
+#[test]
+fn subscribing_commands_are_refused() {
+    for name in ["subscribe", "PSUBSCRIBE", "Unsubscribe", "punsubscribe", "MONITOR"] {
+        assert!(refused_command(name.as_bytes()), "{name}");
+    }
+    assert!(!refused_command(b"PUBLISH"));
+}
+
+#[test]
+fn messages_come_back_once_with_what_they_matched() {
+    let Some(server) = Server::start(&[]) else { return };
+    let rt = runtime();
+    let binary = Bytes::from(vec![b'b', 0, 0xff, b'\n']);
+    let (redis, mut rx) = Redis::start(
+        settings(&server.url(), 0),
+        [(binary.clone(), false), (Bytes::from("news.*"), true)],
+        rt.handle(),
+    );
+    redis.interest(Bytes::from("news.today"), false, true);
+    wait_subscribed(&redis, b"news.today", 1);
+    wait_subscribed(&redis, &binary, 1);
+    // Matches the exact channel and the pattern: once for each, each saying which.
+    redis.publish(Bytes::from("news.today"), Bytes::from("hello"));
+    let mut got = vec![next(&rt, &mut rx), next(&rt, &mut rx)];
+    got.sort_by_key(|d| d.pattern.is_some());
+    assert_eq!(got[0].pattern, None);
+    assert_eq!(got[1].pattern, Some(Bytes::from("news.*")));
+    assert!(got.iter().all(|d| d.channel == "news.today" && d.message == "hello"));
+    // Binary channel names and payloads are bytes, unchanged.
+    let payload = Bytes::from((0..=255u8).collect::<Vec<_>>());
+    redis.publish(binary.clone(), payload.clone());
+    let d = next(&rt, &mut rx);
+    assert_eq!((d.channel, d.message, d.pattern), (binary.clone(), payload, None));
+    // After the last subscriber left, Redis no longer sends it.
+    redis.interest(binary.clone(), false, false);
+    wait_subscribed(&redis, &binary, 0);
+    let stats = redis.stats();
+    assert!(stats.connected);
+    assert_eq!(stats.messages_in, 3);
+    assert_eq!(stats.messages_out, 2);
+}
+
+#[test]
+fn commands_reply_in_every_shape() {
+    let Some(server) = Server::start(&[]) else { return };
+    let rt = runtime();
+    let (redis, _rx) = Redis::start(settings(&server.url(), 0), [], rt.handle());
+    assert_eq!(ask(&redis, &[b"SET", b"k", b"\x00v"]), Reply::Status(Bytes::from("OK")));
+    assert_eq!(ask(&redis, &[b"GET", b"k"]), Reply::Bulk(Bytes::from(&b"\x00v"[..])));
+    assert_eq!(ask(&redis, &[b"GET", b"missing"]), Reply::Nil);
+    assert_eq!(ask(&redis, &[b"INCR", b"n"]), Reply::Integer(1));
+    ask(&redis, &[b"RPUSH", b"l", b"a", b"b"]);
+    assert_eq!(
+        ask(&redis, &[b"LRANGE", b"l", b"0", b"-1"]),
+        Reply::Array(vec![Reply::Bulk(Bytes::from("a")), Reply::Bulk(Bytes::from("b"))])
+    );
+    match ask(&redis, &[b"INCR", b"k"]) {
+        Reply::Error(e) => assert!(e.starts_with(b"ERR"), "{e:?}"),
+        other => panic!("not an error: {other:?}"),
+    }
+    match ask(&redis, &[b"NOSUCHCOMMAND"]) {
+        Reply::Error(e) => assert!(e.starts_with(b"ERR unknown command"), "{e:?}"),
+        other => panic!("not an error: {other:?}"),
+    }
+}
+
+#[test]
+fn a_restart_resubscribes_and_sends_what_waited() {
+    let Some(mut server) = Server::start(&[]) else { return };
+    let rt = runtime();
+    let (redis, mut rx) = Redis::start(
+        settings(&server.url(), 0),
+        [(Bytes::from("r"), false)],
+        rt.handle(),
+    );
+    wait_subscribed(&redis, b"r", 1);
+    server.stop();
+    std::thread::sleep(Duration::from_millis(200));
+    // Published and asked while Redis is down: they wait for the resubscription.
+    redis.publish(Bytes::from("r"), Bytes::from("while down"));
+    let (tx, replied) = std::sync::mpsc::channel();
+    redis.command(
+        vec![Bytes::from("SET"), Bytes::from("k"), Bytes::from("v")],
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    server.spawn();
+    let d = next(&rt, &mut rx);
+    assert_eq!(d.message, "while down");
+    assert_eq!(
+        replied.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Reply::Status(Bytes::from("OK"))
+    );
+    assert!(redis.stats().reconnects >= 1);
+    // Exactly once: nothing else arrives.
+    let extra = rt.block_on(async { tokio::time::timeout(Duration::from_millis(300), rx.recv()).await });
+    assert!(extra.is_err(), "a second copy: {extra:?}");
+}
+
+#[test]
+fn a_wrong_password_is_an_error_never_a_connection() {
+    let Some(server) = Server::start(&["--requirepass", "right"]) else { return };
+    let rt = runtime();
+    let url = format!("redis://:wrong@127.0.0.1:{}", server.port);
+    let (redis, _rx) = Redis::start(settings(&url, 0), [], rt.handle());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!redis.stats().connected);
+    let url = format!("redis://:right@127.0.0.1:{}", server.port);
+    let (good, _rx) = Redis::start(settings(&url, 0), [], rt.handle());
+    assert_eq!(ask(&good, &[b"PING"]), Reply::Status(Bytes::from("PONG")));
+    assert!(good.stats().connected);
+}
