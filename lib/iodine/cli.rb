@@ -128,8 +128,9 @@ module Iodine
             raise Error, "-port must be a number from 0 to 65535, got #{value}" unless (0..65_535).cover?(value)
 
             s[:port] = value.to_s
-          when :tls_self, :tls_cert, :tls_key, :tls_pass, :redis, :redis_ping
+          when :tls_self, :tls_cert, :tls_key, :tls_pass
             Base.log(3, "#{key} is not supported yet and was ignored")
+          when :redis, :redis_ping then nil
           else s[key] = value
           end
         end
@@ -143,6 +144,22 @@ module Iodine
         Iodine.workers = workers if workers
         Iodine.verbosity = values[:verbosity] if values[:verbosity]
         s[:filename_] = positional.first if positional.first
+        redis(values)
+      end
+
+      # `-r URL` (or $IODINE_REDIS_URL) and `-rp N`: a Redis engine, made the default.
+      def redis(values)
+        url = values[:redis] || ENV["IODINE_REDIS_URL"].to_s.strip
+        if url.empty?
+          Base.log(3, "-rp needs a Redis URL (-r); ignored") if values.key?(:redis_ping)
+          return
+        end
+        ping = values[:redis_ping] || 0
+        raise Error, "-rp must be 0..255 seconds, got #{ping}" unless (0..255).cover?(ping)
+
+        Iodine::PubSub.default = Iodine::PubSub::Redis.new(url, ping: ping)
+      rescue ArgumentError, TypeError => e
+        raise Error, "-r: #{e.message}"
       end
 
       # The integer in environment variable `name`, nil when unset or empty; `strict` makes

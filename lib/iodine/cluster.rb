@@ -32,6 +32,7 @@ module Iodine
           @retiring = [] # pids being replaced by a hot restart
           @restart_queue = []
           @stopping = false
+          @redis = {} # pid => Redis engine number (its Redis process)
         end
 
         def run(&block)
@@ -58,6 +59,7 @@ module Iodine
                       "#{@size} Workers X #{@threads} Threads per worker, " \
                       "max open files #{Runner.open_files}, master pid #{Process.pid}")
           Base.pending_listeners.each { |where| Base.log(4, "Listening on #{where}") }
+          Base.redis_count.times { |id| spawn_redis(id) }
           @size.times { spawn_worker(&block) }
           block&.call(:master)
           supervise(&block)
@@ -108,6 +110,32 @@ module Iodine
           pid
         end
 
+        # Forks the Redis process of Redis engine `id`: it holds the engine's two connections
+        # for the whole cluster and talks to this master like a worker. It serves nobody,
+        # runs no app code or hooks, and ends when the master's end of its pair closes.
+        def spawn_redis(id)
+          Base.cluster_pair_engine(id)
+          pid = Process.fork do
+            # A group Ctrl-C is the master's to handle: this process ends when the master
+            # lets go of it. TERM (from outside) ends it at once.
+            trap("INT", "IGNORE")
+            trap("USR1", "IGNORE")
+            trap("TERM", "DEFAULT")
+            status = 0
+            begin
+              Base.redis_child_main(id)
+            rescue Exception => e # rubocop:disable Lint/RescueException
+              Base.log(1, "Redis process #{Process.pid} failed: #{e.class}: #{e.message}")
+              status = 1
+            end
+            $stderr.flush
+            exit!(status)
+          end
+          Base.cluster_forked_parent
+          @redis[pid] = id
+          @born[pid] = now
+        end
+
         def worker_main(&block)
           # The worker's own traps come first, before its boot hooks: a TERM that arrives
           # while they run is a graceful stop, honoured once the worker serves.
@@ -140,6 +168,8 @@ module Iodine
 
           due, @respawns = @respawns.partition { |at| at <= now }
           due.each { spawn_worker(&block) }
+          due_redis, @redis_respawns = (@redis_respawns || []).partition { |_, at| at <= now }
+          due_redis.each { |id, _| spawn_redis(id) }
         end
 
         # Collects workers that ended and schedules their replacements.
@@ -147,6 +177,7 @@ module Iodine
           loop do
             pid, status = Process.wait2(-1, Process::WNOHANG)
             break unless pid
+            next if reap_redis(pid, status)
             next unless @children.delete(pid)
 
             lived = now - (@born.delete(pid) || now)
@@ -172,6 +203,18 @@ module Iodine
           nil
         end
 
+        # A Redis process ended: a new one starts (after QUICK_DEATH if it died young).
+        def reap_redis(pid, status)
+          return false unless (id = @redis.delete(pid))
+
+          lived = now - (@born.delete(pid) || now)
+          return true if @stopping || Base.stop_flag?
+
+          Base.log(2, "Redis process #{pid} ended (#{status.inspect}); starting a new one")
+          (@redis_respawns ||= []) << [id, now + (lived < QUICK_DEATH ? QUICK_DEATH : 0)]
+          true
+        end
+
         # USR1: each worker is replaced in turn: a new one starts, then the old one is told
         # to finish; the next waits until it left. The listeners stay open throughout, and
         # there are always at least as many workers as configured.
@@ -191,6 +234,20 @@ module Iodine
           # USR1 (a worker's "leave"), not TERM: a worker counts INT/TERM to tell a repeat
           # from outside, and a group Ctrl-C while it finishes must not count as one.
           signal(old, "USR1")
+        end
+
+        # Waits (up to 2 s) for the Redis processes to end, then kills what is left.
+        def stop_redis
+          deadline = now + 2
+          until @redis.empty? || now > deadline
+            @redis.delete_if { |pid, _| Process.wait(pid, Process::WNOHANG) rescue true } # rubocop:disable Style/RescueModifier
+            sleep 0.02 unless @redis.empty?
+          end
+          @redis.each_key do |pid|
+            signal(pid, "KILL")
+            Process.wait(pid) rescue nil # rubocop:disable Style/RescueModifier
+          end
+          @redis.clear
         end
 
         def signal(pid, sig)
@@ -219,7 +276,8 @@ module Iodine
             Process.wait(pid) rescue nil # rubocop:disable Style/RescueModifier
           end
           @children.clear
-          Base.cluster_master_finish
+          Base.cluster_master_finish # closes the Redis processes' pairs: they end
+          stop_redis
           Base.fire_state(:on_finish)
           Base.log(4, "Shutdown Complete")
         end

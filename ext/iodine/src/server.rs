@@ -395,6 +395,7 @@ pub fn finish(ruby: &Ruby) -> Result<(), Error> {
     let Some(running) = state().running.take() else {
         return Ok(());
     };
+    crate::ruby_api::redis_stopped();
     iodine_engine::log::stop_writer(Duration::from_secs(1));
     let mut shutdown = move || running.runtime.shutdown_timeout(Duration::from_secs(2));
     let mut delivered = Ok(());

@@ -86,6 +86,9 @@ fn start_server(ruby: &Ruby, io_threads: usize, ruby_threads: usize) -> Result<R
         bridge::close();
         crate::errors::exception(ruby.exception_runtime_error(), e.to_string())
     })?;
+    if !iodine_engine::cluster::is_clustered() {
+        super::redis::started_single();
+    }
     Ok(ruby.ary_from_vec(described))
 }
 

@@ -139,7 +139,34 @@ fn master_init(ruby: &Ruby) -> Result<(), Error> {
         .collect();
     // The master's own subscribers and timers run on its main thread (`run_pending`).
     bridge::open(1);
+    super::redis::started_master();
     Ok(())
+}
+
+/// `cluster_pair_engine(id)`: a socket pair for the Redis process of engine `id` about to be
+/// forked (the hub tells it the engine's interest first).
+fn pair_engine(ruby: &Ruby, id: u8) -> Result<u64, Error> {
+    let mut hub = HUB.lock();
+    let hub = hub
+        .as_mut()
+        .ok_or_else(|| exception(ruby.exception_runtime_error(), "not a cluster master"))?;
+    let (peer, theirs) = hub
+        .pair_engine(id)
+        .map_err(|e| exception(ruby.exception_runtime_error(), e.to_string()))?;
+    *FORKING.lock() = Some(theirs);
+    Ok(peer)
+}
+
+/// In a newly forked Redis process: lets go of the master's hub (as a worker does) and
+/// returns its own end of its pair.
+pub fn forked_engine_child() -> Option<UnixStream> {
+    TIMERS.lock().clear();
+    cluster::set_uplink(None);
+    WAKER.lock().take();
+    HUB.lock().take();
+    bridge::close();
+    bridge::discard_pending();
+    FORKING.lock().take()
 }
 
 /// `cluster_pair`: a socket pair for the worker about to be forked; returns its peer id.
@@ -165,6 +192,7 @@ fn forked_parent() {
 /// its master die) and keeps its own end for `start_server`.
 fn forked_child() {
     TIMERS.lock().clear(); // the worker runs the pending timers itself, at start
+    super::redis::forked();
     cluster::set_uplink(None);
     WAKER.lock().take();
     HUB.lock().take();
@@ -296,6 +324,7 @@ fn master_lost() -> bool {
 pub fn init(_ruby: &Ruby, base: RModule) -> Result<(), Error> {
     base.define_module_function("cluster_master_init", function!(master_init, 0))?;
     base.define_module_function("cluster_pair", function!(pair, 0))?;
+    base.define_module_function("cluster_pair_engine", function!(pair_engine, 1))?;
     base.define_module_function("cluster_forked_parent", function!(forked_parent, 0))?;
     base.define_module_function("cluster_forked_child", function!(forked_child, 0))?;
     base.define_module_function("cluster_poll", function!(poll, 1))?;

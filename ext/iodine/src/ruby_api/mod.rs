@@ -6,10 +6,16 @@ pub mod connection;
 mod iodine;
 mod mustache;
 mod pubsub;
+mod redis;
 mod sockets;
 mod utils;
 
 use magnus::{prelude::*, Error, RHash, Ruby, TryConvert};
+
+/// The server stops: a single process's Redis engines disconnect.
+pub fn redis_stopped() {
+    redis::stopped();
+}
 
 /// `secs` as a Duration; negative, NaN or too large (lib/iodine bounds every duration, so
 /// only a caller of `Iodine::Base` gets here) is an ArgumentError, never a panic.
@@ -40,6 +46,7 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     crate::blocks::init(ruby);
     mustache::init(ruby, iodine)?;
     pubsub::init(ruby, base)?;
+    redis::init(ruby, base)?;
     sockets::init(ruby, base)?;
     cluster::init(ruby, base)?;
     connection::init(ruby, iodine)?;
