@@ -333,8 +333,8 @@ fn redis_stats(ruby: &Ruby, id: usize) -> Result<magnus::RHash, Error> {
             )?;
             match reply {
                 Ok(reply) => Stats::from_reply(&reply).unwrap_or_default(), // jump-safe: an Option, no Ruby call.
+                // jump-safe: a Rust channel's timeout (the Redis process did not answer).
                 Err(_) => {
-                    // jump-safe: a Rust channel's timeout (the Redis process did not answer).
                     pending::complete(request, Reply::Nil);
                     Stats::default()
                 }
