@@ -121,6 +121,7 @@ module Iodine
             trap("INT", "IGNORE")
             trap("USR1", "IGNORE")
             trap("TERM", "DEFAULT")
+            Process.setproctitle("iodine: Redis process (master #{Process.ppid})")
             status = 0
             begin
               Base.redis_child_main(id)

@@ -235,4 +235,39 @@ RSpec.describe "Iodine::PubSub::Redis faults", skip: RedisServer.skip_reason do
     clients = nil
     expect(wait_until(10) { (clients = redis.clients).size == 4 }).to be(true), "connections: #{clients}"
   end
+
+  # The master's child that is not serving HTTP: its Redis process (named in its title).
+  def redis_process(server)
+    children(server.pid).find do |pid|
+      File.read("/proc/#{pid}/cmdline").include?("Redis process")
+    rescue Errno::ENOENT
+      false
+    end
+  end
+
+  it "the Redis process is killed (-9): the master starts a new one, the workers keep serving, and messages " \
+     "go through Redis again, once, over 2 connections" do
+    redis = start_redis
+    a = start_iodine(redis.url, workers: 2)
+    b = start_iodine(redis.url)
+    channel = unique_id("respawn")
+    subscribers = subscribe_everywhere(a, channel, workers: 2) + subscribe_everywhere(b, channel, workers: 1)
+    expect(await_numsub(redis, channel, 2)).to eq(2)
+    warm_up(subscribers, b, channel)
+    workers = serving_pids(a, 2)
+    first = redis_process(a)
+    expect(first).not_to be_nil, "no Redis process among #{children(a.pid)}"
+
+    Process.kill("KILL", first)
+    replaced = nil
+    expect(wait_until(15) { (replaced = redis_process(a)) && replaced != first }).to be_truthy,
+                                                                                      "no new Redis process\n#{log_tail(a)}"
+    expect(serving_pids(a, 2)).to eq(workers)
+    # The new process subscribes what the cluster still wants, and only once.
+    expect(wait_until(15) { redis.client_count == 4 && redis.numsub(channel) == 2 }).to be(true),
+                                                                                     "connections: #{redis.clients}"
+    warm_up(subscribers, b, channel)
+    sent = publish_from_every_worker(a, channel, "a", workers: 2) + publish_from_every_worker(b, channel, "b")
+    expect_exactly(subscribers, sent)
+  end
 end

@@ -407,7 +407,7 @@ impl Hub {
                     message,
                 } => self.route_message(pattern, channel, message),
                 Frame::Reply { id, reply } => self.route_reply(id, reply),
-                Frame::EnginePublish { engine, .. } => self.to_engine(engine, frame),
+                Frame::EnginePublish { engine, .. } => self.forward(engine, frame),
                 Frame::Command { engine, id, args } => {
                     self.request(Request { from, id, engine }, args);
                 }
@@ -421,7 +421,7 @@ impl Hub {
         let id = self.next_request;
         self.next_request += 1;
         self.requests.insert(id, request);
-        self.to_engine(
+        self.forward(
             request.engine,
             Frame::Command {
                 engine: request.engine,
@@ -432,9 +432,12 @@ impl Hub {
     }
 
     /// Sends `frame` to the Redis process of `engine`, or keeps it until there is one.
-    fn to_engine(&mut self, engine: u8, frame: Frame) {
+    fn forward(&mut self, engine: u8, frame: Frame) {
         let state = self.engines.entry(engine).or_default();
-        if let Some(peer) = state.peer.and_then(|id| self.peers.iter_mut().find(|p| p.id == id)) {
+        if let Some(peer) = state
+            .peer
+            .and_then(|id| self.peers.iter_mut().find(|p| p.id == id))
+        {
             send(peer, frame.to_bytes());
             return;
         }
@@ -442,11 +445,14 @@ impl Hub {
             state.waiting.push_back(frame);
             return;
         }
-        crate::warning!("Redis: {ENGINE_WAITING} requests wait for the Redis process; dropping some");
+        crate::warning!(
+            "Redis: {ENGINE_WAITING} requests wait for the Redis process; dropping some"
+        );
         if let Frame::Command { id, .. } = frame {
             self.route_reply(
                 id,
-                Reply::failure("ERR iodine: too many commands wait for the Redis process").to_bytes(),
+                Reply::failure("ERR iodine: too many commands wait for the Redis process")
+                    .to_bytes(),
             );
         }
     }
@@ -493,13 +499,21 @@ impl Hub {
             return;
         };
         if request.from == MASTER {
-            let reply = crate::redis::resp::decode(&reply)
-                .unwrap_or_else(|e| Reply::failure(format!("ERR iodine: a broken reply ({})", e.0)));
+            let reply = crate::redis::resp::decode(&reply).unwrap_or_else(|e| {
+                Reply::failure(format!("ERR iodine: a broken reply ({})", e.0))
+            });
             crate::redis::pending::complete(request.id, reply);
             return;
         }
         if let Some(peer) = self.peers.iter_mut().find(|p| p.id == request.from) {
-            send(peer, Frame::Reply { id: request.id, reply }.to_bytes());
+            send(
+                peer,
+                Frame::Reply {
+                    id: request.id,
+                    reply,
+                }
+                .to_bytes(),
+            );
         }
     }
 
@@ -522,7 +536,7 @@ impl Hub {
                 }
                 Outgoing::ToEngine(frame) => {
                     if let Frame::EnginePublish { engine, .. } = frame {
-                        self.to_engine(engine, frame);
+                        self.forward(engine, frame);
                     }
                 }
                 Outgoing::Interest(engine, name, pattern, on) => {
@@ -537,7 +551,7 @@ impl Hub {
                             true => Frame::Subscribe { name, pattern },
                             false => Frame::Unsubscribe { name, pattern },
                         };
-                        self.to_engine(engine, frame);
+                        self.forward(engine, frame);
                     }
                 }
             }
@@ -621,7 +635,9 @@ struct MasterUplink {
 
 impl Uplink for MasterUplink {
     fn publish(&self, reach: Reach, channel: Bytes, message: Bytes) {
-        self.outbox.lock().push(Outgoing::Publish(reach, channel, message));
+        self.outbox
+            .lock()
+            .push(Outgoing::Publish(reach, channel, message));
         self.waker.wake();
     }
 

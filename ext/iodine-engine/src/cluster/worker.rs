@@ -167,7 +167,10 @@ pub fn start(
                     }
                     Ok(Some(Frame::Reply { id, reply })) => {
                         let reply = crate::redis::resp::decode(&reply).unwrap_or_else(|e| {
-                            crate::redis::Reply::failure(format!("ERR iodine: a broken reply ({})", e.0))
+                            crate::redis::Reply::failure(format!(
+                                "ERR iodine: a broken reply ({})",
+                                e.0
+                            ))
                         });
                         crate::redis::pending::complete(id, reply);
                     }

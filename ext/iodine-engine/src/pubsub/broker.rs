@@ -223,7 +223,12 @@ impl Broker {
     }
 
     /// Delivers a message from Redis to the subscribers of what it matched.
-    pub fn deliver_from_redis(&self, pattern: Option<&Bytes>, channel: &Bytes, message: &Bytes) -> usize {
+    pub fn deliver_from_redis(
+        &self,
+        pattern: Option<&Bytes>,
+        channel: &Bytes,
+        message: &Bytes,
+    ) -> usize {
         match pattern {
             Some(p) => self.publish_pattern(p, channel, message),
             None => self.publish_exact(channel, message),

@@ -34,8 +34,11 @@ async fn serve(stream: std::os::unix::net::UnixStream, settings: Arc<Settings>) 
     stream.set_nonblocking(true)?;
     let stream = UnixStream::from_std(stream)?;
     let (mut reading, mut writing) = stream.into_split();
-    let (redis, mut deliveries) =
-        Redis::start(settings, std::iter::empty(), &tokio::runtime::Handle::current());
+    let (redis, mut deliveries) = Redis::start(
+        settings,
+        std::iter::empty(),
+        &tokio::runtime::Handle::current(),
+    );
     // Replies: as many as the commands the master sent (bounded by their queue), never waited
     // for. Messages: through the delivery queue, so a master that does not read stops the
     // reading of Redis.

@@ -144,7 +144,10 @@ fn send(client: &fred::clients::Client, command: Command) -> InFlight {
         let publish = command.reply.is_none();
         let (cmd, hash) = match publish {
             true => ("PUBLISH".to_string(), ClusterHash::Random),
-            false => (String::from_utf8_lossy(&name).into_owned(), ClusterHash::FirstKey),
+            false => (
+                String::from_utf8_lossy(&name).into_owned(),
+                ClusterHash::FirstKey,
+            ),
         };
         let args: Vec<Value> = args.map(Value::Bytes).collect();
         let reply = match client

@@ -90,7 +90,11 @@ impl Settings {
                     "{s}:// (Redis over TLS) is not supported yet: use redis:// (and a TLS tunnel)"
                 ))
             }
-            _ => return Err(format!("{MALFORMED} (expected redis://host:port, got {url:?})")),
+            _ => {
+                return Err(format!(
+                    "{MALFORMED} (expected redis://host:port, got {url:?})"
+                ))
+            }
         }
         let config = fred::types::config::Config::from_url(url)
             .map_err(|e| format!("{MALFORMED} ({})", e.details()))?;

@@ -36,7 +36,9 @@ pub fn complete(id: u64, reply: Reply) {
 
 /// Every waiting command gets `why` as an error (the process that would answer is gone).
 pub fn fail_all(why: &str) {
-    let waiting: Vec<ReplyTo> = std::mem::take(&mut PENDING.lock().waiting).into_values().collect();
+    let waiting: Vec<ReplyTo> = std::mem::take(&mut PENDING.lock().waiting)
+        .into_values()
+        .collect();
     for to in waiting {
         to(Reply::failure(why));
     }

@@ -246,7 +246,12 @@ fn parse(buf: &[u8], at: &mut usize, depth: usize) -> Result<Option<Reply>, Prot
             }
             Reply::Array(items)
         }
-        other => return Err(ProtocolError(format!("unknown RESP type {:?}", other as char))),
+        other => {
+            return Err(ProtocolError(format!(
+                "unknown RESP type {:?}",
+                other as char
+            )))
+        }
     };
     Ok(Some(reply))
 }
@@ -313,7 +318,10 @@ mod tests {
                 Reply::Integer(1)
             ]))
         );
-        assert_eq!(d.next_reply().unwrap(), Some(Reply::Bulk(Bytes::from("hola"))));
+        assert_eq!(
+            d.next_reply().unwrap(),
+            Some(Reply::Bulk(Bytes::from("hola")))
+        );
         assert_eq!(d.next_reply().unwrap(), None);
     }
 
@@ -326,10 +334,20 @@ mod tests {
 
     #[test]
     fn garbage_and_oversized_lengths_are_refused() {
-        for wire in [&b"?x\r\n"[..], b"$9999999999\r\n", b"*-5\r\n", b":abc\r\n", b"$1\r\nab\r\n"] {
+        for wire in [
+            &b"?x\r\n"[..],
+            b"$9999999999\r\n",
+            b"*-5\r\n",
+            b":abc\r\n",
+            b"$1\r\nab\r\n",
+        ] {
             let mut d = Decoder::new();
             d.push(wire);
-            assert!(d.next_reply().is_err(), "{:?}", String::from_utf8_lossy(wire));
+            assert!(
+                d.next_reply().is_err(),
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
         }
         let deep = "*1\r\n".repeat(MAX_DEPTH + 2);
         assert!(decode(deep.as_bytes()).is_err());
@@ -338,6 +356,9 @@ mod tests {
     #[test]
     fn a_status_with_a_line_break_stays_one_line() {
         let r = Reply::Error(Bytes::from("bad\r\nthing"));
-        assert_eq!(decode(&r.to_bytes()).unwrap(), Reply::Error(Bytes::from("bad  thing")));
+        assert_eq!(
+            decode(&r.to_bytes()).unwrap(),
+            Reply::Error(Bytes::from("bad  thing"))
+        );
     }
 }

@@ -103,12 +103,18 @@ async fn ask_sentinel(host: &str, port: u16, service: &str) -> Result<(String, u
     let reply = request(
         &mut stream,
         &mut Decoder::new(),
-        &[&b"SENTINEL"[..], b"get-master-addr-by-name", service.as_bytes()],
+        &[
+            &b"SENTINEL"[..],
+            b"get-master-addr-by-name",
+            service.as_bytes(),
+        ],
     )
     .await?;
     match reply {
         Reply::Array(items) if items.len() == 2 => {
-            let master = items[0].as_bytes().map(|b| String::from_utf8_lossy(b).into_owned());
+            let master = items[0]
+                .as_bytes()
+                .map(|b| String::from_utf8_lossy(b).into_owned());
             let master_port = items[1]
                 .as_bytes()
                 .and_then(|b| std::str::from_utf8(b).ok()?.parse().ok());
@@ -117,7 +123,9 @@ async fn ask_sentinel(host: &str, port: u16, service: &str) -> Result<(String, u
                 _ => Err(format!("sentinel {host}:{port} answered {items:?}")),
             }
         }
-        other => Err(format!("sentinel {host}:{port} does not know {service:?} ({other:?})")),
+        other => Err(format!(
+            "sentinel {host}:{port} does not know {service:?} ({other:?})"
+        )),
     }
 }
 
@@ -294,12 +302,20 @@ impl Connection {
         let mut out = BytesMut::new();
         let mut asked = 0;
         for (name, pattern) in wanted.difference(&self.subscribed) {
-            let verb: &[u8] = if *pattern { b"PSUBSCRIBE" } else { b"SUBSCRIBE" };
+            let verb: &[u8] = if *pattern {
+                b"PSUBSCRIBE"
+            } else {
+                b"SUBSCRIBE"
+            };
             encode_command(&[verb, name], &mut out);
             asked += 1;
         }
         for (name, pattern) in self.subscribed.difference(&wanted) {
-            let verb: &[u8] = if *pattern { b"PUNSUBSCRIBE" } else { b"UNSUBSCRIBE" };
+            let verb: &[u8] = if *pattern {
+                b"PUNSUBSCRIBE"
+            } else {
+                b"UNSUBSCRIBE"
+            };
             encode_command(&[verb, name], &mut out);
             asked += 1;
         }
@@ -327,7 +343,11 @@ impl Connection {
     }
 
     /// Handles one frame from Redis.
-    async fn heard(&mut self, reply: Reply, deliveries: &mpsc::Sender<Delivery>) -> Result<(), Ended> {
+    async fn heard(
+        &mut self,
+        reply: Reply,
+        deliveries: &mpsc::Sender<Delivery>,
+    ) -> Result<(), Ended> {
         let Reply::Array(mut items) = reply else {
             return match reply {
                 Reply::Status(_) => Ok(()), // +PONG outside subscribed mode
@@ -338,18 +358,38 @@ impl Connection {
                 other => Err(Ended::Failed(format!("unexpected frame {other:?}"))),
             };
         };
-        let kind = items.first().and_then(Reply::as_bytes).cloned().unwrap_or_default();
+        let kind = items
+            .first()
+            .and_then(Reply::as_bytes)
+            .cloned()
+            .unwrap_or_default();
         match &kind[..] {
             b"message" if items.len() == 3 => {
                 let message = take_bytes(&mut items, 2);
                 let channel = take_bytes(&mut items, 1);
-                self.deliver(deliveries, Delivery { pattern: None, channel, message }).await
+                self.deliver(
+                    deliveries,
+                    Delivery {
+                        pattern: None,
+                        channel,
+                        message,
+                    },
+                )
+                .await
             }
             b"pmessage" if items.len() == 4 => {
                 let message = take_bytes(&mut items, 3);
                 let channel = take_bytes(&mut items, 2);
                 let pattern = take_bytes(&mut items, 1);
-                self.deliver(deliveries, Delivery { pattern: Some(pattern), channel, message }).await
+                self.deliver(
+                    deliveries,
+                    Delivery {
+                        pattern: Some(pattern),
+                        channel,
+                        message,
+                    },
+                )
+                .await
             }
             b"subscribe" | b"psubscribe" | b"unsubscribe" | b"punsubscribe" => {
                 self.awaiting = self.awaiting.saturating_sub(1);
@@ -361,8 +401,15 @@ impl Connection {
         }
     }
 
-    async fn deliver(&self, deliveries: &mpsc::Sender<Delivery>, delivery: Delivery) -> Result<(), Ended> {
-        self.shared.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+    async fn deliver(
+        &self,
+        deliveries: &mpsc::Sender<Delivery>,
+        delivery: Delivery,
+    ) -> Result<(), Ended> {
+        self.shared
+            .stats
+            .messages_in
+            .fetch_add(1, Ordering::Relaxed);
         // Waits for room: a consumer that falls behind slows the reading of this socket, and
         // Redis holds (or, past its output limit, drops) what it could not send.
         tokio::select! {

@@ -20,11 +20,19 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Option<Server> {
-        if Command::new("redis-server").arg("--version").output().is_err() {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             eprintln!("redis-server is not installed: skipping (apt-get install redis-server)");
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
         let mut server = Server {
             port,
             child: None,
@@ -36,7 +44,14 @@ impl Server {
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .args(["--bind", "127.0.0.1"])
             .args(&self.extra)
             .stdout(Stdio::null())
@@ -119,8 +134,17 @@ fn urls_are_checked_before_anything_connects() {
     assert!(Settings::parse("redis://localhost:6379/0", 0).is_ok());
     assert!(Settings::parse("redis://u:p%40ss@h:1", 5).is_ok());
     assert_eq!(Settings::parse("redis://h", 0).unwrap().ping, DEFAULT_PING);
-    assert_eq!(Settings::parse("redis://h", 7).unwrap().ping, Duration::from_secs(7));
-    for bad in ["", "localhost:6379", "http://h", "redis://h:notaport", "redis://h:99999"] {
+    assert_eq!(
+        Settings::parse("redis://h", 7).unwrap().ping,
+        Duration::from_secs(7)
+    );
+    for bad in [
+        "",
+        "localhost:6379",
+        "http://h",
+        "redis://h:notaport",
+        "redis://h:99999",
+    ] {
         assert!(Settings::parse(bad, 0).is_err(), "{bad:?} was taken");
     }
     let tls = Settings::parse("rediss://h:6380", 0).unwrap_err();
@@ -133,7 +157,13 @@ fn urls_are_checked_before_anything_connects() {
 
 #[test]
 fn subscribing_commands_are_refused() {
-    for name in ["subscribe", "PSUBSCRIBE", "Unsubscribe", "punsubscribe", "MONITOR"] {
+    for name in [
+        "subscribe",
+        "PSUBSCRIBE",
+        "Unsubscribe",
+        "punsubscribe",
+        "MONITOR",
+    ] {
         assert!(refused_command(name.as_bytes()), "{name}");
     }
     assert!(!refused_command(b"PUBLISH"));
@@ -141,7 +171,9 @@ fn subscribing_commands_are_refused() {
 
 #[test]
 fn messages_come_back_once_with_what_they_matched() {
-    let Some(server) = Server::start(&[]) else { return };
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
     let rt = runtime();
     let binary = Bytes::from(vec![b'b', 0, 0xff, b'\n']);
     let (redis, mut rx) = Redis::start(
@@ -154,16 +186,21 @@ fn messages_come_back_once_with_what_they_matched() {
     wait_subscribed(&redis, &binary, 1);
     // Matches the exact channel and the pattern: once for each, each saying which.
     redis.publish(Bytes::from("news.today"), Bytes::from("hello"));
-    let mut got = vec![next(&rt, &mut rx), next(&rt, &mut rx)];
+    let mut got = [next(&rt, &mut rx), next(&rt, &mut rx)];
     got.sort_by_key(|d| d.pattern.is_some());
     assert_eq!(got[0].pattern, None);
     assert_eq!(got[1].pattern, Some(Bytes::from("news.*")));
-    assert!(got.iter().all(|d| d.channel == "news.today" && d.message == "hello"));
+    assert!(got
+        .iter()
+        .all(|d| d.channel == "news.today" && d.message == "hello"));
     // Binary channel names and payloads are bytes, unchanged.
     let payload = Bytes::from((0..=255u8).collect::<Vec<_>>());
     redis.publish(binary.clone(), payload.clone());
     let d = next(&rt, &mut rx);
-    assert_eq!((d.channel, d.message, d.pattern), (binary.clone(), payload, None));
+    assert_eq!(
+        (d.channel, d.message, d.pattern),
+        (binary.clone(), payload, None)
+    );
     // After the last subscriber left, Redis no longer sends it.
     redis.interest(binary.clone(), false, false);
     wait_subscribed(&redis, &binary, 0);
@@ -175,17 +212,28 @@ fn messages_come_back_once_with_what_they_matched() {
 
 #[test]
 fn commands_reply_in_every_shape() {
-    let Some(server) = Server::start(&[]) else { return };
+    let Some(server) = Server::start(&[]) else {
+        return;
+    };
     let rt = runtime();
     let (redis, _rx) = Redis::start(settings(&server.url(), 0), [], rt.handle());
-    assert_eq!(ask(&redis, &[b"SET", b"k", b"\x00v"]), Reply::Status(Bytes::from("OK")));
-    assert_eq!(ask(&redis, &[b"GET", b"k"]), Reply::Bulk(Bytes::from(&b"\x00v"[..])));
+    assert_eq!(
+        ask(&redis, &[b"SET", b"k", b"\x00v"]),
+        Reply::Status(Bytes::from("OK"))
+    );
+    assert_eq!(
+        ask(&redis, &[b"GET", b"k"]),
+        Reply::Bulk(Bytes::from(&b"\x00v"[..]))
+    );
     assert_eq!(ask(&redis, &[b"GET", b"missing"]), Reply::Nil);
     assert_eq!(ask(&redis, &[b"INCR", b"n"]), Reply::Integer(1));
     ask(&redis, &[b"RPUSH", b"l", b"a", b"b"]);
     assert_eq!(
         ask(&redis, &[b"LRANGE", b"l", b"0", b"-1"]),
-        Reply::Array(vec![Reply::Bulk(Bytes::from("a")), Reply::Bulk(Bytes::from("b"))])
+        Reply::Array(vec![
+            Reply::Bulk(Bytes::from("a")),
+            Reply::Bulk(Bytes::from("b"))
+        ])
     );
     match ask(&redis, &[b"INCR", b"k"]) {
         Reply::Error(e) => assert!(e.starts_with(b"ERR"), "{e:?}"),
@@ -199,7 +247,9 @@ fn commands_reply_in_every_shape() {
 
 #[test]
 fn a_restart_resubscribes_and_sends_what_waited() {
-    let Some(mut server) = Server::start(&[]) else { return };
+    let Some(mut server) = Server::start(&[]) else {
+        return;
+    };
     let rt = runtime();
     let (redis, mut rx) = Redis::start(
         settings(&server.url(), 0),
@@ -227,13 +277,16 @@ fn a_restart_resubscribes_and_sends_what_waited() {
     );
     assert!(redis.stats().reconnects >= 1);
     // Exactly once: nothing else arrives.
-    let extra = rt.block_on(async { tokio::time::timeout(Duration::from_millis(300), rx.recv()).await });
+    let extra =
+        rt.block_on(async { tokio::time::timeout(Duration::from_millis(300), rx.recv()).await });
     assert!(extra.is_err(), "a second copy: {extra:?}");
 }
 
 #[test]
 fn a_wrong_password_is_an_error_never_a_connection() {
-    let Some(server) = Server::start(&["--requirepass", "right"]) else { return };
+    let Some(server) = Server::start(&["--requirepass", "right"]) else {
+        return;
+    };
     let rt = runtime();
     let url = format!("redis://:wrong@127.0.0.1:{}", server.port);
     let (redis, _rx) = Redis::start(settings(&url, 0), [], rt.handle());

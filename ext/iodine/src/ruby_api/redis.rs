@@ -70,14 +70,20 @@ fn engine_id(ruby: &Ruby, id: usize) -> Result<u8, Error> {
     if id < ENGINES.lock().len() {
         return Ok(id as u8);
     }
-    Err(exception(ruby.exception_arg_error(), "no such Redis engine"))
+    Err(exception(
+        ruby.exception_arg_error(),
+        "no such Redis engine",
+    ))
 }
 
 /// `redis_new(url, ping)`: checks the URL and numbers a new engine.
 fn redis_new(ruby: &Ruby, url: RString, ping: i64) -> Result<usize, Error> {
     let url = url.to_string()?;
     if !(0..=255).contains(&ping) {
-        return Err(exception(ruby.exception_arg_error(), "ping must be 0..255 seconds"));
+        return Err(exception(
+            ruby.exception_arg_error(),
+            "ping must be 0..255 seconds",
+        ));
     }
     if cluster::is_clustered() {
         return Err(exception(
@@ -89,7 +95,10 @@ fn redis_new(ruby: &Ruby, url: RString, ping: i64) -> Result<usize, Error> {
         Settings::parse(&url, ping as u64).map_err(|e| exception(ruby.exception_arg_error(), e))?;
     let mut engines = ENGINES.lock();
     if engines.len() >= MAX_ENGINES {
-        return Err(exception(ruby.exception_arg_error(), "too many Redis engines"));
+        return Err(exception(
+            ruby.exception_arg_error(),
+            "too many Redis engines",
+        ));
     }
     engines.push(Engine {
         settings: Arc::new(settings),
@@ -107,7 +116,13 @@ fn redis_new(ruby: &Ruby, url: RString, ping: i64) -> Result<usize, Error> {
 
 /// `redis_interest(id, name, pattern, on)`: the engine hooks (in a worker they are only this
 /// process's: the master tells the Redis process the cluster's).
-fn redis_interest(ruby: &Ruby, id: usize, name: RString, pattern: bool, on: bool) -> Result<(), Error> {
+fn redis_interest(
+    ruby: &Ruby,
+    id: usize,
+    name: RString,
+    pattern: bool,
+    on: bool,
+) -> Result<(), Error> {
     let id = engine_id(ruby, id)?;
     let name = Bytes::from(name.to_bytes().to_vec());
     if super::cluster::is_master() {
@@ -130,7 +145,12 @@ fn redis_interest(ruby: &Ruby, id: usize, name: RString, pattern: bool, on: bool
 }
 
 /// `redis_publish(id, channel, message)`: publishes through Redis.
-fn redis_publish(ruby: &Ruby, id: usize, channel: RString, message: RString) -> Result<bool, Error> {
+fn redis_publish(
+    ruby: &Ruby,
+    id: usize,
+    channel: RString,
+    message: RString,
+) -> Result<bool, Error> {
     let id = engine_id(ruby, id)?;
     super::pubsub::channel_fits(ruby, &channel.to_bytes())?;
     let channel = Bytes::from(channel.to_bytes().to_vec());
@@ -138,7 +158,10 @@ fn redis_publish(ruby: &Ruby, id: usize, channel: RString, message: RString) -> 
     if !cluster::wire::Frame::fits(&channel, &message) {
         return Err(exception(
             ruby.exception_arg_error(),
-            format!("a message of {} bytes is too large to publish", message.len()),
+            format!(
+                "a message of {} bytes is too large to publish",
+                message.len()
+            ),
         ));
     }
     send(id, Early::Publish(channel, message));
@@ -220,7 +243,9 @@ fn send(id: u8, what: Early) {
             drop(waiting);
             iodine_engine::warning!("Redis: {EARLY} requests wait for Iodine.start; dropping some");
             if let Early::Command(_, to) = what {
-                to(Reply::failure("ERR iodine: too many Redis commands wait for Iodine.start"));
+                to(Reply::failure(
+                    "ERR iodine: too many Redis commands wait for Iodine.start",
+                ));
             }
         }
     }
@@ -244,8 +269,11 @@ fn start_engine(id: usize, handle: &tokio::runtime::Handle) {
     if engine.local.is_some() {
         return;
     }
-    let (redis, mut deliveries) =
-        Redis::start(engine.settings.clone(), engine.wanted.iter().cloned(), handle);
+    let (redis, mut deliveries) = Redis::start(
+        engine.settings.clone(),
+        engine.wanted.iter().cloned(),
+        handle,
+    );
     engine.local = Some(redis);
     drop(engines);
     handle.spawn(async move {
@@ -356,7 +384,10 @@ fn redis_stats(ruby: &Ruby, id: usize) -> Result<magnus::RHash, Error> {
 fn redis_child_main(ruby: &Ruby, id: usize) -> Result<(), Error> {
     let id = engine_id(ruby, id)?;
     let Some(stream) = super::cluster::forked_engine_child() else {
-        return Err(exception(ruby.exception_runtime_error(), "no socket pair for the Redis process"));
+        return Err(exception(
+            ruby.exception_runtime_error(),
+            "no socket pair for the Redis process",
+        ));
     };
     forked();
     // The listeners inherited from the master are not this process's to hold open.
