@@ -22,6 +22,8 @@ pub struct Stats {
     progress: Notify,
     /// Set during the measured window.
     recording: AtomicBool,
+    /// Set when the publisher must stop (after its current batch).
+    stopping: AtomicBool,
     /// Delivery latencies in nanoseconds, of the messages delivered during the window.
     pub latency: Histogram,
     /// Messages a subscriber never got: gaps in the sequence numbers it saw.
@@ -95,19 +97,48 @@ impl Stats {
         self.recording.load(Relaxed)
     }
 
+    /// Messages published so far.
+    pub fn published(&self) -> u64 {
+        self.published.load(Relaxed)
+    }
+
+    /// Tells the publisher to stop once its current batch is out.
+    pub fn stop(&self) {
+        self.stopping.store(true, Relaxed);
+        self.progress.notify_one();
+    }
+
+    /// Whether the publisher must stop.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Relaxed)
+    }
+
     /// Lets the running tasks warm up for `warmup` seconds, then counts over `seconds`.
     pub async fn measure(&self, warmup: f64, seconds: f64) -> Window {
+        self.measure_marked(warmup, seconds, |_| {}).await
+    }
+
+    /// `measure`, calling `mark("start")` as the window opens and `mark("end")` as it closes.
+    pub async fn measure_marked(
+        &self,
+        warmup: f64,
+        seconds: f64,
+        mut mark: impl FnMut(&str),
+    ) -> Window {
         tokio::time::sleep(Duration::from_secs_f64(warmup)).await;
+        mark("start");
         let (delivered, published) = (self.delivered(), self.published.load(Relaxed));
         let start = Instant::now();
         self.recording.store(true, Relaxed);
         tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
         self.recording.store(false, Relaxed);
-        Window {
+        let window = Window {
             delivered: self.delivered() - delivered,
             published: self.published.load(Relaxed) - published,
             seconds: start.elapsed().as_secs_f64(),
-        }
+        };
+        mark("end");
+        window
     }
 
     /// The reason a run could not start: no connection opened (how many failed, and why).
