@@ -64,8 +64,8 @@ impl Args {
         }
     }
 
-    /// The last value given for `--name`.
-    fn value(&self, name: &str) -> Option<&str> {
+    /// The last value given for `--name`, if any.
+    pub fn value(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
             .rev()

@@ -8,7 +8,8 @@
 //! `echo`, `fanout` (with `publisher`, and `sse` + `event_stream` for SSE subscribers),
 //! `idle`, and `raw` (plain TCP echo, no WebSocket); `report` writes the result line. In the
 //! fan-out modes `stamp` puts the publish time and a sequence number in each message,
-//! `receiver` checks and times them per subscriber, and `latency` keeps the histogram.
+//! `receiver` checks and times them per subscriber, and `latency` keeps the histogram;
+//! `redis` waits for the servers' subscriptions in a shared Redis and publishes to it.
 #![deny(unsafe_code)]
 
 mod args;
@@ -20,6 +21,7 @@ mod latency;
 mod publisher;
 mod raw;
 mod receiver;
+mod redis;
 mod report;
 mod setup;
 mod sse;
@@ -51,6 +53,14 @@ usage: wsload MODE --option value ...
          {\"mode\":\"fanout\",\"delivered_per_sec\":N,\"p50_us\":T,\"p99_us\":T,...}
          (latencies of the deliveries in the measured window; starved: subscribers
          that got none in it; lost: gaps in the sequence numbers)
+         --url takes several URLs, comma-separated: SUBSCRIBERS on each server.
+         --publish redis://HOST:PORT/CHANNEL publishes straight to Redis (PUBLISH);
+         --redis redis://HOST:PORT/CHANNEL (implied by it) first waits until each
+         server has subscribed CHANNEL there (PUBSUB NUMSUB >= the number of URLs).
+         --drain SECONDS: after the window the publisher stops, and within SECONDS
+         every subscriber must have every message of the run: adds published,
+         received, missing, duplicated (over the whole run) and drain_ms.
+         {\"window\":\"start\"} and {\"window\":\"end\"} lines mark the window.
   sse    --url http://HOST:PORT/sse --publish ws://HOST:PORT/pub [options of fanout]
          the same with SSE subscribers (raw HTTP/1.1, Accept: text/event-stream)
   idle   --url ws://HOST:PORT/echo [--count 10000] [--hold 5] [--parallel 200]

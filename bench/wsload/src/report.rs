@@ -21,6 +21,12 @@ impl Report {
         self
     }
 
+    /// Adds a string field (`value` must need no escaping: a word).
+    pub fn text(mut self, key: &'static str, value: &str) -> Report {
+        self.fields.push((key, format!("\"{value}\"")));
+        self
+    }
+
     /// Adds a rate, rounded to one decimal (JSON has no NaN: a non-finite value becomes 0).
     pub fn rate(mut self, key: &'static str, value: f64) -> Report {
         let value = if value.is_finite() { value } else { 0.0 };

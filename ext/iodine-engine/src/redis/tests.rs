@@ -382,3 +382,64 @@ fn a_redis_cluster_url_subscribes_on_one_node_and_commands_follow_the_slots() {
     assert!(outside.status.success());
     assert_eq!(next(&rt, &mut rx).message, "two");
 }
+
+#[test]
+fn a_sentinel_url_finds_the_master() {
+    let Some(master) = Server::start(&[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "sentinel monitor mymaster 127.0.0.1 {} 1\nsentinel resolve-hostnames yes\n",
+            master.port
+        ),
+    )
+    .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sentinel = Command::new("redis-server")
+        .arg(&conf)
+        .args([
+            "--sentinel",
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(sentinel) = sentinel else { return };
+    let mut sentinel = Server {
+        port,
+        child: Some(sentinel),
+        extra: Vec::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the sentinel did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("redis-sentinel://127.0.0.1:{port}/0?sentinelServiceName=mymaster");
+    let rt = runtime();
+    let (redis, mut rx) = Redis::start(settings(&url, 0), [(Bytes::from("s"), false)], rt.handle());
+    assert_eq!(
+        ask(&redis, &[b"SET", b"k", b"v"]),
+        Reply::Status(Bytes::from("OK"))
+    );
+    redis.publish(Bytes::from("s"), Bytes::from("through the master"));
+    assert_eq!(next(&rt, &mut rx).message, "through the master");
+    // The data went to the master the sentinel named.
+    let got = Command::new("redis-cli")
+        .args(["-p", &master.port.to_string(), "get", "k"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "v");
+    sentinel.stop();
+}
