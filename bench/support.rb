@@ -71,7 +71,12 @@ rescue Errno::ENOENT
   Float::NAN
 end
 
-# The load path of a built C gem (iodine 0.7), or nil with the reason it is not available.
+# Where ../shared/tools/build-c-iodine.sh builds the C gem by default (its lib/ holds the
+# extension too).
+C_GEM_BUILT = "/tmp/anchors/iodine"
+
+# The load path of a built C gem (iodine 0.7), or nil with the reason it is not available:
+# BENCH_CGEM, else an installed iodine 0.7 gem, else the build script's C_GEM_BUILT.
 def c_gem
   if (paths = ENV["BENCH_CGEM"])
     dirs = paths.split(":")
@@ -85,7 +90,11 @@ def c_gem
   end
   return [spec.full_require_paths, nil] if spec
 
-  [nil, "it is not installed here (gem install iodine -v '~> 0.7', or BENCH_CGEM=its lib:its extension folder)"]
+  built = File.join(C_GEM_BUILT, "lib")
+  return [[built], nil] if File.file?(File.join(built, "iodine", "iodine_ext.so"))
+
+  [nil, "it is not installed here (gem install iodine -v '~> 0.7', ../shared/tools/build-c-iodine.sh " \
+        "GIT_DIR (builds it in #{C_GEM_BUILT}), or BENCH_CGEM=its lib:its extension folder)"]
 end
 
 

@@ -12,8 +12,8 @@ use tokio::task::JoinSet;
 
 use crate::args::Args;
 use crate::publisher::{self, Sink};
-use crate::redis;
 use crate::receiver::Receiver;
+use crate::redis;
 use crate::report::Report;
 use crate::setup::{open_all, within, SETUP_TIMEOUT};
 use crate::sse;
@@ -111,7 +111,9 @@ pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
         let channel = redis::Channel::parse(publish)?;
         Sink::Redis(redis::Publisher::connect(&channel, stats.clone()).await?)
     } else {
-        Sink::Ws(ws::connect(&Target::parse(publish, "ws")?, 4096).await?)
+        Sink::Ws(Box::new(
+            ws::connect(&Target::parse(publish, "ws")?, 4096).await?,
+        ))
     };
     let replies = match &sink {
         Sink::Redis(publisher) => Some(publisher.replies.clone()),
@@ -190,7 +192,10 @@ pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
         .int("errors", stats.errors());
     if let Some((published, took)) = drained {
         // Over the whole run: every subscriber should have every message published, once.
-        let missing: u64 = counts.iter().map(|c| published.saturating_sub(c.distinct())).sum();
+        let missing: u64 = counts
+            .iter()
+            .map(|c| published.saturating_sub(c.distinct()))
+            .sum();
         let duplicated: u64 = counts.iter().map(|c| c.duplicated()).sum();
         let received: u64 = counts.iter().map(|c| c.distinct() + c.duplicated()).sum();
         report = report
@@ -201,10 +206,13 @@ pub async fn run(args: &Args, mode: Mode) -> Result<(), String> {
             .rate("drain_ms", took.as_secs_f64() * 1000.0);
     }
     if let Some(replies) = replies {
-        let least = replies.least.load(Relaxed);
+        let least = match replies.least.load(Relaxed) {
+            u64::MAX => 0, // no reply
+            least => least,
+        };
         report = report
             .int("redis_replies", replies.read.load(Relaxed))
-            .int("redis_receivers_least", if least == u64::MAX { 0 } else { least });
+            .int("redis_receivers_least", least);
     }
     println!("{report}");
     Ok(())

@@ -16,7 +16,7 @@ use crate::ws::{self, Ws};
 /// Where the messages go.
 pub enum Sink {
     /// To a server's publishing WebSocket endpoint (each message it gets, it publishes).
-    Ws(Ws),
+    Ws(Box<Ws>),
     /// Straight to Redis (`PUBLISH`).
     Redis(redis::Publisher),
 }

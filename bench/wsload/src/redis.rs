@@ -30,7 +30,9 @@ impl Channel {
         let target = Target::parse(url, "redis")?;
         let name = target.path.trim_start_matches('/').to_owned();
         if name.is_empty() {
-            return Err(format!("{url:?} names no channel (redis://HOST:PORT/CHANNEL)"));
+            return Err(format!(
+                "{url:?} names no channel (redis://HOST:PORT/CHANNEL)"
+            ));
         }
         Ok(Channel {
             addr: target.addr,
@@ -61,10 +63,17 @@ async fn connect(addr: &str) -> Result<TcpStream, String> {
 
 /// Waits until `want` clients have subscribed `channel` (`PUBSUB NUMSUB`), polling every 20 ms
 /// for at most `limit`; the count last seen is in the error.
-pub async fn await_subscribers(channel: &Channel, want: u64, limit: Duration) -> Result<(), String> {
+pub async fn await_subscribers(
+    channel: &Channel,
+    want: u64,
+    limit: Duration,
+) -> Result<(), String> {
     let mut tcp = connect(&channel.addr).await?;
     let mut request = Vec::new();
-    command(&[b"PUBSUB", b"NUMSUB", channel.name.as_bytes()], &mut request);
+    command(
+        &[b"PUBSUB", b"NUMSUB", channel.name.as_bytes()],
+        &mut request,
+    );
     let start = Instant::now();
     loop {
         tcp.write_all(&request).await.map_err(|e| e.to_string())?;
@@ -105,11 +114,17 @@ fn numsub(reply: &[u8], channel: &[u8]) -> Result<Option<u64>, String> {
         return if head.starts_with(reply) {
             Ok(None)
         } else {
-            Err(format!("unexpected reply {:?}", String::from_utf8_lossy(reply)))
+            Err(format!(
+                "unexpected reply {:?}",
+                String::from_utf8_lossy(reply)
+            ))
         };
     }
     if !reply.starts_with(&head) {
-        return Err(format!("unexpected reply {:?}", String::from_utf8_lossy(reply)));
+        return Err(format!(
+            "unexpected reply {:?}",
+            String::from_utf8_lossy(reply)
+        ));
     }
     let rest = &reply[head.len()..];
     let Some(end) = memmem::find(rest, b"\r\n") else {
@@ -163,7 +178,10 @@ impl Publisher {
         self.buffer.clear();
         for seq in seqs {
             let text = stamp::text(seq, size);
-            command(&[b"PUBLISH", &self.channel, text.as_bytes()], &mut self.buffer);
+            command(
+                &[b"PUBLISH", &self.channel, text.as_bytes()],
+                &mut self.buffer,
+            );
         }
         self.write
             .write_all(&self.buffer)
@@ -220,7 +238,10 @@ mod tests {
 
     #[test]
     fn reads_numsub() {
-        assert_eq!(numsub(b"*2\r\n$5\r\nbench\r\n:2\r\n", b"bench"), Ok(Some(2)));
+        assert_eq!(
+            numsub(b"*2\r\n$5\r\nbench\r\n:2\r\n", b"bench"),
+            Ok(Some(2))
+        );
         assert_eq!(numsub(b"*2\r\n$5\r\nbench\r\n:1", b"bench"), Ok(None));
         assert_eq!(numsub(b"*2\r\n$5\r\nbe", b"bench"), Ok(None));
         assert!(numsub(b"-ERR x\r\n", b"bench").is_err());
@@ -229,7 +250,10 @@ mod tests {
     #[test]
     fn parses_channel_urls() {
         let c = Channel::parse("redis://127.0.0.1:6390/bench").unwrap();
-        assert_eq!((c.addr.as_str(), c.name.as_str()), ("127.0.0.1:6390", "bench"));
+        assert_eq!(
+            (c.addr.as_str(), c.name.as_str()),
+            ("127.0.0.1:6390", "bench")
+        );
         assert!(Channel::parse("redis://127.0.0.1:6390/").is_err());
     }
 }
