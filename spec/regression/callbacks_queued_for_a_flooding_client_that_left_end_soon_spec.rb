@@ -33,9 +33,11 @@ RSpec.describe "the callbacks queued for a flooding client that left abruptly", 
                "#{stats['messages']} messages handled in all")
       expect(stats["closed_at"]).not_to be_nil, "no on_close within 6 s of the RST (#{late} on_message calls since)"
       expect(closed_after || Float::INFINITY).to be < 3
-      # 64 messages wait for the handler at most, plus what the session had read and decoded
-      # before it saw the reset (89 in one run); the old server: every message the client sent.
-      expect(late).to be <= 150
+      # 64 messages wait for the handler at most; a session paused for them looks for the
+      # peer's reset before it reads again, so what the client sent before its RST (megabytes
+      # in the kernel's buffer) is never read: 63 in every run (before that check: 89 to 189;
+      # the old server: every message the client sent).
+      expect(late).to be <= 100
       expect(stats["events"]).to eq(%w[open message close])
     ensure
       flooder&.kill

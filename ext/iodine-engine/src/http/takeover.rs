@@ -58,6 +58,12 @@ impl Resumed {
     }
 }
 
+impl crate::server::PeerReset for Resumed {
+    fn peer_reset(&self) -> bool {
+        self.inner.peer_reset()
+    }
+}
+
 impl AsyncRead for Resumed {
     fn poll_read(
         self: Pin<&mut Self>,

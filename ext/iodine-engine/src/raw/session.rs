@@ -23,7 +23,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::RawSettings;
 use crate::link::{Closing, Events, Link, Outgoing};
-use crate::server::{Shutdown, Ticket};
+use crate::server::{PeerReset, Shutdown, Ticket};
 
 /// The most one `on_message` gets (the C gem's 8 KiB).
 pub const READ_CHUNK: usize = 8 * 1024;
@@ -46,7 +46,7 @@ pub fn session<S>(
     ticket: Ticket,
 ) -> Session<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + PeerReset,
 {
     events.on_open();
     events.on_drained();
@@ -55,6 +55,7 @@ where
     let counts_inbound = events.reports_handled();
     Session {
         state: State {
+            paused: false,
             io,
             link,
             events,
@@ -105,6 +106,8 @@ enum Step {
 }
 
 struct State<S> {
+    /// Reading is paused for backpressure (the peer's reset is looked for meanwhile).
+    paused: bool,
     io: S,
     link: Arc<Link>,
     events: Arc<dyn Events>,
@@ -134,7 +137,7 @@ struct State<S> {
 
 impl<S> Future for Session<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + PeerReset,
 {
     type Output = ();
 
@@ -178,7 +181,7 @@ where
 
 impl<S> State<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + PeerReset,
 {
     fn end(&mut self) -> Poll<()> {
         self.link.mark_closed();
@@ -295,7 +298,16 @@ where
         // Backpressure: while the application has too much to handle, nothing more is read
         // (the link wakes the task when it catches up).
         if self.counts_inbound && self.link.inbound_full() {
-            return Step::Idle;
+            // A peer that reset the connection meanwhile ends it now (the data queued still
+            // runs, then `on_close`), rather than after reading what it sent before.
+            self.paused = true;
+            return match self.io.peer_reset() {
+                true => Step::End,
+                false => Step::Idle,
+            };
+        }
+        if std::mem::take(&mut self.paused) && self.io.peer_reset() {
+            return Step::End;
         }
         let mut scratch = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
         let mut buf = ReadBuf::uninit(&mut scratch);

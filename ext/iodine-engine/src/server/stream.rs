@@ -159,6 +159,21 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// A connection whose peer may have reset it: the kernel keeps what the peer sent before its
+/// RST readable, so a session that paused its reading (backpressure) would otherwise go on
+/// reading, and handing the application, megabytes from a client long gone.
+pub trait PeerReset {
+    /// Whether the peer reset the connection (a pending socket error, taken without reading
+    /// the data still buffered).
+    fn peer_reset(&self) -> bool;
+}
+
+impl PeerReset for Stream {
+    fn peer_reset(&self) -> bool {
+        matches!(socket2::SockRef::from(self).take_error(), Ok(Some(_)))
+    }
+}
+
 impl std::os::fd::AsFd for Stream {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         match self {

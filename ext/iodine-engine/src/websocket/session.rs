@@ -28,7 +28,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::WsSettings;
 use crate::link::{Closing, Events, Link, Outgoing};
-use crate::server::{Shutdown, Ticket};
+use crate::server::{PeerReset, Shutdown, Ticket};
 
 /// tungstenite's read buffer: allocated up front for every connection, idle or not, and also
 /// the most one of its reads takes. Kept small: the socket under it ([`Resumed`]) reads up to
@@ -81,7 +81,7 @@ pub fn session<S>(
     ticket: Ticket,
 ) -> Session<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + PeerReset,
 {
     events.on_open();
     events.on_drained();
@@ -90,6 +90,7 @@ where
     let counts_inbound = events.reports_handled();
     Session {
         state: State {
+            paused: false,
             ws,
             link,
             events,
@@ -152,6 +153,8 @@ enum Step {
 }
 
 struct State<S> {
+    /// Reading is paused for backpressure (the peer's reset is looked for meanwhile).
+    paused: bool,
     ws: WebSocketStream<S>,
     link: Arc<Link>,
     events: Arc<dyn Events>,
@@ -190,7 +193,7 @@ struct State<S> {
 
 impl<S> Future for Session<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + PeerReset,
 {
     type Output = ();
 
@@ -238,7 +241,7 @@ where
 
 impl<S> State<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + PeerReset,
 {
     /// The session is over: writes are refused from now on and the application is told.
     fn end(&mut self) -> Poll<()> {
@@ -352,7 +355,11 @@ where
         // read our pongs, nothing more is read (the link wakes the task when the application
         // catches up; a flush, when the pongs went out).
         if (self.counts_inbound && self.link.inbound_full()) || self.owed_pongs >= PONG_BACKLOG {
-            return Step::Idle;
+            self.paused = true;
+            return self.reset_while_paused();
+        }
+        if std::mem::take(&mut self.paused) && self.ws.get_ref().peer_reset() {
+            return Step::End; // what it sent before its RST is not read: it is gone
         }
         let message = match Pin::new(&mut self.ws).poll_next(cx) {
             Poll::Pending => return Step::Idle,
@@ -392,6 +399,15 @@ where
             }
         }
         Step::Busy
+    }
+
+    /// Paused: a peer that reset the connection ends it now (the messages already queued
+    /// still run, then `on_close`), rather than after reading what it sent before.
+    fn reset_while_paused(&self) -> Step {
+        match self.ws.get_ref().peer_reset() {
+            true => Step::End,
+            false => Step::Idle,
+        }
     }
 
     /// Hands a message to the application (counted while it waits, when it reports).
