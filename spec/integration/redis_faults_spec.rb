@@ -270,4 +270,71 @@ RSpec.describe "Iodine::PubSub::Redis faults", skip: RedisServer.skip_reason do
     sent = publish_from_every_worker(a, channel, "a", workers: 2) + publish_from_every_worker(b, channel, "b")
     expect_exactly(subscribers, sent)
   end
+
+  # Resident memory of `pids` together, in MiB.
+  def rss_mib(pids)
+    pids.sum do |pid|
+      File.read("/proc/#{pid}/status")[/^VmRSS:\s+(\d+)/, 1].to_i
+    rescue Errno::ENOENT
+      0
+    end / 1024.0
+  end
+
+  it "a subscriber that never reads while 192 MiB flow through Redis: it is dropped as too slow, the " \
+     "cluster's memory stays bounded, and the server goes on serving and delivering" do
+    redis = start_redis
+    a = start_iodine(redis.url, workers: 2)
+    channel = unique_id("slow")
+    stalled = WsFrames::Client.new(a.port, "/ws?#{query(ch: channel)}")
+    expect(stalled.upgraded?).to be(true)
+    expect(await_numsub(redis, channel, 1)).to eq(1)
+    # A subscriber that reads (and drops) everything keeps the channel subscribed in Redis.
+    drain = TCPSocket.new("127.0.0.1", a.port)
+    drain.write("GET /ws?#{query(ch: channel)} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n" \
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    drained = 0
+    drainer = Thread.new do
+      loop { drained += drain.readpartial(1 << 20).bytesize }
+    rescue IOError, SystemCallError
+      nil
+    end
+    family = [a.pid, *children(a.pid)]
+    before = rss_mib(family)
+    peak = before
+    sampling = true
+    sampler = Thread.new do
+      while sampling
+        peak = [peak, rss_mib(family)].max
+        sleep 0.05
+      end
+    end
+    # 6,144 PUBLISHes of 32 KiB, pipelined straight into Redis 8 MiB at a time, each batch once
+    # the reading subscriber got the one before (it is dropped too if it falls 16 MiB behind).
+    payload = "x" * 32_768
+    command = "*3\r\n$7\r\nPUBLISH\r\n$#{channel.bytesize}\r\n#{channel}\r\n$#{payload.bytesize}\r\n#{payload}\r\n"
+    batch = command * 256
+    24.times do |i|
+      redis.cli("--pipe", input: batch, timeout: 30)
+      expect(wait_until(20) { drained >= (i * 8) << 20 }).to be(true), "the reading subscriber got #{drained >> 20} MiB"
+    end
+    expect(wait_until(20) { drained >= 190 << 20 }).to be(true), "the reading subscriber got #{drained >> 20} MiB"
+    sampling = false
+    sampler.join
+    grown = peak - before
+    RSpec.configuration.reporter.message("    measured: RSS of the master, its Redis process and 2 workers: #{before.round(1)} MiB before, " \
+             "peak #{peak.round(1)} MiB while 192 MiB flowed to a subscriber that never reads; " \
+                                         "Redis counted #{redis.cli('INFO', 'stats')[/total_net_output_bytes:(\d+)/, 1].to_i >> 20} MiB out")
+    # Queued for the stalled client without a bound, one worker alone would grow by 192 MiB.
+    expect(grown).to be < 100, "the cluster grew by #{grown.round(1)} MiB"
+    # The server dropped it (its backlog passed the limit), and serves everyone else.
+    expect(wait_until(10) { stalled.read_message(0.5).nil? rescue true }).to be_truthy
+    subscribers = subscribe_everywhere(a, channel, workers: 2, kinds: %i[ws])
+    warm_up(subscribers, a, channel)
+    expect_exactly(subscribers, publish_from_every_worker(a, channel, "after", workers: 2))
+    expect(redis.client_count).to eq(2)
+  ensure
+    stalled&.close_socket
+    drain&.close
+    drainer&.join(5)
+  end
 end

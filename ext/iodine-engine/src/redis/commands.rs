@@ -29,11 +29,14 @@ pub(super) struct Command {
     pub(super) args: Vec<Bytes>,
     /// The interest change counter when it was queued: it waits until the subscriber got there.
     pub(super) after: u64,
-    /// None for a PUBLISH made through the engine.
+    /// Where the reply goes (None for a PUBLISH made through the engine).
     pub(super) reply: Option<ReplyTo>,
+    /// A PUBLISH made through the engine (counted in `messages_out`).
+    pub(super) publish: bool,
 }
 
-type Answer = (Reply, Option<ReplyTo>, bool);
+/// A command's reply, and whether it was a PUBLISH made through the engine.
+type Answer = (Reply, bool);
 type InFlight = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
 /// Runs the command connection until the engine stops.
@@ -57,13 +60,17 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Command>)
     let pinger = tokio::spawn(ping(shared.clone(), client.clone()));
     let mut applied = shared.applied.subscribe();
     let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
+    // Where the replies of the commands in flight go, in the same order (kept apart from
+    // the futures, so a stop answers them too).
+    let mut reply_to: std::collections::VecDeque<Option<ReplyTo>> = Default::default();
     let mut next: Option<Command> = None;
     loop {
         let after = next.as_ref().map_or(0, |c| c.after);
         tokio::select! {
             biased;
             _ = shared.stopping() => break,
-            Some((reply, to, publish)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((reply, publish)) = in_flight.next(), if !in_flight.is_empty() => {
+                let to = reply_to.pop_front().flatten();
                 if !matches!(reply, Reply::Error(_)) {
                     shared.stats.commands.fetch_add(1, Ordering::Relaxed);
                     if publish {
@@ -75,7 +82,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Command>)
                 }
             }
             _ = applied.wait_for(|at| *at >= after), if next.is_some() => {
-                if let Some(command) = next.take() {
+                if let Some(mut command) = next.take() {
+                    reply_to.push_back(command.reply.take());
                     in_flight.push_back(send(&client, command));
                 }
             }
@@ -96,6 +104,9 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Command>)
         }
     }
     drop(in_flight);
+    for to in reply_to.into_iter().flatten() {
+        to(Reply::failure("ERR iodine: the Redis engine stopped"));
+    }
     queue.close();
     fail_all(&mut queue, "ERR iodine: the Redis engine stopped").await;
     let _ = tokio::time::timeout(Duration::from_millis(200), client.quit()).await;
@@ -141,7 +152,7 @@ fn send(client: &fred::clients::Client, command: Command) -> InFlight {
     Box::pin(async move {
         let mut args = command.args.into_iter();
         let name = args.next().unwrap_or_default();
-        let publish = command.reply.is_none();
+        let publish = command.publish;
         let (cmd, hash) = match publish {
             true => ("PUBLISH".to_string(), ClusterHash::Random),
             false => (
@@ -157,7 +168,7 @@ fn send(client: &fred::clients::Client, command: Command) -> InFlight {
             Ok(frame) => reply_of(frame),
             Err(e) => Reply::failure(format!("ERR iodine: {}", e.details())),
         };
-        (reply, command.reply, publish)
+        (reply, publish)
     })
 }
 

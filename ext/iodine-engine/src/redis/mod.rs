@@ -312,6 +312,7 @@ impl Redis {
         let command = commands::Command {
             args,
             after: self.shared.wanted.lock().1,
+            publish: reply.is_none(),
             reply,
         };
         if let Err(e) = self.commands.try_send(command) {

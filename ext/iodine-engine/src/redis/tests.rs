@@ -443,3 +443,48 @@ fn a_sentinel_url_finds_the_master() {
     assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "v");
     sentinel.stop();
 }
+
+#[test]
+fn commands_past_the_queue_get_an_error_at_once_while_redis_is_unreachable() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rt = runtime();
+    let (redis, _rx) = Redis::start(
+        settings(&format!("redis://127.0.0.1:{port}"), 0),
+        [],
+        rt.handle(),
+    );
+    let (tx, replies) = std::sync::mpsc::channel();
+    for _ in 0..COMMAND_QUEUE + 10 {
+        let tx = tx.clone();
+        redis.command(
+            vec![Bytes::from("PING")],
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+    }
+    // Nothing can be sent: the ones past the queue are refused now, the others wait.
+    let mut refused = 0;
+    while let Ok(reply) = replies.recv_timeout(Duration::from_millis(500)) {
+        match reply {
+            Reply::Error(e) if e.starts_with(b"ERR iodine: the Redis command queue is full") => {
+                refused += 1
+            }
+            other => panic!("a reply while Redis is unreachable: {other:?}"),
+        }
+    }
+    assert!((9..=10).contains(&refused), "{refused} refused");
+    assert!(!redis.stats().connected);
+    assert!(redis.stats().queued as usize >= COMMAND_QUEUE - 1);
+    // Stopping answers every waiting command (with an error), none is left hanging.
+    redis.stop();
+    let mut stopped = 0;
+    while replies.recv_timeout(Duration::from_secs(2)).is_ok() {
+        stopped += 1;
+    }
+    assert_eq!(refused + stopped, COMMAND_QUEUE + 10);
+}
