@@ -116,11 +116,10 @@ module Iodine
         def spawn_redis(id)
           Base.cluster_pair_engine(id)
           pid = Process.fork do
-            # A group Ctrl-C is the master's to handle: this process ends when the master
-            # lets go of it. TERM (from outside) ends it at once.
-            trap("INT", "IGNORE")
-            trap("USR1", "IGNORE")
-            trap("TERM", "DEFAULT")
+            # A group Ctrl-C (or systemd's TERM to the whole group) is the master's to handle:
+            # this process ends when the master lets go of it, after the workers finished (so
+            # their goodbyes still reach Redis). KILL ends it; the master then starts another.
+            %w[INT TERM USR1].each { |sig| trap(sig, "IGNORE") }
             Process.setproctitle("iodine: Redis process (master #{Process.ppid})")
             status = 0
             begin
@@ -271,6 +270,10 @@ module Iodine
             Base.run_pending
             reap
           end
+          # What the last workers sent just before they exited (read with their EOF) is
+          # routed before the hub goes.
+          Base.cluster_poll(0)
+          Base.run_pending
           @children.each_key do |pid|
             Base.log(2, "worker #{pid} did not stop in time; killing it")
             signal(pid, "KILL")

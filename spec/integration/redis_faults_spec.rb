@@ -26,9 +26,7 @@ RSpec.describe "Iodine::PubSub::Redis faults", skip: RedisServer.skip_reason do
     a = start_iodine(redis.url, workers: 2)
     b = start_iodine(redis.url)
     channel = unique_id("restart")
-    subscribers = subscribe_everywhere(a, channel, workers: 2) + subscribe_everywhere(b, channel, workers: 1)
-    expect(await_numsub(redis, channel, 2)).to eq(2)
-    warm_up(subscribers, a, channel)
+    subscribers = subscribed_on_both(redis, a, b, channel)
 
     redis.stop
     expect(wait_until(10) { stats(b)["connected"] == false }).to be(true), "stats while down: #{stats(b)}"
@@ -226,10 +224,8 @@ RSpec.describe "Iodine::PubSub::Redis faults", skip: RedisServer.skip_reason do
     end
 
     channel = unique_id("after-usr1")
-    subscribers = subscribe_everywhere(a, channel, workers: 2) + subscribe_everywhere(b, channel, workers: 1)
+    subscribers = subscribed_on_both(redis, a, b, channel, via: b)
     expect(subscribers.map(&:pid).uniq & old.to_a).to eq([])
-    expect(await_numsub(redis, channel, 2)).to eq(2)
-    warm_up(subscribers, b, channel)
     sent = publish_from_every_worker(a, channel, "a", workers: 2) + publish_from_every_worker(b, channel, "b")
     expect_exactly(subscribers, sent)
     clients = nil
@@ -251,9 +247,7 @@ RSpec.describe "Iodine::PubSub::Redis faults", skip: RedisServer.skip_reason do
     a = start_iodine(redis.url, workers: 2)
     b = start_iodine(redis.url)
     channel = unique_id("respawn")
-    subscribers = subscribe_everywhere(a, channel, workers: 2) + subscribe_everywhere(b, channel, workers: 1)
-    expect(await_numsub(redis, channel, 2)).to eq(2)
-    warm_up(subscribers, b, channel)
+    subscribers = subscribed_on_both(redis, a, b, channel, via: b)
     workers = serving_pids(a, 2)
     first = redis_process(a)
     expect(first).not_to be_nil, "no Redis process among #{children(a.pid)}"
@@ -336,5 +330,23 @@ RSpec.describe "Iodine::PubSub::Redis faults", skip: RedisServer.skip_reason do
     stalled&.close_socket
     drain&.close
     drainer&.join(5)
+  end
+
+  it "a stop signalled to every process at once (systemd's TERM to the group): the workers' goodbyes, " \
+     "published as they shut down (and the master's), still go through Redis to the other server" do
+    redis = start_redis
+    goodbyes = unique_id("goodbyes")
+    a = start_iodine(redis.url, workers: 2, env: { "REDIS_APP_GOODBYE" => goodbyes })
+    b = start_iodine(redis.url)
+    listeners = [subscribe(b, goodbyes)]
+    expect(await_numsub(redis, goodbyes, 1)).to eq(1)
+    workers = serving_pids(a, 2)
+    family = [a.pid, *children(a.pid)]
+    expect(family.size).to eq(4) # the master, 2 workers, the Redis process
+    family.each { |pid| Process.kill("TERM", pid) }
+    got = received(listeners, 3, seconds: 15).values.first
+    # The master fires :start_shutdown too (first): its goodbye goes the same way.
+    expect(got.sort).to eq([a.pid, *workers].map { |pid| "bye:#{pid}" }.sort), "got #{got.inspect}\n#{log_tail(a)}"
+    expect(wait_until(15) { family.none? { |pid| alive?(pid) } }).to be(true), "still running: #{family.select { |pid| alive?(pid) }}"
   end
 end

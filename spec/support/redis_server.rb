@@ -329,6 +329,15 @@ module RedisHelpers
     @subscribers.last
   end
 
+  # Subscribers of `channel` on every process of two servers (`a` with 2 workers, `b` with
+  # one), once both servers subscribed in Redis and a probe through `via` reached them all.
+  def subscribed_on_both(redis, a, b, channel, via: a)
+    subscribers = subscribe_everywhere(a, channel, workers: 2) + subscribe_everywhere(b, channel, workers: 1)
+    expect(await_numsub(redis, channel, 2)).to eq(2)
+    warm_up(subscribers, via, channel)
+    subscribers
+  end
+
   # Polls PUBSUB NUMSUB until it is `count` (≤ `seconds`); the last count seen.
   def await_numsub(redis, channel, count, seconds: 15)
     seen = nil

@@ -36,6 +36,10 @@ module RedisApp
   OWN_ENGINE = if ENV["REDIS_APP_URL"]
                  Iodine::PubSub::Redis.new(ENV["REDIS_APP_URL"], ping: ENV.fetch("REDIS_APP_PING", "0").to_i)
                end
+  # With REDIS_APP_GOODBYE=CHANNEL each worker publishes "bye:PID" there as it shuts down.
+  if (goodbyes = ENV["REDIS_APP_GOODBYE"])
+    Iodine.on_state(:start_shutdown) { Iodine.publish(goodbyes, "bye:#{Process.pid}") }
+  end
   RECEIVED = Hash.new { |hash, channel| hash[channel] = [] }
   LOCK = Mutex.new
 

@@ -90,6 +90,12 @@ async fn serve(stream: std::os::unix::net::UnixStream, settings: Arc<Settings>) 
             handle(&redis, &replies, frame);
         }
     }
+    // The master let go (it stopped, after its workers): what they published last still goes
+    // out (up to a second), then the connections close.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    while !redis.idle() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     redis.stop();
     writer.abort();
     Ok(())

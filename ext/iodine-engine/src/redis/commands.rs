@@ -70,6 +70,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Command>)
             biased;
             _ = shared.stopping() => break,
             Some((reply, publish)) = in_flight.next(), if !in_flight.is_empty() => {
+                shared.stats.in_flight.fetch_sub(1, Ordering::AcqRel);
                 let to = reply_to.pop_front().flatten();
                 if !matches!(reply, Reply::Error(_)) {
                     shared.stats.commands.fetch_add(1, Ordering::Relaxed);
@@ -89,7 +90,11 @@ pub(super) async fn run(shared: Arc<Shared>, mut queue: mpsc::Receiver<Command>)
             }
             command = queue.recv(), if next.is_none() && in_flight.len() < IN_FLIGHT => {
                 match command {
-                    Some(c) => next = Some(c),
+                    // Counted from here: taken from the queue, not answered yet.
+                    Some(c) => {
+                        shared.stats.in_flight.fetch_add(1, Ordering::AcqRel);
+                        next = Some(c);
+                    }
                     None => break,
                 }
             }

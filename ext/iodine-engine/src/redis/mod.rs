@@ -145,6 +145,8 @@ struct Counters {
     messages_in: AtomicU64,
     messages_out: AtomicU64,
     commands: AtomicU64,
+    /// Commands sent and not answered yet.
+    in_flight: AtomicU64,
 }
 
 /// What [`Redis::stats`] reports.
@@ -341,6 +343,12 @@ impl Redis {
             commands: c.commands.load(Ordering::Relaxed),
             queued: (COMMAND_QUEUE - self.commands.capacity()) as u64,
         }
+    }
+
+    /// Whether no command waits or is in flight.
+    pub fn idle(&self) -> bool {
+        self.commands.capacity() == COMMAND_QUEUE
+            && self.shared.stats.in_flight.load(Ordering::Acquire) == 0
     }
 
     /// Stops both connections (also when dropped).
