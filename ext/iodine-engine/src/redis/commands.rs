@@ -144,7 +144,7 @@ fn client(shared: &Shared) -> Result<fred::clients::Client, fred::error::Error> 
         })
         .set_policy(ReconnectPolicy::new_exponential(
             0,
-            50,
+            super::subscriber::FIRST_BACKOFF.as_millis() as u32,
             super::subscriber::MAX_BACKOFF.as_millis() as u32,
             2,
         ))

@@ -27,8 +27,8 @@
 //! process that asked.
 //!
 //! # Faults
-//! Both connections reconnect with backoff (50 ms doubling to 1 s, one error line per failed
-//! attempt). The subscriber resubscribes everything; commands wait while a (re)subscription
+//! Both connections reconnect with backoff (10 ms doubling to 100 ms; at most one error line
+//! a second). The subscriber resubscribes everything; commands wait while a (re)subscription
 //! is not confirmed yet (the fence), so a PUBLISH made here while Redis restarted is sent
 //! after this server listens again. Commands wait in a bounded queue ([`COMMAND_QUEUE`]);
 //! past it, or when the connection breaks with a command in flight, the command's reply is
@@ -60,6 +60,9 @@ pub const COMMAND_QUEUE: usize = 8192;
 pub const DELIVERY_QUEUE: usize = 1024;
 /// Longest URL accepted (section 6.6).
 pub const MAX_URL: usize = 4096;
+/// At most one error line per engine in this long (a Redis that is down or refuses the
+/// password is tried again ten times a second).
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// The ping interval when none is set (`ping: 0`): the C gem's five minutes.
 pub const DEFAULT_PING: Duration = Duration::from_secs(300);
 
@@ -221,7 +224,7 @@ struct Shared {
     applied: watch::Sender<u64>,
     stop: watch::Sender<bool>,
     stats: Counters,
-    /// When the last error line was written (one per second at most).
+    /// When the last error line was written ([`REPORT_EVERY`]).
     reported: Mutex<Option<Instant>>,
 }
 
@@ -240,11 +243,11 @@ impl Shared {
         let _ = rx.wait_for(|s| *s).await;
     }
 
-    /// Logs an error line, at most one per [`subscriber::MAX_BACKOFF`].
+    /// Logs an error line, at most one per [`REPORT_EVERY`].
     fn report(&self, what: &str) {
         let mut last = self.reported.lock();
         let now = Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < subscriber::MAX_BACKOFF) {
+        if last.is_some_and(|t| now.duration_since(t) < REPORT_EVERY) {
             return;
         }
         *last = Some(now);

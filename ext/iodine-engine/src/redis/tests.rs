@@ -272,7 +272,7 @@ fn a_restart_resubscribes_and_sends_what_waited() {
     let back = Instant::now();
     let d = next(&rt, &mut rx);
     assert_eq!(d.message, "while down");
-    // The delivery gap after Redis is back: the subscriber's next attempt (backoff ≤ 1 s),
+    // The delivery gap after Redis is back: the subscriber's next attempt (backoff ≤ 100 ms),
     // its resubscription, then the publish that waited for it.
     eprintln!(
         "redis restart: delivered {:?} after Redis listened again",
