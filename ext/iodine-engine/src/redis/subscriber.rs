@@ -44,12 +44,14 @@ enum Ended {
 pub(super) async fn run(shared: Arc<Shared>, deliveries: mpsc::Sender<Delivery>) {
     let mut backoff = FIRST_BACKOFF;
     let mut connected_once = false;
+    let mut attempt = 0;
     loop {
         if shared.stopped() {
             return;
         }
         let started = tokio::time::Instant::now();
-        match session(&shared, &deliveries, &mut connected_once).await {
+        attempt += 1;
+        match session(&shared, &deliveries, &mut connected_once, attempt).await {
             Ended::Stopped => return,
             Ended::Failed(why) => {
                 shared.stats.connected.store(false, Ordering::Release);
@@ -70,16 +72,18 @@ pub(super) async fn run(shared: Arc<Shared>, deliveries: mpsc::Sender<Delivery>)
     }
 }
 
-/// The first host to subscribe on: a cluster broadcasts PUBLISH to every node, so any node
-/// does; a sentinel names the master.
-async fn address(shared: &Shared) -> Result<(String, u16), String> {
+/// The host to subscribe on for attempt number `attempt`: a cluster broadcasts PUBLISH to
+/// every node, so any node does (each attempt tries the next one listed, so a node that is
+/// down is left for the others); a sentinel names the master.
+async fn address(shared: &Shared, attempt: usize) -> Result<(String, u16), String> {
     use fred::types::config::ServerConfig;
     match &shared.settings.config.server {
         ServerConfig::Centralized { server } => Ok((server.host.to_string(), server.port)),
-        ServerConfig::Clustered { hosts, .. } => hosts
-            .first()
-            .map(|s| (s.host.to_string(), s.port))
-            .ok_or_else(|| "no cluster node in the URL".to_string()),
+        ServerConfig::Clustered { hosts, .. } if !hosts.is_empty() => {
+            let node = &hosts[attempt % hosts.len()];
+            Ok((node.host.to_string(), node.port))
+        }
+        ServerConfig::Clustered { .. } => Err("no cluster node in the URL".to_string()),
         ServerConfig::Sentinel {
             hosts,
             service_name,
@@ -173,8 +177,9 @@ async fn session(
     shared: &Arc<Shared>,
     deliveries: &mpsc::Sender<Delivery>,
     connected_once: &mut bool,
+    attempt: usize,
 ) -> Ended {
-    let (host, port) = match address(shared).await {
+    let (host, port) = match address(shared, attempt).await {
         Ok(a) => a,
         Err(e) => return Ended::Failed(e),
     };

@@ -381,6 +381,35 @@ fn a_redis_cluster_url_subscribes_on_one_node_and_commands_follow_the_slots() {
         .unwrap();
     assert!(outside.status.success());
     assert_eq!(next(&rt, &mut rx).message, "two");
+    // The node the subscriber is on goes down: it subscribes on another one, and a PUBLISH
+    // on a node still up reaches it.
+    let on = (0..3)
+        .find(|&i| {
+            let out = Command::new("redis-cli")
+                .args(["-p", &nodes[i].port.to_string(), "pubsub", "numsub", "c"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).lines().nth(1) == Some("1")
+        })
+        .expect("the subscriber is on a node");
+    nodes[on].stop();
+    let other = nodes[(on + 1) % 3].port.to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("redis-cli")
+            .args(["-p", &other, "publish", "c", "three"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim() != "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never subscribed on another node"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(next(&rt, &mut rx).message, "three");
 }
 
 #[test]
