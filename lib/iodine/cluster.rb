@@ -33,6 +33,7 @@ module Iodine
           @restart_queue = []
           @stopping = false
           @redis = {} # pid => Redis engine number (its Redis process)
+          @redis_respawns = [] # [engine number, when to fork its next Redis process]
         end
 
         def run(&block)
@@ -168,7 +169,7 @@ module Iodine
 
           due, @respawns = @respawns.partition { |at| at <= now }
           due.each { spawn_worker(&block) }
-          due_redis, @redis_respawns = (@redis_respawns || []).partition { |_, at| at <= now }
+          due_redis, @redis_respawns = @redis_respawns.partition { |_, at| at <= now }
           due_redis.each { |id, _| spawn_redis(id) }
         end
 
@@ -211,7 +212,7 @@ module Iodine
           return true if @stopping || Base.stop_flag?
 
           Base.log(2, "Redis process #{pid} ended (#{status.inspect}); starting a new one")
-          (@redis_respawns ||= []) << [id, now + (lived < QUICK_DEATH ? QUICK_DEATH : 0)]
+          @redis_respawns << [id, now + (lived < QUICK_DEATH ? QUICK_DEATH : 0)]
           true
         end
 

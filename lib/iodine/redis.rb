@@ -52,9 +52,7 @@ module Iodine
 
       # Publishes through Redis (never delivered here directly: it comes back from Redis).
       def publish(channel, message)
-        raise TypeError, "message must be a String" unless message.is_a?(String)
-        raise TypeError, "channel must be a String or Symbol" unless channel.is_a?(String) || channel.is_a?(Symbol)
-
+        channel, message, = Base::PubSubArgs.publication([channel, message])
         Base.redis_publish(@id, channel.to_s.b, message)
       end
 
@@ -78,7 +76,7 @@ module Iodine
       end
 
       def inspect
-        "#<Iodine::PubSub::Redis #{@url.sub(/:[^:@\/]*@/, ':***@')}>"
+        "#<Iodine::PubSub::Redis #{Base.redis_display_url(@id)}>"
       end
 
       # A command argument as the String sent.

@@ -169,19 +169,30 @@ module RedisHelpers
   # An error reply of /cmd (the object the block got): its class name, message, is_a?(StandardError).
   CmdError = Struct.new(:class_name, :message, :standard_error)
 
+  # What both kinds of subscriber share: the app's greeting "ready:PID" names their process.
+  module Greeted
+    attr_reader :pid, :label
+
+    private
+
+    def greeted(port, path, kind)
+      greeting = next_message(10).to_s
+      raise "no ready:PID greeting on #{path} (got #{greeting.inspect})" unless greeting =~ /\Aready:(\d+)\z/
+
+      @pid = Regexp.last_match(1).to_i
+      @label = "#{kind} on pid #{@pid} (port #{port})"
+    end
+  end
+
   # A WebSocket subscriber of redis_app.ru's /ws (its greeting "ready:PID" read).
   class WsSubscriber
-    attr_reader :pid, :label
+    include Greeted
 
     def initialize(port, path)
       @ws = WsFrames::Client.new(port, path)
       raise "the upgrade of #{path} on #{port} failed: #{@ws.head}" unless @ws.upgraded?
 
-      greeting = next_message(10).to_s
-      raise "no ready:PID greeting on #{path} (got #{greeting.inspect})" unless greeting =~ /\Aready:(\d+)\z/
-
-      @pid = Regexp.last_match(1).to_i
-      @label = "WebSocket on pid #{@pid} (port #{port})"
+      greeted(port, path, "WebSocket")
     end
 
     # The next message (binary for binary frames), nil on timeout, Close or EOF.
@@ -195,7 +206,7 @@ module RedisHelpers
 
   # An SSE subscriber of redis_app.ru's /sse (its greeting "ready:PID" read).
   class SseSubscriber
-    attr_reader :pid, :label
+    include Greeted
 
     def initialize(port, path)
       @socket = TCPSocket.new("127.0.0.1", port)
@@ -208,11 +219,7 @@ module RedisHelpers
       head = at ? @buffer.slice!(0, at + 4) : @buffer
       raise "no SSE stream on #{path}: #{head.inspect}" unless head.start_with?("HTTP/1.1 200") && head =~ /event-stream/i
 
-      greeting = next_message(10).to_s
-      raise "no ready:PID greeting on #{path} (got #{greeting.inspect})" unless greeting =~ /\Aready:(\d+)\z/
-
-      @pid = Regexp.last_match(1).to_i
-      @label = "SSE on pid #{@pid} (port #{port})"
+      greeted(port, path, "SSE")
     end
 
     # The data of the next event (its data lines joined by "\n"), nil on timeout or EOF.

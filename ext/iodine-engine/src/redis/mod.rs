@@ -116,12 +116,20 @@ impl Settings {
         })
     }
 
-    /// The URL with its password hidden (for logs).
+    /// The URL with its password hidden (for logs and `inspect`), as written (encoded or not).
     pub fn display_url(&self) -> String {
-        match &self.config.password {
-            Some(p) if !p.is_empty() => self.url.replacen(&format!(":{p}@"), ":***@", 1),
-            _ => self.url.clone(),
-        }
+        let Some((scheme, rest)) = self.url.split_once("://") else {
+            return self.url.clone();
+        };
+        let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+        let Some(at) = authority.rfind('@') else {
+            return self.url.clone();
+        };
+        let hidden = match authority[..at].split_once(':') {
+            Some((user, _)) => format!("{user}:***"),
+            None => "***".to_string(),
+        };
+        format!("{scheme}://{hidden}{}", &rest[at..])
     }
 }
 

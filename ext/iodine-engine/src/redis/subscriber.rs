@@ -172,6 +172,27 @@ async fn request(
         .map_err(|_| "no answer".to_string())?
 }
 
+/// Sends a command of the handshake (AUTH, PING); Err (the line to log) unless Redis
+/// answered with a status.
+async fn expect_status(
+    stream: &mut TcpStream,
+    decoder: &mut Decoder,
+    args: &[&[u8]],
+    host: &str,
+    port: u16,
+) -> Result<(), String> {
+    let verb = String::from_utf8_lossy(args[0]);
+    match request(stream, decoder, args).await {
+        Ok(Reply::Status(_)) => Ok(()),
+        Ok(Reply::Error(e)) => Err(format!(
+            "{verb} refused by {host}:{port}: {}",
+            String::from_utf8_lossy(&e)
+        )),
+        Ok(other) => Err(format!("{verb} answered {other:?}")),
+        Err(e) => Err(format!("{host}:{port} did not answer {verb} ({e})")),
+    }
+}
+
 /// One connection, from connect to its end.
 async fn session(
     shared: &Arc<Shared>,
@@ -195,30 +216,14 @@ async fn session(
             args.push(user.as_bytes());
         }
         args.push(password.as_bytes());
-        match request(&mut stream, &mut decoder, &args).await {
-            Ok(Reply::Status(_)) => {}
-            Ok(Reply::Error(e)) => {
-                return Ended::Failed(format!(
-                    "AUTH refused by {host}:{port}: {}",
-                    String::from_utf8_lossy(&e)
-                ))
-            }
-            Ok(other) => return Ended::Failed(format!("AUTH answered {other:?}")),
-            Err(e) => return Ended::Failed(format!("AUTH failed: {e}")),
+        if let Err(e) = expect_status(&mut stream, &mut decoder, &args, &host, port).await {
+            return Ended::Failed(e);
         }
     }
     // Connected means Redis answers: a stopped Redis still completes the TCP handshake (the
     // kernel accepts for it), so the connection counts only once a PING came back.
-    match request(&mut stream, &mut decoder, &[b"PING"]).await {
-        Ok(Reply::Status(_)) => {}
-        Ok(Reply::Error(e)) => {
-            return Ended::Failed(format!(
-                "{host}:{port} refused: {}",
-                String::from_utf8_lossy(&e)
-            ))
-        }
-        Ok(other) => return Ended::Failed(format!("PING answered {other:?}")),
-        Err(e) => return Ended::Failed(format!("{host}:{port} did not answer a PING ({e})")),
+    if let Err(e) = expect_status(&mut stream, &mut decoder, &[b"PING"], &host, port).await {
+        return Ended::Failed(e);
     }
     if *connected_once {
         shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -310,8 +315,12 @@ impl Connection {
     async fn write(&mut self, args: &[&[u8]]) -> Result<(), String> {
         let mut out = BytesMut::new();
         encode_command(args, &mut out);
+        self.write_all(&out).await
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), String> {
         self.stream
-            .write_all(&out)
+            .write_all(bytes)
             .await
             .map_err(|e| format!("write failed ({e})"))
     }
@@ -343,10 +352,7 @@ impl Connection {
         self.batch = counter;
         self.awaiting += asked;
         if !out.is_empty() {
-            self.stream
-                .write_all(&out)
-                .await
-                .map_err(|e| format!("write failed ({e})"))?;
+            self.write_all(&out).await?;
         }
         self.confirm_if_done();
         Ok(())

@@ -151,8 +151,10 @@ fn urls_are_checked_before_anything_connects() {
     assert!(tls.contains("TLS"), "{tls}");
     let long = format!("redis://{}", "h".repeat(MAX_URL));
     assert!(Settings::parse(&long, 0).is_err());
-    let hidden = Settings::parse("redis://alice:secret@h:1", 0).unwrap();
-    assert!(!hidden.display_url().contains("secret"));
+    let hidden = Settings::parse("redis://alice:secret@h:1/2", 0).unwrap();
+    assert_eq!(hidden.display_url(), "redis://alice:***@h:1/2");
+    let encoded = Settings::parse("redis://:p%40ss@h:1", 0).unwrap();
+    assert_eq!(encoded.display_url(), "redis://:***@h:1");
 }
 
 #[test]

@@ -160,13 +160,22 @@ fn pair_engine(ruby: &Ruby, id: u8) -> Result<u64, Error> {
 /// In a newly forked Redis process: lets go of the master's hub (as a worker does) and
 /// returns its own end of its pair.
 pub fn forked_engine_child() -> Option<UnixStream> {
-    TIMERS.lock().clear();
-    cluster::set_uplink(None);
-    WAKER.lock().take();
-    HUB.lock().take();
+    let_go_of_master();
     bridge::close();
     bridge::discard_pending();
     FORKING.lock().take()
+}
+
+/// In a child the master just forked: drops the master's hub (closing this process's copies
+/// of the master's ends: only the master may hold them, or a child would never see its master
+/// die), its uplink and its timers (the child runs the pending ones itself, at start), and
+/// what its Redis engines were asked.
+fn let_go_of_master() {
+    TIMERS.lock().clear();
+    super::redis::forked();
+    cluster::set_uplink(None);
+    WAKER.lock().take();
+    HUB.lock().take();
 }
 
 /// `cluster_pair`: a socket pair for the worker about to be forked; returns its peer id.
@@ -191,11 +200,7 @@ fn forked_parent() {
 /// copies of the master's ends: only the master may hold them, or a worker would never see
 /// its master die) and keeps its own end for `start_server`.
 fn forked_child() {
-    TIMERS.lock().clear(); // the worker runs the pending timers itself, at start
-    super::redis::forked();
-    cluster::set_uplink(None);
-    WAKER.lock().take();
-    HUB.lock().take();
+    let_go_of_master();
     if let Some(mine) = FORKING.lock().take() {
         server::set_cluster_link(mine);
     }

@@ -33,7 +33,7 @@ struct Engine {
     /// hub; a single process subscribes them at `start`).
     wanted: HashSet<(Bytes, bool)>,
     /// Its connections, in a single process that runs.
-    local: Option<Redis>,
+    local: Option<Arc<Redis>>,
 }
 
 static ENGINES: Mutex<Vec<Engine>> = Mutex::new(Vec::new());
@@ -49,7 +49,7 @@ static WAITING: Mutex<Vec<(u8, Early)>> = Mutex::new(Vec::new());
 /// Where an engine's requests go from this process.
 enum Route {
     /// This process holds the connections.
-    Local,
+    Local(Arc<Redis>),
     /// Up to the master (a worker) or to the Redis process (the master).
     Cluster(Arc<dyn cluster::Uplink>),
     /// Not started yet.
@@ -60,9 +60,13 @@ fn route(id: u8) -> Route {
     if let Some(uplink) = cluster::uplink() {
         return Route::Cluster(uplink);
     }
-    match ENGINES.lock().get(id as usize) {
-        Some(e) if e.local.is_some() => Route::Local,
-        _ => Route::Waiting,
+    match ENGINES
+        .lock()
+        .get(id as usize)
+        .and_then(|e| e.local.clone())
+    {
+        Some(redis) => Route::Local(redis),
+        None => Route::Waiting,
     }
 }
 
@@ -155,7 +159,7 @@ fn redis_publish(
     super::pubsub::channel_fits(ruby, &channel.to_bytes())?;
     let channel = Bytes::from(channel.to_bytes().to_vec());
     let message = Bytes::from(message.to_bytes().to_vec());
-    if !cluster::wire::Frame::fits(&channel, &message) {
+    if message.len() > cluster::MAX_MESSAGE {
         return Err(exception(
             ruby.exception_arg_error(),
             format!(
@@ -203,21 +207,8 @@ fn redis_cmd(ruby: &Ruby, id: usize, args: RArray, block: Value) -> Result<(), E
 /// Sends a publish or a command where it goes from this process.
 fn send(id: u8, what: Early) {
     match (route(id), what) {
-        (Route::Local, Early::Publish(channel, message)) => {
-            if let Some(local) = &ENGINES.lock()[id as usize].local {
-                local.publish(channel, message);
-            }
-        }
-        (Route::Local, Early::Command(args, to)) => {
-            let engines = ENGINES.lock();
-            match &engines[id as usize].local {
-                Some(local) => local.command(args, to),
-                None => {
-                    drop(engines);
-                    to(Reply::failure("ERR iodine: the Redis engine stopped"));
-                }
-            }
-        }
+        (Route::Local(redis), Early::Publish(channel, message)) => redis.publish(channel, message),
+        (Route::Local(redis), Early::Command(args, to)) => redis.command(args, to),
         (Route::Cluster(uplink), Early::Publish(channel, message)) => {
             uplink.to_engine(Frame::EnginePublish {
                 engine: id,
@@ -274,7 +265,7 @@ fn start_engine(id: usize, handle: &tokio::runtime::Handle) {
         engine.wanted.iter().cloned(),
         handle,
     );
-    engine.local = Some(redis);
+    engine.local = Some(Arc::new(redis));
     drop(engines);
     handle.spawn(async move {
         while let Some(d) = deliveries.recv().await {
@@ -311,14 +302,14 @@ pub fn started_master() {
     flush_waiting();
 }
 
-/// The server stops: a single process's engines disconnect (before its runtime goes).
+/// The server stops: a single process's engines disconnect (before its runtime goes; a
+/// request that holds one meanwhile finds it stopped).
 pub fn stopped() {
-    let locals: Vec<Redis> = ENGINES
-        .lock()
-        .iter_mut()
-        .filter_map(|e| e.local.take())
-        .collect();
-    drop(locals);
+    for engine in ENGINES.lock().iter_mut() {
+        if let Some(redis) = engine.local.take() {
+            redis.stop();
+        }
+    }
 }
 
 /// A forked worker: what waited and what was asked belongs to its parent.
@@ -326,6 +317,12 @@ pub fn forked() {
     let waiting = std::mem::take(&mut *WAITING.lock());
     std::mem::forget(waiting); // the blocks are its parent's: never called here
     pending::forget_all();
+}
+
+/// `redis_display_url(id)`: the engine's URL with its password hidden (for `inspect`).
+fn redis_display_url(ruby: &Ruby, id: usize) -> Result<String, Error> {
+    let id = engine_id(ruby, id)?;
+    Ok(ENGINES.lock()[id as usize].settings.display_url())
 }
 
 /// `redis_count`: how many engines were made (the master forks a Redis process for each).
@@ -338,11 +335,7 @@ fn redis_count() -> usize {
 fn redis_stats(ruby: &Ruby, id: usize) -> Result<magnus::RHash, Error> {
     let id = engine_id(ruby, id)?;
     let stats = match route(id) {
-        Route::Local => ENGINES.lock()[id as usize]
-            .local
-            .as_ref()
-            .map(Redis::stats)
-            .unwrap_or_default(), // jump-safe: an Option (stopped meanwhile: zeros), no Ruby call.
+        Route::Local(redis) => redis.stats(),
         Route::Waiting => Stats::default(),
         Route::Cluster(uplink) => {
             let (tx, rx) = std::sync::mpsc::channel();
@@ -454,6 +447,7 @@ pub fn init(_ruby: &Ruby, base: RModule) -> Result<(), Error> {
     base.define_module_function("redis_cmd", function!(redis_cmd, 3))?;
     base.define_module_function("redis_stats", function!(redis_stats, 1))?;
     base.define_module_function("redis_count", function!(redis_count, 0))?;
+    base.define_module_function("redis_display_url", function!(redis_display_url, 1))?;
     base.define_module_function("redis_child_main", function!(redis_child_main, 1))?;
     Ok(())
 }
