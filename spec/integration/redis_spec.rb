@@ -339,4 +339,17 @@ RSpec.describe "Iodine::PubSub::Redis", skip: RedisServer.skip_reason do
       expect(latest["messages_in"] - before["messages_in"]).to eq(7), "before #{before}, after #{latest}"
     end
   end
+
+  describe "a cmd block that raises, throws or kills its thread" do
+    it "is logged (the exception), the server answers, and its 4 worker threads are all there after" do
+      redis = start_redis
+      server = start_iodine(redis.url)
+      %w[raise throw kill].each { |how| expect(get!(server, "/cmd-block", do: how).body).to eq("sent") }
+      expect(wait_until(10) { server.log.include?("boom from a cmd block") }).to be(true), log_tail(server)
+      threads = nil
+      expect(wait_until(10) { (threads = get!(server, "/threads").body) == "4" }).to be(true),
+                                                                                     "worker threads: #{threads}\n#{log_tail(server)}"
+      expect(cmd(server, "SET", "after", "ok").first).to eq("OK")
+    end
+  end
 end

@@ -173,6 +173,19 @@ run(lambda do |env|
   when "/received" then RedisApp.received(params["ch"])
   when "/cmd" then RedisApp.cmd(params)
   when "/stats" then RedisApp.stats
+  # A cmd block that raises, throws, or kills its worker thread; then: how many are alive.
+  when "/cmd-block"
+    how = params["do"]
+    RedisApp.engine.cmd("PING") do |_reply|
+      case how
+      when "raise" then raise "boom from a cmd block"
+      when "throw" then throw :nowhere
+      when "kill" then Thread.current.kill
+      end
+    end
+    RedisApp.text("sent")
+  when "/threads"
+    RedisApp.text(Thread.list.count { |t| t.name.to_s.start_with?("iodine-worker") && t.alive? })
   when "/engine" then RedisApp.engine_info
   else RedisApp.text("ok")
   end

@@ -519,3 +519,52 @@ fn commands_past_the_queue_get_an_error_at_once_while_redis_is_unreachable() {
     }
     assert_eq!(refused + stopped, COMMAND_QUEUE + 10);
 }
+
+#[test]
+fn a_server_that_answers_garbage_is_never_taken_for_redis() {
+    // Answers every connection with bytes that are not RESP, and counts the connections.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut stream = stream;
+                let mut buf = [0u8; 1024];
+                while matches!(stream.read(&mut buf), Ok(n) if n > 0) {
+                    if stream.write_all(b"?garbage\r\n\x00\xff").is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let rt = runtime();
+    let (redis, _rx) = Redis::start(
+        settings(&format!("redis://127.0.0.1:{port}"), 0),
+        [(Bytes::from("g"), false)],
+        rt.handle(),
+    );
+    let (tx, replied) = std::sync::mpsc::channel();
+    redis.command(
+        vec![Bytes::from("GET"), Bytes::from("k")],
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!redis.stats().connected, "garbage taken for a connection");
+    // It tries again with backoff (10 ms doubling to 100 ms): a bounded number of times.
+    let tries = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    assert!((2..=40).contains(&tries), "{tries} connections in a second");
+    // The command was never sent to it; stopping answers it with an error.
+    assert!(replied.try_recv().is_err());
+    redis.stop();
+    match replied.recv_timeout(Duration::from_secs(2)).unwrap() {
+        Reply::Error(e) => assert!(e.starts_with(b"ERR iodine"), "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+}
