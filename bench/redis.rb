@@ -67,7 +67,6 @@ APP = File.join(__dir__, "ws_app.ru")
 CHANNEL = "bench"
 # How long, after the last publish, every subscriber may take to get every message.
 DRAIN = 10
-TICK = Etc.sysconf(Etc::SC_CLK_TCK).to_f
 
 # Name and subscribers per server.
 CASES = [100, 1000].map { |n| ["x #{n} per server", n] }.freeze
@@ -93,22 +92,6 @@ def servers
     list["iodine-C"] = iodine(c_paths, c_exe)
   end
   list
-end
-
-# `pid` and its descendants.
-def tree(pid)
-  [pid, *children(pid).flat_map { |c| tree(c) }]
-end
-
-# CPU seconds (user + system) used so far by `pids` and their descendants still running.
-def cpu_seconds(pids)
-  pids.flat_map { |p| tree(p) }.uniq.sum do |p|
-    # The fields after the command (which may hold spaces): utime and stime are the 12th and 13th.
-    fields = File.read("/proc/#{p}/stat").split(") ", 2).last.split
-    (fields[11].to_i + fields[12].to_i) / TICK
-  rescue Errno::ENOENT, Errno::ESRCH
-    0
-  end
 end
 
 # The wsload process among our children (IO.popen's pid is not exposed by `wsload`).

@@ -7,6 +7,10 @@
 require "json"
 require "rbconfig"
 require "socket"
+require "etc"
+
+# Clock ticks per second of /proc/PID/stat's CPU times.
+TICK = Etc.sysconf(Etc::SC_CLK_TCK).to_f
 
 # A TCP port nobody listens on right now.
 def free_port
@@ -111,6 +115,33 @@ def children(pid)
     fields[0].to_i if fields[3].to_i == pid
   rescue Errno::ENOENT, Errno::ESRCH
     nil
+  end
+end
+
+# `pid` and its descendants.
+def tree(pid)
+  [pid, *children(pid).flat_map { |c| tree(c) }]
+end
+
+# CPU seconds (user + system) used so far by `pids` and their descendants still running.
+def cpu_seconds(pids)
+  pids.flat_map { |p| tree(p) }.uniq.sum do |p|
+    # The fields after the command (which may hold spaces): utime and stime are the 12th and 13th.
+    fields = File.read("/proc/#{p}/stat").split(") ", 2).last.split
+    (fields[11].to_i + fields[12].to_i) / TICK
+  rescue Errno::ENOENT, Errno::ESRCH
+    0
+  end
+end
+
+# Context switches (voluntary and not) of every thread of `pids` and their descendants so far.
+def context_switches(pids)
+  pids.flat_map { |p| tree(p) }.uniq.sum do |p|
+    Dir.glob("/proc/#{p}/task/*/status").sum do |status|
+      File.read(status).scan(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/).sum { |(n)| n.to_i }
+    rescue Errno::ENOENT, Errno::ESRCH
+      0
+    end
   end
 end
 

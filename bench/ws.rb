@@ -1,15 +1,18 @@
 # frozen_string_literal: true
 
-# WebSocket/SSE benchmark: iodine -t 1 (bench/ws_app.ru) against a baseline, puma -t 4 with
-# faye-websocket (bench/faye_app.ru), run interleaved (A B A B …) with the server pinned to one
-# core and the load tool (bench/wsload, Rust) to the other. Prints every run, the median of
-# the per-pair ratios iodine/baseline for each case, then the server memory per 1,000 idle
-# WebSocket connections.
+# WebSocket/SSE benchmark: iodine -t 1 (bench/ws_app.ru) against the C gem (iodine 0.7, the
+# same app, -t 1) and puma -t 4 with faye-websocket (bench/faye_app.ru), run interleaved
+# (A B A B …) with the server pinned to one core and the load tool (bench/wsload, Rust) to the
+# other. Prints every run, then for each case the median of the per-round ratios
+# iodine/baseline, the server's CPU time per message (utime + stime of every thread, read from
+# /proc at the edges of the measured window: what still tells servers apart when the load
+# tool nears its own limit) and its context switches per message; then the server memory per
+# 1,000 idle WebSocket connections.
 #
 #   rake bench_ws                      # builds bench/wsload, then runs this
 #   BENCH_PAIRS=3 BENCH_SECONDS=5 BENCH_IDLE=10000 ruby bench/ws.rb
-#   BENCH_WS_BASE=none ruby bench/ws.rb     # iodine only
-#   BENCH_CASES=fan-out ruby bench/ws.rb    # only the cases whose name contains it ("idle" too)
+#   BENCH_WS_BASE=cgem ruby bench/ws.rb     # baselines: cgem, faye, both (default), none
+#   BENCH_CASES=echo ruby bench/ws.rb       # only the cases whose name contains it ("idle" too)
 #
 # The echo cases and the idle case also run the engine's raw-Rust WebSocket echo (no Ruby:
 # `cargo build --release -p iodine-engine --example ws_echo`, done by `rake bench_ws`), the
@@ -28,23 +31,28 @@ ROOT = File.expand_path("..", __dir__)
 PAIRS = Integer(ENV.fetch("BENCH_PAIRS", "3"))
 SECONDS = Integer(ENV.fetch("BENCH_SECONDS", "5"))
 IDLE = Integer(ENV.fetch("BENCH_IDLE", "10000"))
-BASE = ENV.fetch("BENCH_WS_BASE", "faye")
+BASE = ENV.fetch("BENCH_WS_BASE", "both")
 ONLY = ENV["BENCH_CASES"]
 SERVER_CPU = 0
 LOAD_CPU = Etc.nprocessors > 1 ? 1 : 0
 RAW = File.join(ROOT, "target", "release", "examples", "ws_echo")
+APP = File.join(__dir__, "ws_app.ru")
+
+# `iodine -t 1` serving the bench app, with the gem found on `paths` and run by `exe`.
+def iodine(paths, exe)
+  lambda do |port|
+    [RbConfig.ruby, *paths.map { |p| "-I#{p}" }, exe, "-V", "1", "-p", port.to_s, "-b", "127.0.0.1", "-t", "1", APP]
+  end
+end
 
 # How to start each server on a port.
 SERVERS = {
-  "iodine" => lambda do |port|
-    [RbConfig.ruby, "-I#{File.join(ROOT, 'lib')}", File.join(ROOT, "exe", "iodine"), "-V", "1",
-     "-p", port.to_s, "-b", "127.0.0.1", "-t", "1", File.join(__dir__, "ws_app.ru")]
-  end,
+  "iodine" => iodine([File.join(ROOT, "lib")], File.join(ROOT, "exe", "iodine")),
   "raw" => ->(port) { [RAW, port.to_s] },
   "faye" => lambda do |port|
     ["puma", "-q", "-b", "tcp://127.0.0.1:#{port}", "-t", "4:4", "-w", "0", File.join(__dir__, "faye_app.ru")]
   end
-}.freeze
+}
 
 # Name, wsload mode and arguments (HOST becomes 127.0.0.1:port), and the JSON field measured.
 CASES = [
@@ -68,10 +76,26 @@ rescue RuntimeError => e
   nil
 end
 
-# One run of a case: the measured rate, or NaN when the server or the tool failed.
+# One run of a case: { rate:, cpu_us:, switches: } (per message, over the measured window);
+# NaNs when the server or the tool failed.
 def measure(server, mode, args, field)
-  result = with_server(server) { |_pid, port| wsload(mode, [*args, "--seconds", SECONDS.to_s], port, cpus: LOAD_CPU) }
-  result ? result.fetch(field).to_f : Float::NAN
+  run = { rate: Float::NAN, cpu_us: Float::NAN, switches: Float::NAN }
+  with_server(server) do |pid, port|
+    marks = {}
+    result = wsload(mode, [*args, "--seconds", SECONDS.to_s], port, cpus: LOAD_CPU) do |line|
+      mark = line[/"window":"(\w+)"/, 1]
+      marks[mark] = [cpu_seconds([pid]), context_switches([pid])] if mark
+    end
+    next unless result
+
+    run[:rate] = result.fetch(field).to_f
+    next unless marks["start"] && marks["end"]
+
+    messages = run[:rate] * SECONDS
+    run[:cpu_us] = (marks["end"][0] - marks["start"][0]) / messages * 1e6
+    run[:switches] = (marks["end"][1] - marks["start"][1]) / messages
+  end
+  run
 end
 
 # Server memory for IDLE idle connections: [connections held, MiB per 1,000], nil if it failed.
@@ -95,15 +119,25 @@ end
 
 $stdout.sync = true # each run shows as it ends, also through a pipe
 abort "bench: #{WSLOAD} is missing: rake bench_ws builds it" unless File.executable?(WSLOAD)
+abort "bench: BENCH_WS_BASE must be cgem, faye, both or none (got #{BASE.inspect})" unless %w[cgem faye both none].include?(BASE)
 servers = ["iodine"]
-if BASE == "faye"
+if %w[cgem both].include?(BASE)
+  c_paths, why = c_gem
+  c_exe = c_paths && c_gem_exe(c_paths)
+  why ||= "no exe/iodine beside #{c_paths.join(', ')}" if c_paths && !c_exe
+  if why
+    warn "bench: skipping the C gem (iodine 0.7): #{why}"
+  else
+    SERVERS["iodine-C"] = iodine(c_paths, c_exe)
+    servers << "iodine-C"
+  end
+end
+if %w[faye both].include?(BASE)
   if (why = faye_missing)
     warn "bench: skipping the puma + faye baseline: #{why}"
   else
     servers << "faye"
   end
-elsif BASE != "none"
-  abort "bench: BENCH_WS_BASE must be faye or none (got #{BASE.inspect})"
 end
 
 # Every server inherits the hard open-files limit (the idle case holds thousands).
@@ -122,33 +156,34 @@ CASES.each do |name, mode, args, field|
   PAIRS.times do |i|
     # Alternate which goes first, so a drift within a pair favours neither.
     (i.even? ? these : these.reverse).each do |server|
-      value = measure(server, mode, args, field)
-      runs[server] << value
-      puts format("  %-18s %-7s %12s /s", name, server, rate(value))
+      run = measure(server, mode, args, field)
+      runs[server] << run
+      puts format("  %-18s %-9s %12s /s %8.2f us CPU %6.3f switches per message", name, server, rate(run[:rate]),
+                  run[:cpu_us], run[:switches])
     end
   end
   results[name] = runs
 end
 
+# For each case: iodine's median, and against each baseline the median of the per-round
+# ratios (rate: iodine / baseline, higher is better; CPU per message: iodine / baseline,
+# lower is better).
 unless results.empty?
   puts
-  base = servers[1]
-  header = format("%-18s %14s", "case (median)", "iodine")
-  header += format(" %14s %8s   %-16s", base, "ratio", "pair ratios") if base
-  header += format(" %12s %8s", "raw Rust", "of raw")
-  puts header
   results.each do |name, runs|
-    line = format("%-18s %14s", name, rate(median(runs["iodine"])))
-    if base
-      ratios = runs["iodine"].zip(runs[base]).map { |a, b| a / b }
-      pairs = ratios.map { |r| format("%.2f", r) }.join(" ")
-      line += format(" %14s %7.2fx   %-16s", rate(median(runs[base])), median(ratios), pairs)
+    puts name
+    runs.each do |server, list|
+      puts format("  %-9s %12s /s %8.2f us CPU/msg %7.3f switches/msg", server, rate(median(list.map { |r| r[:rate] })),
+                  median(list.map { |r| r[:cpu_us] }), median(list.map { |r| r[:switches] }))
     end
-    if runs["raw"]
-      share = median(runs["iodine"]) / median(runs["raw"])
-      line += format(" %12s %7.0f%%", rate(median(runs["raw"])), share * 100)
+    (servers - ["iodine"]).each do |base|
+      puts format("  iodine / %-9s rate %-28s CPU/msg %s", base, ratio(runs, "iodine", base, :rate),
+                  ratio(runs, "iodine", base, :cpu_us))
     end
-    puts line
+    next unless runs["raw"]
+
+    share = median(runs["iodine"].map { |r| r[:rate] }) / median(runs["raw"].map { |r| r[:rate] })
+    puts format("  iodine is %.0f%% of the raw-Rust echo", share * 100)
   end
 end
 
@@ -157,9 +192,9 @@ if !ONLY || "idle".include?(ONLY)
   (raw ? servers + ["raw"] : servers).each do |server|
     held, per_1000 = idle_memory(server)
     if held
-      puts format("%-7s holding %6d idle WebSocket connections: %6.1f MiB per 1,000", server, held, per_1000)
+      puts format("%-9s holding %6d idle WebSocket connections: %6.1f MiB per 1,000", server, held, per_1000)
     else
-      puts format("%-7s could not hold idle WebSocket connections (skipped)", server)
+      puts format("%-9s could not hold idle WebSocket connections (skipped)", server)
     end
   end
 end

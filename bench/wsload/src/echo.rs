@@ -39,7 +39,12 @@ pub async fn run(args: &Args) -> Result<(), String> {
     for conn in conns {
         tasks.spawn(client(conn, payload.clone(), window, stats.clone()));
     }
-    let counted = stats.measure(warmup, seconds).await;
+    // The window's edges are printed, so the caller can read the server's CPU time there.
+    let counted = stats
+        .measure_marked(warmup, seconds, |mark| {
+            println!("{}", Report::new("echo").text("window", mark));
+        })
+        .await;
     tasks.abort_all();
 
     stats.log_errors();

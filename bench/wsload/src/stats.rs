@@ -113,12 +113,8 @@ impl Stats {
         self.stopping.load(Relaxed)
     }
 
-    /// Lets the running tasks warm up for `warmup` seconds, then counts over `seconds`.
-    pub async fn measure(&self, warmup: f64, seconds: f64) -> Window {
-        self.measure_marked(warmup, seconds, |_| {}).await
-    }
-
-    /// `measure`, calling `mark("start")` as the window opens and `mark("end")` as it closes.
+    /// Waits `warmup` seconds, then counts for `seconds`, calling `mark("start")` as the
+    /// window opens and `mark("end")` as it closes.
     pub async fn measure_marked(
         &self,
         warmup: f64,
