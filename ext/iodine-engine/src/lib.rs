@@ -16,6 +16,8 @@
 //! - [`public`]: static files from a public folder (validators, ranges, gzip twins).
 //! - [`pubsub`]: the process's pub/sub broker (exact channels and glob patterns).
 //! - [`raw`]: raw TCP/Unix connections: listener, session, the `upgrade.tcp` head.
+//! - [`reactor`]: a current-thread runtime the application's threads take turns to drive, so
+//!   callbacks run where their connection's IO happens.
 //! - [`redis`]: the Redis pub/sub engine: its two connections, RESP, the Redis process.
 //! - [`sse`]: Server-Sent Events: the wire format, the ping comment, the stream session.
 //! - [`timers`]: one-shot and repeating timers that end at shutdown.
@@ -34,6 +36,7 @@ pub mod mustache;
 pub mod public;
 pub mod pubsub;
 pub mod raw;
+pub mod reactor;
 pub mod redis;
 pub mod server;
 pub mod sse;

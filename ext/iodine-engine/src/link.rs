@@ -244,7 +244,11 @@ impl Link {
 
     fn signal(&self) {
         self.signalled.store(true, Ordering::Release);
-        self.waker.wake();
+        if let Some(waker) = self.waker.take() {
+            // Deferred when this thread holds the reactor's turn: woken in one pass after
+            // the application's batch, without a system call each.
+            crate::reactor::wake(waker);
+        }
     }
 
     // The session's side (one task per link).
@@ -335,7 +339,9 @@ impl Link {
         // It was full, and no longer is: the session may be waiting for this.
         let was_full = bytes >= INBOUND_LIMIT || messages >= INBOUND_MESSAGES;
         if was_full && !self.inbound_full() {
-            self.waker.wake();
+            if let Some(waker) = self.waker.take() {
+                crate::reactor::wake(waker);
+            }
         }
     }
 

@@ -13,11 +13,14 @@
 //! wakes it, it returns to Ruby, and Ruby handles the interrupt at a safe point.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_queue::SegQueue;
 use magnus::{Error, Ruby};
 use parking_lot::{Condvar, Mutex};
+
+use iodine_engine::reactor::{self, Reactor, STEAL_AFTER};
 
 use crate::gvl::PerProcess;
 
@@ -139,9 +142,26 @@ pub fn push(task: Task) {
         return;
     }
     bridge().queue.push(task);
-    if bridge().sleepers.load(Ordering::SeqCst) > 0 && bridge().queue.len() >= WAKE_BATCH {
+    // Pushed while reading on the reactor: this very thread runs it once the drive ends
+    // (after the other connections' reads of this pass), no other thread is woken.
+    if reactor::wake_own_drive() {
+        return;
+    }
+    if bridge().queue.len() >= WAKE_BATCH {
+        wake_one();
+    }
+}
+
+/// Wakes a worker for the queued tasks: one sleeping on the condition variable, else the
+/// one driving the reactor (if its drive is not already ending).
+fn wake_one() {
+    if bridge().sleepers.load(Ordering::SeqCst) > 0 {
         let _guard = bridge().lock.lock();
         bridge().wake.notify_one();
+    } else if let Some(reactor) = reactor::installed() {
+        if reactor.is_driven() {
+            reactor.wake();
+        }
     }
 }
 
@@ -160,9 +180,8 @@ pub fn kick() {
         bridge().wake.notify_one();
         return;
     }
-    if bridge().sleepers.load(Ordering::SeqCst) > 0 && !bridge().queue.is_empty() {
-        let _guard = bridge().lock.lock();
-        bridge().wake.notify_one();
+    if !bridge().queue.is_empty() {
+        wake_one();
     }
 }
 
@@ -176,8 +195,18 @@ pub fn open(workers: usize) {
 /// Tells workers to finish the queued tasks and leave.
 pub fn close() {
     bridge().open.store(false, Ordering::SeqCst);
-    let _guard = bridge().lock.lock();
-    bridge().wake.notify_all();
+    wake_all();
+}
+
+/// Wakes every worker: those sleeping and the one driving the reactor.
+fn wake_all() {
+    {
+        let _guard = bridge().lock.lock();
+        bridge().wake.notify_all();
+    }
+    if let Some(reactor) = reactor::installed() {
+        reactor.wake();
+    }
 }
 
 /// Drops tasks nobody will run (their clients get a 500 from the dropped reply).
@@ -195,13 +224,23 @@ pub fn work(ruby: &Ruby) -> Result<bool, Error> {
         before_job: || {},
         queue_empty: || {},
     });
+    let reactor = reactor::installed();
+    let leave = || {
+        if let Some(reactor) = &reactor {
+            reactor.leave();
+        }
+    };
     loop {
         while let Some(task) = bridge().queue.pop() {
             (hooks.before_job)();
-            task.run(ruby)?;
+            if let Err(jump) = task.run(ruby) {
+                leave(); // this thread may not come back: another takes the reactor now
+                return Err(jump);
+            }
         }
         (hooks.queue_empty)();
         if !bridge().open.load(Ordering::SeqCst) {
+            leave();
             return Ok(false);
         }
         if queue_idle_blocks() {
@@ -210,8 +249,32 @@ pub fn work(ruby: &Ruby) -> Result<bool, Error> {
         let seen = bridge().interrupts.load(Ordering::SeqCst);
         // Interrupts (signals, Thread#raise/kill) are delivered inside `without_gvl`; a
         // worker woken for one that did not raise just looks at the queue again.
-        gvl::without_gvl(ruby, || sleep(seen), interrupt)?;
+        let waited = gvl::without_gvl(ruby, || wait(seen, reactor.as_ref()), interrupt);
+        if let Err(jump) = waited {
+            leave();
+            return Err(jump);
+        }
     }
+}
+
+/// Whether a waiting worker has something to look at: tasks, a stop, an interrupt.
+fn has_work(seen: u64) -> bool {
+    !bridge().queue.is_empty()
+        || !bridge().open.load(Ordering::SeqCst)
+        || bridge().interrupts.load(Ordering::SeqCst) != seen
+}
+
+/// Waits for work without the GVL: by driving the reactor when this thread can take its
+/// turn (then the connections' callbacks come back to run here), else on the condition
+/// variable.
+fn wait(seen: u64, reactor: Option<&Arc<Reactor>>) {
+    if let Some(reactor) = reactor {
+        if reactor.try_turn() {
+            reactor.drive(&|| has_work(seen));
+            return;
+        }
+    }
+    sleep(seen, reactor);
 }
 
 /// Runs the tasks queued now on this thread, without waiting for more (the cluster's master,
@@ -224,31 +287,35 @@ pub fn run_pending(ruby: &Ruby) -> Result<(), Error> {
     Ok(())
 }
 
-/// Parks until there is work, the bridge closes, or Ruby interrupts (runs without the GVL).
-fn sleep(seen: u64) {
+/// Parks until there is work, the bridge closes, Ruby interrupts, or the reactor needs a
+/// driver (runs without the GVL).
+fn sleep(seen: u64, reactor: Option<&Arc<Reactor>>) {
     let mut guard = bridge().lock.lock();
     bridge().sleepers.fetch_add(1, Ordering::SeqCst);
     loop {
-        if !bridge().queue.is_empty() {
+        if has_work(seen) {
             break;
         }
-        if !bridge().open.load(Ordering::SeqCst) {
-            break;
-        }
-        if bridge().interrupts.load(Ordering::SeqCst) != seen {
+        // The reactor's holder ran application code for too long (a slow callback): this
+        // thread takes over reading its connections.
+        if reactor.is_some_and(|r| r.wants_driver()) {
             break;
         }
         // Pushes notify only per batch or when an IO thread goes idle; an IO thread that stays
         // busy with other connections could hold back a lone request, so look every 50 ms
-        // (measured idle cost: 10 ms used 0.9% of a core with 2 workers, 1 s none).
-        bridge().wake.wait_for(&mut guard, RECHECK);
+        // (measured idle cost: 10 ms used 0.9% of a core with 2 workers, 1 s none). While the
+        // reactor's holder is away running Ruby, look as often as it may be taken over.
+        let away = reactor.and_then(|r| r.away_for()).is_some();
+        bridge().wake.wait_for(&mut guard, if away { STEAL_AFTER } else { RECHECK });
     }
     bridge().sleepers.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// The unblocking function: wake every sleeping worker so it returns to Ruby.
 fn interrupt() {
-    let _guard = bridge().lock.lock();
-    bridge().interrupts.fetch_add(1, Ordering::SeqCst);
-    bridge().wake.notify_all();
+    {
+        let _guard = bridge().lock.lock();
+        bridge().interrupts.fetch_add(1, Ordering::SeqCst);
+    }
+    wake_all();
 }

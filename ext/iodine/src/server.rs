@@ -312,6 +312,13 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
         .on_thread_park(crate::bridge::kick)
         .enable_all()
         .build()?;
+    // Long-lived connections run on the reactor the Ruby workers drive (their callbacks run
+    // on the thread that reads them). A reactor still installed is a forked parent's copy:
+    // forgotten, never dropped (its runtime belongs to the parent).
+    let reactor = iodine_engine::reactor::Reactor::new()?;
+    if let Some(parent) = iodine_engine::reactor::install(Some(reactor)) {
+        std::mem::forget(parent);
+    }
     let running = Running {
         runtime,
         shutdown: Shutdown::new(),
@@ -397,7 +404,11 @@ pub fn finish(ruby: &Ruby) -> Result<(), Error> {
     };
     crate::ruby_api::redis_stopped();
     iodine_engine::log::stop_writer(Duration::from_secs(1));
-    let mut shutdown = move || running.runtime.shutdown_timeout(Duration::from_secs(2));
+    let reactor = iodine_engine::reactor::install(None);
+    let mut shutdown = move || {
+        running.runtime.shutdown_timeout(Duration::from_secs(2));
+        drop(reactor); // the workers left: nobody drives it; its sessions are dropped
+    };
     let mut delivered = Ok(());
     // An interrupt pending (a signal, Thread#raise) keeps `try_without_gvl` from running the
     // shutdown: deliver it, remember what it raised, and try again.

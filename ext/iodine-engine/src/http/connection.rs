@@ -257,7 +257,6 @@ async fn serve_one(
         true => bytes::Bytes::new(),
         false => bytes::Bytes::copy_from_slice(&parts.read_buf),
     };
-    let io = Resumed::new(stream, ahead);
     let settings = site.settings.websocket;
     // A socket taken over with `upgrade.tcp` keeps the keep-alive timeout as its idle timeout.
     let raw = crate::raw::RawSettings {
@@ -265,7 +264,12 @@ async fn serve_one(
         shutdown_grace: site.settings.shutdown_grace,
         max_clients: usize::MAX,
     };
-    tokio::spawn(takeover::run(io, takeover, settings, raw, shutdown, ticket));
+    // The session runs on the reactor when there is one: its callbacks then run on the
+    // thread that reads its messages.
+    crate::reactor::spawn_session(stream, move |stream| {
+        let io = Resumed::new(stream, ahead);
+        takeover::run(io, takeover, settings, raw, shutdown, ticket)
+    });
 }
 
 /// At shutdown, how long a keep-alive connection must be quiet before it is closed (until

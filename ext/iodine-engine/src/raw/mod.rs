@@ -67,15 +67,13 @@ pub async fn serve(
         shutdown,
         settings.max_clients,
         move |stream, peer, ticket| {
-            let (link, events) = accept.accept(peer).start();
-            session(
-                stream,
-                link,
-                events,
-                settings,
-                conn_shutdown.clone(),
-                ticket,
-            )
+            let (accept, shutdown) = (accept.clone(), conn_shutdown.clone());
+            // On the reactor when there is one (the callbacks then run where the IO happens).
+            crate::reactor::spawn_session(stream, move |stream| {
+                let (link, events) = accept.accept(peer).start();
+                session(stream, link, events, settings, shutdown, ticket)
+            });
+            std::future::ready(())
         },
         |stream| async move { drop(stream) },
     )

@@ -60,6 +60,15 @@ impl Stream {
 }
 
 impl Stream {
+    /// The socket, let go of by this runtime's poller so another runtime can take it
+    /// ([`Moved::register`]).
+    pub fn into_std(self) -> io::Result<Moved> {
+        Ok(match self {
+            Stream::Tcp(s) => Moved::Tcp(s.into_std()?),
+            Stream::Unix(s) => Moved::Unix(s.into_std()?),
+        })
+    }
+
     /// Waits until the socket may take more bytes.
     pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
@@ -156,6 +165,25 @@ impl AsyncWrite for Stream {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+/// A connection between two runtimes (still non-blocking).
+#[derive(Debug)]
+pub enum Moved {
+    /// TCP.
+    Tcp(std::net::TcpStream),
+    /// Unix domain socket.
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Moved {
+    /// The socket, registered with the runtime of the caller.
+    pub fn register(self) -> io::Result<Stream> {
+        Ok(match self {
+            Moved::Tcp(s) => Stream::Tcp(TcpStream::from_std(s)?),
+            Moved::Unix(s) => Stream::Unix(UnixStream::from_std(s)?),
+        })
     }
 }
 
