@@ -14,6 +14,8 @@ require_relative "realtime_log"
 #   /raise?id=ID    the echo, but on_message raises (after logging)
 #   /refused?id=ID  sets rack.upgrade, then answers 403 "refused": the handler is ignored
 #   /slow?id=ID     the echo, upgraded after the app slept 0.5 s
+#   /sleepy?id=ID   the echo, but a message "sleep S" is answered "before", then the callback
+#                   sleeps S seconds, then "after" (a slow callback that wrote first)
 #   /count          how many echo connections are open (on_open minus on_close)
 #   /workers        "alive/pool" worker threads
 #   /events?id=ID   the log
@@ -35,9 +37,10 @@ class Echo
     end
   end
 
-  def initialize(id, raises: false)
+  def initialize(id, raises: false, sleepy: false)
     @id = id
     @raises = raises
+    @sleepy = sleepy
     @opened = false
   end
 
@@ -51,8 +54,15 @@ class Echo
     RealtimeLog.add(@id, "message #{data.encoding} #{data.bytesize}")
     raise "on_message boom (#{@id})" if @raises
     Thread.current.kill if data == "kill" # a jump out of the callback, not an exception
+    return nap(client, Float(data.split.last)) if @sleepy && data.start_with?("sleep ")
 
     client.write(data)
+  end
+
+  def nap(client, seconds)
+    client.write("before")
+    sleep seconds
+    client.write("after")
   end
 
   def on_shutdown(_client)
@@ -75,7 +85,7 @@ app = lambda do |env|
   RealtimeLog.add(id, "call #{env['rack.upgrade?'].inspect}")
   return [200, { "content-type" => "text/plain" }, ["ok"]] unless env["HTTP_UPGRADE"].to_s.casecmp?("websocket")
 
-  env["rack.upgrade"] = Echo.new(id, raises: path == "/raise")
+  env["rack.upgrade"] = Echo.new(id, raises: path == "/raise", sleepy: path == "/sleepy")
   case path
   when "/headers"
     headers = { "set-cookie" => "a=b" }
