@@ -108,6 +108,26 @@ RSpec.describe "WebSocket" do
       expect(closed_log(id).grep(/\Amessage/)).to eq(["message UTF-8 13", "message ASCII-8BIT 3"])
     end
 
+    # Outgoing text is not validated again in Rust: the binding goes by the String's code
+    # range, and a published message is checked once for all its subscribers.
+    it "never sends invalid UTF-8 as text: a broken UTF-8 String, written or published, goes out binary" do
+      open_ws(port, "/?id=#{unique_id('broken')}") do |ws|
+        ws.text("broken")
+        expect(ws.read_message).to eq([:binary, "bad \xC3\x28 utf-8".b])
+        ws.text("subscribe broken-channel")
+        expect(ws.read_message).to eq([:text, "subscribed"])
+        open_ws(port, "/?id=#{unique_id('subscriber')}") do |other|
+          other.text("subscribe broken-channel")
+          expect(other.read_message).to eq([:text, "subscribed"])
+          ws.text("publish-broken broken-channel")
+          expect(ws.read_message).to eq([:binary, "bad \xC3\x28 utf-8".b])
+          expect(other.read_message).to eq([:binary, "bad \xC3\x28 utf-8".b])
+        end
+        ws.text("héllo")
+        expect(ws.read_message).to eq([:text, "héllo"])
+      end
+    end
+
     it "answers each ping with a pong carrying the same payload, an empty one included" do
       open_ws(port, "/") do |ws|
         ["payload-1", "", "\x00\xFF".b, "p" * 125].each do |payload|

@@ -17,6 +17,10 @@ pub struct Mailbox<T> {
 
 #[derive(Debug)]
 struct State<T> {
+    /// The oldest event, when it is alone or the first of a run (most connections have one
+    /// event at a time: it needs no queue, so posting allocates nothing).
+    first: Option<T>,
+    /// The events after `first`, in order.
     queue: VecDeque<T>,
     /// A runner exists (scheduled, or taking events).
     scheduled: bool,
@@ -26,6 +30,7 @@ impl<T> Default for Mailbox<T> {
     fn default() -> Self {
         Mailbox {
             state: Mutex::new(State {
+                first: None,
                 queue: VecDeque::new(),
                 scheduled: false,
             }),
@@ -44,7 +49,11 @@ impl<T> Mailbox<T> {
     #[must_use = "when true, a runner must be scheduled or the event is never handled"]
     pub fn post(&self, event: T) -> bool {
         let mut state = self.state.lock();
-        state.queue.push_back(event);
+        if state.first.is_none() && state.queue.is_empty() {
+            state.first = Some(event);
+        } else {
+            state.queue.push_back(event);
+        }
         !std::mem::replace(&mut state.scheduled, true)
     }
 
@@ -52,7 +61,7 @@ impl<T> Mailbox<T> {
     /// mailbox is idle again and this runner must stop (a later `post` schedules a new one).
     pub fn next(&self) -> Option<T> {
         let mut state = self.state.lock();
-        let event = state.queue.pop_front();
+        let event = state.first.take().or_else(|| state.queue.pop_front());
         if event.is_none() {
             state.scheduled = false;
             // An idle mailbox holds no memory: with thousands of quiet connections, the
@@ -66,7 +75,8 @@ impl<T> Mailbox<T> {
 
     /// Events waiting.
     pub fn len(&self) -> usize {
-        self.state.lock().queue.len()
+        let state = self.state.lock();
+        state.queue.len() + usize::from(state.first.is_some())
     }
 
     /// Whether no event waits.

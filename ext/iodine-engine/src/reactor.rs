@@ -309,7 +309,10 @@ mod tests {
         reactor.drive(&|| true); // returns at once; this thread is now away
         let other = reactor.clone();
         let stolen_early = std::thread::spawn(move || other.try_turn()).join().unwrap();
-        assert!(!stolen_early, "the holder was away for less than STEAL_AFTER");
+        assert!(
+            !stolen_early,
+            "the holder was away for less than STEAL_AFTER"
+        );
         std::thread::sleep(STEAL_AFTER * 2);
         let other = reactor.clone();
         let stolen = std::thread::spawn(move || other.try_turn()).join().unwrap();

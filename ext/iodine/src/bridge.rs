@@ -37,6 +37,28 @@ pub trait Job: Send + 'static {
 /// A queued job.
 pub type Task = Box<dyn Job>;
 
+/// Work that lives on between its runs (a connection, whose events come and go): queued by
+/// reference, so scheduling it allocates nothing.
+pub trait Recurring: Send + Sync + 'static {
+    /// Runs with the GVL held; as [`Job::run`].
+    fn run(self: Arc<Self>, ruby: &Ruby) -> Result<(), Error>;
+}
+
+/// What the queue holds.
+enum Queued {
+    Once(Task),
+    Recurring(Arc<dyn Recurring>),
+}
+
+impl Queued {
+    fn run(self, ruby: &Ruby) -> Result<(), Error> {
+        match self {
+            Queued::Once(task) => task.run(ruby),
+            Queued::Recurring(work) => work.run(ruby),
+        }
+    }
+}
+
 /// Hooks around the jobs of a batch (Rack uses them to send its answers in batches).
 #[derive(Clone, Copy)]
 pub struct Hooks {
@@ -55,7 +77,7 @@ pub fn set_hooks(hooks: Hooks) {
 }
 
 struct Bridge {
-    queue: SegQueue<Task>,
+    queue: SegQueue<Queued>,
     /// Workers parked (or about to park) on `wake`.
     sleepers: AtomicUsize,
     lock: Mutex<()>,
@@ -135,6 +157,15 @@ const WAKE_BATCH: usize = 16;
 /// runtime's park hook) or once a batch has queued up: on a busy core the requests of one
 /// poll cycle then cost a single wake-up, and a Ruby worker runs them in one GVL hold.
 pub fn push(task: Task) {
+    enqueue(Queued::Once(task));
+}
+
+/// Queues recurring work (see [`push`]).
+pub fn push_recurring(work: Arc<dyn Recurring>) {
+    enqueue(Queued::Recurring(work));
+}
+
+fn enqueue(task: Queued) {
     if !bridge().open.load(Ordering::Acquire) {
         // No worker will run it (shut down): dropping it answers the client now (a 500, or
         // nothing for a connection being closed) instead of leaving it for a later `start`.
@@ -168,8 +199,8 @@ fn wake_one() {
 /// Queues again a task a worker started and must finish later (a connection whose turn
 /// ended with events left): unlike [`push`], also while the bridge closes, since the workers
 /// empty the queue before they leave and a connection's last events (its `on_close`) must run.
-pub fn requeue(task: Task) {
-    bridge().queue.push(task);
+pub fn requeue(work: Arc<dyn Recurring>) {
+    bridge().queue.push(Queued::Recurring(work));
 }
 
 /// Wakes a sleeping worker if tasks are waiting (an IO thread is about to go idle), after
@@ -306,7 +337,9 @@ fn sleep(seen: u64, reactor: Option<&Arc<Reactor>>) {
         // (measured idle cost: 10 ms used 0.9% of a core with 2 workers, 1 s none). While the
         // reactor's holder is away running Ruby, look as often as it may be taken over.
         let away = reactor.and_then(|r| r.away_for()).is_some();
-        bridge().wake.wait_for(&mut guard, if away { STEAL_AFTER } else { RECHECK });
+        bridge()
+            .wake
+            .wait_for(&mut guard, if away { STEAL_AFTER } else { RECHECK });
     }
     bridge().sleepers.fetch_sub(1, Ordering::SeqCst);
 }

@@ -20,7 +20,7 @@ use magnus::value::{LazyId, ReprValue};
 use magnus::{Error, RArray, Ruby, Value};
 
 use crate::blocks;
-use crate::bridge::{self, Job};
+use crate::bridge::{self, Recurring};
 use crate::errors;
 use crate::subscriptions::Scope;
 
@@ -195,7 +195,7 @@ impl Conn {
     fn post(&self, event: Event) {
         if self.mailbox.post(event) {
             if let Some(me) = self.me.upgrade() {
-                bridge::push(Box::new(Runner(me)));
+                bridge::push_recurring(me);
             }
         }
     }
@@ -400,9 +400,6 @@ impl Events for Conn {
     }
 }
 
-/// The bridge job that runs a connection's waiting events.
-struct Runner(Arc<Conn>);
-
 /// Events one turn of a connection's runner handles at most before it goes behind the
 /// other work queued for the Ruby workers (a client that floods can't keep a worker).
 const TURN_EVENTS: usize = 32;
@@ -411,17 +408,19 @@ const TURN_EVENTS: usize = 32;
 /// between events: one slow callback still runs whole).
 const TURN_TIME: std::time::Duration = std::time::Duration::from_millis(2);
 
-impl Job for Runner {
-    fn run(self: Box<Self>, ruby: &Ruby) -> Result<(), Error> {
-        let conn = self.0;
+/// A connection's turn on a worker: it runs its waiting events (queued by reference: a
+/// connection scheduled once per batch of events, with no allocation).
+impl Recurring for Conn {
+    fn run(self: Arc<Self>, ruby: &Ruby) -> Result<(), Error> {
+        let conn = self;
         let began = std::time::Instant::now();
         let mut handled = 0;
         loop {
             if handled == TURN_EVENTS || (handled > 0 && began.elapsed() >= TURN_TIME) {
-                // The turn is over. The mailbox is still ours (it was not seen empty): a new
-                // runner, queued behind everything else, takes the rest in order (during a
-                // stop too: the workers empty the queue before they leave).
-                bridge::requeue(Box::new(Runner(conn)));
+                // The turn is over. The mailbox is still ours (it was not seen empty): the
+                // connection, queued again behind everything else, takes the rest in order
+                // (during a stop too: the workers empty the queue before they leave).
+                bridge::requeue(conn);
                 return Ok(());
             }
             let Some(event) = conn.mailbox.next() else {
@@ -438,8 +437,8 @@ impl Job for Runner {
                 conn.link.handled(len);
             }
             if let Err(jump) = ran {
-                // The mailbox is still ours: a new runner takes the rest.
-                bridge::requeue(Box::new(Runner(conn.clone())));
+                // The mailbox is still ours: the connection, queued again, takes the rest.
+                bridge::requeue(conn);
                 return Err(jump);
             }
         }
@@ -458,7 +457,9 @@ impl Subscriber for ToSocket {
             return;
         };
         let out = match link.protocol() {
-            Protocol::WebSocket if self.binary => Outgoing::Binary(message.clone()),
+            Protocol::WebSocket if self.binary || !is_utf8(message) => {
+                Outgoing::Binary(message.clone())
+            }
             Protocol::WebSocket => Outgoing::Text(message.clone()),
             Protocol::Sse => match sse_event(message, None, None, None) {
                 Some(event) => Outgoing::Raw(event),
@@ -469,6 +470,28 @@ impl Subscriber for ToSocket {
         // jump-safe: the link's write (Rust): a closed link drops the message, as a gone subscriber does.
         let _ = link.write(out);
     }
+}
+
+thread_local! {
+    /// The last message checked by [`is_utf8`] and the answer: one message published to a
+    /// thousand subscribers is checked once. The message is held (not just its address), so
+    /// its memory can't be reused by another message while it is remembered.
+    static CHECKED: std::cell::RefCell<Option<(Bytes, bool)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Whether a published message can go out as a text frame (valid UTF-8; the session sends
+/// text as it is, without checking it again).
+fn is_utf8(message: &Bytes) -> bool {
+    CHECKED.with_borrow_mut(|checked| {
+        if let Some((seen, valid)) = checked {
+            if seen.as_ptr() == message.as_ptr() && seen.len() == message.len() {
+                return *valid;
+            }
+        }
+        let valid = std::str::from_utf8(message).is_ok();
+        *checked = Some((message.clone(), valid));
+        valid
+    })
 }
 
 /// A subscription with a block: the block runs in the connection's turn.

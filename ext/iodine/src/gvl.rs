@@ -146,6 +146,18 @@ pub fn hash_dup(hash: magnus::RHash) -> magnus::RHash {
         .unwrap_or_else(|| unreachable!("rb_hash_dup returned a non-Hash"))
 }
 
+/// Whether the bytes of `s` are valid in its encoding: Ruby's code range, cached in the
+/// String (known already for most Strings; scanned once, and remembered, when it is not).
+/// Outgoing WebSocket text is then never validated a second time in Rust.
+pub fn valid_encoding(s: magnus::RString) -> bool {
+    use magnus::rb_sys::AsRawValue;
+    // SAFETY: the GVL is held (we have an RString from Ruby on this thread) and `s` is live
+    // on this frame. rb_enc_str_coderange only reads the String (and caches what it found in
+    // its flags): no Ruby code runs, nothing raises.
+    let range = unsafe { rb_sys::rb_enc_str_coderange(s.as_raw()) };
+    range as u32 != rb_sys::ruby_coderange_type::RUBY_ENC_CODERANGE_BROKEN as u32
+}
+
 /// The class name of `v`, read without calling any Ruby method (so nothing can raise or run
 /// an interrupt), for log lines.
 pub fn class_name(v: magnus::Value) -> String {

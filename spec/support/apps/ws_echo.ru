@@ -16,6 +16,9 @@ require_relative "realtime_log"
 #   /slow?id=ID     the echo, upgraded after the app slept 0.5 s
 #   /sleepy?id=ID   the echo, but a message "sleep S" is answered "before", then the callback
 #                   sleeps S seconds, then "after" (a slow callback that wrote first)
+#                   Any echo connection also takes: "broken" (answered with a UTF-8 String
+#                   holding invalid bytes), "subscribe CH" (answered "subscribed"), and
+#                   "publish-broken CH" (publishes invalid UTF-8, tagged UTF-8, on CH)
 #   /count          how many echo connections are open (on_open minus on_close)
 #   /workers        "alive/pool" worker threads
 #   /events?id=ID   the log
@@ -55,8 +58,23 @@ class Echo
     raise "on_message boom (#{@id})" if @raises
     Thread.current.kill if data == "kill" # a jump out of the callback, not an exception
     return nap(client, Float(data.split.last)) if @sleepy && data.start_with?("sleep ")
+    return if special(client, data)
 
     client.write(data)
+  end
+
+  BROKEN = "bad \xC3\x28 utf-8".dup.force_encoding(Encoding::UTF_8).freeze
+
+  def special(client, data)
+    case data
+    when "broken" then client.write(BROKEN)
+    when /\Asubscribe (\S+)\z/
+      client.subscribe(Regexp.last_match(1))
+      client.write("subscribed")
+    when /\Apublish-broken (\S+)\z/ then Iodine.publish(Regexp.last_match(1), BROKEN)
+    else return false
+    end
+    true
   end
 
   def nap(client, seconds)

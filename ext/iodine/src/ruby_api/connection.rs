@@ -52,7 +52,9 @@ fn write(ruby: &Ruby, rb_self: &Connection, args: &[Value]) -> Result<Option<boo
     let message = match conn.link().protocol() {
         Protocol::Raw => Outgoing::Raw(data.to_bytes()),
         Protocol::WebSocket => {
-            if data.enc_get() == ruby.utf8_encindex() {
+            // Text only when it is valid UTF-8 (Ruby knows: the String's code range); the
+            // session then sends it as it is.
+            if data.enc_get() == ruby.utf8_encindex() && crate::gvl::valid_encoding(data) {
                 Outgoing::Text(data.to_bytes())
             } else {
                 Outgoing::Binary(data.to_bytes())
