@@ -19,21 +19,22 @@
 //!   the reactor and are made inside the next drive, where waking a task costs no system call.
 //!   If another thread drives meanwhile, it is told at once.
 //!
-//! Sessions are put on the process's reactor with [`spawn_session`] once one is
-//! [`install`]ed (the Ruby binding does it when its workers start); without one they run on
-//! the caller's runtime, as in the engine's own tests and examples.
+//! Sessions are put on the process's reactor with [`spawn_session`] once one is found
+//! ([`set_locator`]: the Ruby binding keeps one per process, made when its workers start);
+//! without one they run on the caller's runtime, as in the engine's own tests and examples.
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Poll, Waker};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
+use futures_util::future::{Either, FutureExt};
 use futures_util::task::AtomicWaker;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use crate::server::Stream;
 
@@ -238,18 +239,26 @@ pub fn wake_own_drive() -> bool {
     })
 }
 
-/// The process's reactor, where sessions go (None: they run where they are made).
-static HOST: RwLock<Option<Arc<Reactor>>> = RwLock::new(None);
+/// Where the process's reactor is found (set by whoever drives reactors: the Ruby binding,
+/// which keeps one per process and forgets a forked parent's).
+static LOCATOR: OnceLock<fn() -> Option<Arc<Reactor>>> = OnceLock::new();
 
-/// Sets the process's reactor; returns the one it replaces, for the caller to drop or (in a
-/// forked child, whose copy belongs to the parent) to forget.
-pub fn install(reactor: Option<Arc<Reactor>>) -> Option<Arc<Reactor>> {
-    std::mem::replace(&mut *HOST.write(), reactor)
+/// Tells the engine how to find the process's reactor (the first call wins).
+pub fn set_locator(locate: fn() -> Option<Arc<Reactor>>) {
+    // A second locator is ignored: there is one owner of reactors per program.
+    let _ = LOCATOR.set(locate);
 }
 
-/// The process's reactor, if one is installed.
+/// The process's reactor, where sessions go (None: they run where they are made).
 pub fn installed() -> Option<Arc<Reactor>> {
-    HOST.read().clone()
+    LOCATOR.get().and_then(|locate| locate())
+}
+
+/// In a forked child, on the thread that forked: lets go of the parent's reactor without
+/// touching it (its state may be mid-change in a thread that is not in the child).
+pub fn forget_after_fork() {
+    std::mem::forget(AWAY.take());
+    std::mem::forget(DRIVING.take());
 }
 
 /// Runs the session `make` builds on `stream`: on the process's reactor when one is installed
@@ -271,12 +280,16 @@ where
             return;
         }
     };
-    reactor.spawn(async move {
-        match moved.register() {
-            Ok(stream) => make(stream).await,
-            Err(e) => crate::warning!("couldn't register a connection with the reactor: {e}"),
+    // Not an `async` block: what it captures would be kept beside the session for the
+    // connection's whole life; `lazy` + `flatten` hold one or the other.
+    let start = move |_: &mut std::task::Context<'_>| match moved.register() {
+        Ok(stream) => Either::Left(make(stream)),
+        Err(e) => {
+            crate::warning!("couldn't register a connection with the reactor: {e}");
+            Either::Right(std::future::ready(()))
         }
-    });
+    };
+    reactor.spawn(futures_util::future::lazy(start).flatten());
 }
 
 #[cfg(test)]

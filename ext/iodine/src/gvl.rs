@@ -224,6 +224,7 @@ static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 extern "C" fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     iodine_engine::log::after_fork();
+    iodine_engine::reactor::forget_after_fork();
 }
 
 /// The fork generation of this process image (0 until a fork; each child one more).

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use iodine_engine::http::{serve, Handler, HttpSettings};
 use iodine_engine::raw::{self, RawSettings};
+use iodine_engine::reactor::Reactor;
 use iodine_engine::server::{BoundListener, Listener, Shutdown};
 use iodine_engine::timers::{self, Schedule};
 use parking_lot::Mutex;
@@ -46,6 +47,16 @@ struct State {
     timers: Vec<(u64, Schedule)>,
     running: Option<Running>,
     stop_requested: bool,
+}
+
+/// This process's reactor (a forked child starts with none: its parent's is forgotten, never
+/// touched). Found by the engine through [`reactor`].
+static REACTOR: PerProcess<Mutex<Option<Arc<Reactor>>>> =
+    PerProcess::new(|| Mutex::new(None), |_| Mutex::new(None));
+
+/// The process's reactor while the server runs (the engine's locator).
+pub fn reactor() -> Option<Arc<Reactor>> {
+    REACTOR.get().lock().clone()
 }
 
 /// A forked worker's end of its socket pair to the master, for `start`.
@@ -313,12 +324,8 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
         .enable_all()
         .build()?;
     // Long-lived connections run on the reactor the Ruby workers drive (their callbacks run
-    // on the thread that reads them). A reactor still installed is a forked parent's copy:
-    // forgotten, never dropped (its runtime belongs to the parent).
-    let reactor = iodine_engine::reactor::Reactor::new()?;
-    if let Some(parent) = iodine_engine::reactor::install(Some(reactor)) {
-        std::mem::forget(parent);
-    }
+    // on the thread that reads them).
+    *REACTOR.get().lock() = Some(iodine_engine::reactor::Reactor::new()?);
     let running = Running {
         runtime,
         shutdown: Shutdown::new(),
@@ -404,7 +411,7 @@ pub fn finish(ruby: &Ruby) -> Result<(), Error> {
     };
     crate::ruby_api::redis_stopped();
     iodine_engine::log::stop_writer(Duration::from_secs(1));
-    let reactor = iodine_engine::reactor::install(None);
+    let reactor = REACTOR.get().lock().take();
     let mut shutdown = move || {
         running.runtime.shutdown_timeout(Duration::from_secs(2));
         drop(reactor); // the workers left: nobody drives it; its sessions are dropped

@@ -44,6 +44,7 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     base::init(ruby, base)?;
     crate::errors::init(ruby, base)?;
     crate::blocks::init(ruby);
+    iodine_engine::reactor::set_locator(crate::server::reactor);
     mustache::init(ruby, iodine)?;
     pubsub::init(ruby, base)?;
     redis::init(ruby, base)?;
