@@ -25,6 +25,8 @@ module ClusterHelpers
   # worker; a try takes about a millisecond), and for how long at most.
   RACE_ATTEMPTS = 2000
   RACE_SECONDS = 15
+  # What `burst` and `pid_once` ask on each connection (and then read to its end).
+  PID_REQUEST = "GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
   # now, proc_stat, alive? and children, for the examples.
   include ProcessTree
@@ -118,6 +120,13 @@ RSpec.describe "cluster mode (-w 2)" do
   # listener's greeting (`:raw`). [pids, failures], one entry per connection; every read is
   # bounded by `seconds` in all.
   def burst(port, count, kind: :http, seconds: 20)
+    sockets, failures = open_burst(port, count, kind: kind)
+    pids, more = read_burst(sockets, kind: kind, seconds: seconds)
+    [pids, failures + more]
+  end
+
+  # The first half of `burst`: [sockets, failures] (GET /pid sent on each for `kind: :http`).
+  def open_burst(port, count, kind: :http)
     address = Socket.sockaddr_in(port, "127.0.0.1")
     failures = []
     sockets = Array.new(count).filter_map do
@@ -139,8 +148,22 @@ RSpec.describe "cluster mode (-w 2)" do
       socket.close
       nil
     end
-    sockets.each { |socket| socket.write(PID_REQUEST) } if kind == :http
+    return [sockets, failures] unless kind == :http
+
+    sent = sockets.select do |socket|
+      socket.write(ClusterHelpers::PID_REQUEST)
+    rescue SystemCallError, IOError => e
+      failures << "write: #{e.class}: #{e.message}"
+      socket.close
+      false
+    end
+    [sent, failures]
+  end
+
+  # The second half of `burst`: [pids, failures]; closes the sockets.
+  def read_burst(sockets, kind: :http, seconds: 20)
     deadline = now + seconds
+    failures = []
     pids = sockets.filter_map do |socket|
       pid, failure = read_pid(socket, kind, [deadline - now, 0.1].max)
       failures << failure if failure
@@ -149,11 +172,7 @@ RSpec.describe "cluster mode (-w 2)" do
       socket.close
     end
     [pids, failures]
-  rescue SystemCallError, IOError => e
-    [pids || [], failures << "#{e.class}: #{e.message}"]
   end
-
-  PID_REQUEST = "GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
   # The pid a connection's answer names (HTTP or raw), or [nil, what went wrong].
   def read_pid(socket, kind, seconds)
@@ -174,7 +193,7 @@ RSpec.describe "cluster mode (-w 2)" do
   # GET /pid on a new connection to `port` (or the Unix socket `path`): [pid, failure].
   def pid_once(port: nil, path: nil)
     socket = path ? UNIXSocket.new(path) : TCPSocket.new("127.0.0.1", port)
-    socket.write(PID_REQUEST)
+    socket.write(ClusterHelpers::PID_REQUEST)
     read_pid(socket, :http, 10)
   rescue SystemCallError, IOError => e
     [nil, "connect: #{e.class}: #{e.message}"]
@@ -632,6 +651,33 @@ RSpec.describe "cluster mode (-w 2)" do
       expect(answered & after).to match_array(after)
       expect(server.log.scan(/worker (\d+) replaced/).flatten.map(&:to_i).sort).to eq(before.sort)
     end
+  end
+
+  it "a worker that dies with connections waiting in its queue (SIGSTOP, a burst, kill -9): every one of " \
+     "them is answered, by the other worker or the replacement (its socket stays open in the master)" do
+    server = start_cluster
+    victim, survivor = answering_pids(server.port, count: 2).to_a
+    expect(survivor).not_to be_nil, server.log
+    track_workers(server)
+    Process.kill("STOP", victim)
+    begin
+      # Every thread stopped: none is still about to accept a connection of the burst.
+      stopped = wait_until(5, 0.001) do
+        Dir.children("/proc/#{victim}/task").all? { |task| proc_stat("#{victim}/task/#{task}")&.first == "T" }
+      end
+      expect(stopped).to be_truthy
+      sockets, failures = open_burst(server.port, 100)
+      Process.kill("KILL", victim)
+    ensure
+      Process.kill("CONT", victim) if alive?(victim)
+    end
+    pids, more = read_burst(sockets)
+    failures += more
+    track_workers(server)
+    expect(failures).to eq([]), "#{failures.size} of 100 failed: #{failures.first(5)}"
+    expect(pids.size).to eq(100)
+    expect(pids).not_to include(victim)
+    expect(pids.uniq - children(server.pid)).to eq([])
   end
 
   it "kill -9 of a worker: logged, on_child_crush runs in the master, a new worker serves within 2 s, " \
