@@ -190,7 +190,7 @@ module Iodine
             next if reap_redis(pid, status)
             next unless @children.delete(pid)
 
-            slot = @slots.delete(pid)
+            slot = @slots.delete(pid) || 0
             lived = now - (@born.delete(pid) || now)
             if @retiring.delete(pid)
               Base.log(4, "worker #{pid} replaced")
@@ -240,7 +240,7 @@ module Iodine
           old = @restart_queue.shift
           return unless @children.key?(old)
 
-          spawn_worker(@slots[old], &block)
+          spawn_worker(@slots.fetch(old, 0), &block)
           @retiring << old
           # USR1 (a worker's "leave"), not TERM: a worker counts INT/TERM to tell a repeat
           # from outside, and a group Ctrl-C while it finishes must not count as one.
