@@ -2,8 +2,8 @@
 
 # Pub/sub fan-out benchmark for cluster mode: one publisher, and 100, 1,000 or 5,000
 # subscribers over WebSocket or SSE, against iodine in one process (`-w 1 -t 1`), iodine in
-# cluster mode (`-w 2 -t 1`: the master forks 2 workers that share the listener, so the
-# subscribers land on both and a message published in one worker reaches the other's
+# cluster mode (`-w 2 -t 1`: the master forks 2 workers, each with a socket of its own on the
+# port, so the subscribers land on both and a message published in one worker reaches the other's
 # subscribers through the master) and puma `-t 4` with faye-websocket (bench/faye_app.ru),
 # run interleaved (A B C, C B A, …). The apps are bench/ws_app.ru and bench/faye_app.ru, as in
 # bench/ws.rb. Prints every run, then per case the median messages delivered per second and
@@ -54,10 +54,11 @@ ONLY = ENV["BENCH_CASES"]
 SERVER_CPUS = ENV.fetch("BENCH_SERVER_CPUS", "0")
 LOAD_CPUS = ENV.fetch("BENCH_LOAD_CPUS", Etc.nprocessors > 1 ? "1" : "0")
 APP = File.join(__dir__, "ws_app.ru")
-# Subscribers connecting at once. With -w 2 the workers share one listener and the kernel
-# wakes both on a new connection: a burst of 200 at once (wsload's default) is mostly
-# accepted by whichever worker runs first (on one core, often all of it), while 20 at a time
-# spreads them over both, as clients arriving over time would be.
+# Subscribers connecting at once. The C gem's workers share one listener and the kernel wakes
+# them all on a new connection: a burst of 200 at once (wsload's default) is mostly accepted
+# by whichever worker runs first (on one core, often all of it), while 20 at a time spreads
+# them over both, as clients arriving over time would be. (This gem's workers have a socket
+# each, which spreads any burst; the same pace keeps the comparison fair.)
 PARALLEL = 20
 
 # The command of an iodine CLI (`exe`, with `load_path`) serving APP with `workers` processes.

@@ -9,6 +9,13 @@ module Iodine
       # one by one on USR1. The master itself never serves clients and never runs a tokio
       # runtime or a thread of its own, so it can fork at any time.
       #
+      # Each worker has a slot (0 ... workers - 1): before the first fork every TCP listener
+      # becomes one socket per slot (SO_REUSEPORT: the kernel spreads new connections over
+      # them), which the master keeps open while the cluster runs. A worker serves its slot's
+      # sockets, and the worker that replaces it (respawn, hot restart) takes the same slot,
+      # so the connections queued there wait for it instead of being reset. Unix listeners
+      # stay one socket that all workers share.
+      #
       # Signals in the master: INT/TERM stop the whole cluster (workers get TERM and finish
       # their in-flight work; one still running after the grace period is killed); USR1 is a
       # hot restart. A worker's INT/TERM/USR1 (or `Iodine.stop` in it) ends only that worker,
@@ -27,8 +34,9 @@ module Iodine
           @size = workers
           @threads = threads
           @children = {} # pid => peer id
+          @slots = {} # pid => the worker's slot
           @born = {} # pid => when it was forked
-          @respawns = [] # when to fork the next replacements
+          @respawns = [] # [when to fork the next replacement, its slot]
           @retiring = [] # pids being replaced by a hot restart
           @restart_queue = []
           @stopping = false
@@ -54,14 +62,14 @@ module Iodine
           @app_traps = previous
           @runner.raise_open_files_limit # the workers inherit it
           Base.fire_state(:pre_start)
-          Base.cluster_master_init
+          Base.cluster_master_init(@size)
           # The banner comes before the workers accept: whoever waits for the port sees it.
           Base.log(4, "Starting up Iodine #{Iodine::VERSION} (Rust) on Ruby #{RUBY_VERSION}: " \
                       "#{@size} Workers X #{@threads} Threads per worker, " \
                       "max open files #{Runner.open_files}, master pid #{Process.pid}")
           Base.pending_listeners.each { |where| Base.log(4, "Listening on #{where}") }
           Base.redis_count.times { |id| spawn_redis(id) }
-          @size.times { spawn_worker(&block) }
+          @size.times { |slot| spawn_worker(slot, &block) }
           block&.call(:master)
           supervise(&block)
         ensure
@@ -98,13 +106,14 @@ module Iodine
           end
         end
 
-        # Forks one worker; in the child this never returns.
-        def spawn_worker(&block)
+        # Forks the worker of `slot`; in the child this never returns.
+        def spawn_worker(slot, &block)
           Base.fire_state(:before_fork)
           peer = Base.cluster_pair
-          pid = Process.fork { worker_main(&block) }
+          pid = Process.fork { worker_main(slot, &block) }
           Base.cluster_forked_parent
           @children[pid] = peer
+          @slots[pid] = slot
           @born[pid] = now
           Base.fire_state(:after_fork)
           Base.fire_state(:enter_master)
@@ -137,12 +146,12 @@ module Iodine
           @born[pid] = now
         end
 
-        def worker_main(&block)
+        def worker_main(slot, &block)
           # The worker's own traps come first, before its boot hooks: a TERM that arrives
           # while they run is a graceful stop, honoured once the worker serves.
           Runner.stop_signal_at = nil
           Runner.trap_signals(:worker, @app_traps)
-          Base.cluster_forked_child
+          Base.cluster_forked_child(slot)
           block&.call(:worker) # master?/worker? are right from the first event on
           status = 0
           begin
@@ -167,8 +176,8 @@ module Iodine
         def respawn(&block)
           return if @stopping || Base.stop_flag?
 
-          due, @respawns = @respawns.partition { |at| at <= now }
-          due.each { spawn_worker(&block) }
+          due, @respawns = @respawns.partition { |at, _| at <= now }
+          due.each { |_, slot| spawn_worker(slot, &block) }
           due_redis, @redis_respawns = @redis_respawns.partition { |_, at| at <= now }
           due_redis.each { |id, _| spawn_redis(id) }
         end
@@ -181,6 +190,7 @@ module Iodine
             next if reap_redis(pid, status)
             next unless @children.delete(pid)
 
+            slot = @slots.delete(pid) || 0
             lived = now - (@born.delete(pid) || now)
             if @retiring.delete(pid)
               Base.log(4, "worker #{pid} replaced")
@@ -195,9 +205,9 @@ module Iodine
 
             if lived < QUICK_DEATH
               Base.log(2, "worker #{pid} died #{lived.round(2)} s after it started; the next one starts in #{QUICK_DEATH} s")
-              @respawns << (now + QUICK_DEATH)
+              @respawns << [now + QUICK_DEATH, slot]
             else
-              @respawns << now
+              @respawns << [now, slot]
             end
           end
         rescue Errno::ECHILD
@@ -216,9 +226,9 @@ module Iodine
           true
         end
 
-        # USR1: each worker is replaced in turn: a new one starts, then the old one is told
-        # to finish; the next waits until it left. The listeners stay open throughout, and
-        # there are always at least as many workers as configured.
+        # USR1: each worker is replaced in turn: a new one starts (in the old one's slot), then
+        # the old one is told to finish; the next waits until it left. The listeners stay open
+        # throughout, and there are always at least as many workers as configured.
         def restart_step(&block)
           if @restart_requested
             @restart_requested = false
@@ -230,7 +240,7 @@ module Iodine
           old = @restart_queue.shift
           return unless @children.key?(old)
 
-          spawn_worker(&block)
+          spawn_worker(@slots.fetch(old, 0), &block)
           @retiring << old
           # USR1 (a worker's "leave"), not TERM: a worker counts INT/TERM to tell a repeat
           # from outside, and a group Ctrl-C while it finishes must not count as one.

@@ -25,6 +25,8 @@ module ClusterHelpers
   # worker; a try takes about a millisecond), and for how long at most.
   RACE_ATTEMPTS = 2000
   RACE_SECONDS = 15
+  # What `burst` and `pid_once` ask on each connection (and then read to its end).
+  PID_REQUEST = "GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
   # now, proc_stat, alive? and children, for the examples.
   include ProcessTree
@@ -34,9 +36,9 @@ RSpec.describe "cluster mode (-w 2)" do
   include RealtimeHelpers
   include ClusterHelpers
 
-  def start_cluster(events: nil, args: [])
-    env = events ? { "CLUSTER_EVENTS" => events } : {}
-    server = ServerProcess.new(["-w", "2", "-t", "2", *args, app_path("cluster.ru")], env: env)
+  def start_cluster(events: nil, args: [], workers: 2, env: {})
+    env = events ? env.merge("CLUSTER_EVENTS" => events) : env
+    server = ServerProcess.new(["-w", workers.to_s, "-t", "2", *args, app_path("cluster.ru")], env: env)
     (@servers ||= []) << server
     server
   end
@@ -111,6 +113,92 @@ RSpec.describe "cluster mode (-w 2)" do
     end
   ensure
     clients&.each { |ws, _| ws.close_socket }
+  end
+
+  # Opens `count` TCP connections to `port` at once (each connect_nonblock right after the
+  # other), then asks each which worker it landed on: GET /pid (`kind: :http`) or the raw
+  # listener's greeting (`:raw`). [pids, failures], one entry per connection; every read is
+  # bounded by `seconds` in all.
+  def burst(port, count, kind: :http, seconds: 20)
+    sockets, failures = open_burst(port, count, kind: kind)
+    pids, more = read_burst(sockets, kind: kind, seconds: seconds)
+    [pids, failures + more]
+  end
+
+  # The first half of `burst`: [sockets, failures] (GET /pid sent on each for `kind: :http`).
+  def open_burst(port, count, kind: :http)
+    address = Socket.sockaddr_in(port, "127.0.0.1")
+    failures = []
+    sockets = Array.new(count).filter_map do
+      socket = Socket.new(:INET, :STREAM)
+      begin
+        socket.connect_nonblock(address)
+      rescue IO::WaitWritable
+        raise Errno::ETIMEDOUT, "connect" unless socket.wait_writable(5)
+
+        begin
+          socket.connect_nonblock(address)
+        rescue Errno::EISCONN
+          nil
+        end
+      end
+      socket
+    rescue SystemCallError => e
+      failures << "connect: #{e.class}: #{e.message}"
+      socket.close
+      nil
+    end
+    return [sockets, failures] unless kind == :http
+
+    sent = sockets.select do |socket|
+      socket.write(ClusterHelpers::PID_REQUEST)
+    rescue SystemCallError, IOError => e
+      failures << "write: #{e.class}: #{e.message}"
+      socket.close
+      false
+    end
+    [sent, failures]
+  end
+
+  # The second half of `burst`: [pids, failures]; closes the sockets.
+  def read_burst(sockets, kind: :http, seconds: 20)
+    deadline = now + seconds
+    failures = []
+    pids = sockets.filter_map do |socket|
+      pid, failure = read_pid(socket, kind, [deadline - now, 0.1].max)
+      failures << failure if failure
+      pid
+    ensure
+      socket.close
+    end
+    [pids, failures]
+  end
+
+  # The pid a connection's answer names (HTTP or raw), or [nil, what went wrong].
+  def read_pid(socket, kind, seconds)
+    if kind == :raw
+      out, = read_for(socket, seconds) { |bytes| bytes.include?("\n") }
+      return [Regexp.last_match(1).to_i, nil] if out =~ /\Apid:(\d+)\n/
+
+      return [nil, "raw: #{out.inspect}"]
+    end
+    out, closed = read_for(socket, seconds)
+    return [out.split("\r\n\r\n", 2).last.to_i, nil] if closed && out.start_with?("HTTP/1.1 200 ") && out =~ /\r\n\r\n\d+\z/
+
+    [nil, "http: #{out.inspect} (#{closed ? 'closed' : 'not closed'})"]
+  rescue SystemCallError, IOError => e
+    [nil, "#{kind}: #{e.class}: #{e.message}"]
+  end
+
+  # GET /pid on a new connection to `port` (or the Unix socket `path`): [pid, failure].
+  def pid_once(port: nil, path: nil)
+    socket = path ? UNIXSocket.new(path) : TCPSocket.new("127.0.0.1", port)
+    socket.write(ClusterHelpers::PID_REQUEST)
+    read_pid(socket, :http, 10)
+  rescue SystemCallError, IOError => e
+    [nil, "connect: #{e.class}: #{e.message}"]
+  ensure
+    socket&.close
   end
 
   # Runs a command with a bound; [stdout+stderr, status].
@@ -490,6 +578,106 @@ RSpec.describe "cluster mode (-w 2)" do
     expect(server.log.scan(/worker (\d+) replaced/).flatten.map(&:to_i).sort).to eq(before.to_a.sort)
     # The new workers are in the pub/sub routing.
     expect_delivery_across_workers(server.port)
+  end
+
+  describe "spreading new connections over the workers" do
+    it "-w 4: every burst of 400 connections, HTTP or raw TCP, gives each worker at least 15 % of it " \
+       "(one socket per worker: the kernel hashes connections over them)" do
+      raw_port = ServerProcess.free_port
+      server = start_cluster(workers: 4, env: { "CLUSTER_RAW" => raw_port.to_s })
+      workers = answering_pids(server.port, count: 4).to_a.sort
+      expect(workers).to eq(children(server.pid)), server.log
+      track_workers(server)
+      shares = [[server.port, :http], [raw_port, :raw]] * 2
+      shares.each do |port, kind|
+        pids, failures = burst(port, 400, kind: kind)
+        expect(failures).to eq([]), "#{kind}: #{failures.first(5)}"
+        tally = pids.tally
+        warn "#{kind} burst: #{tally.values.sort}" if ENV["SHOW_RESULTS"]
+        expect(tally.keys.sort).to eq(workers), "#{kind}: #{tally}"
+        # Each worker's share is about 100 (a standard deviation of 9); sharing one socket,
+        # the least busy worker got 2 to 20 % of such bursts.
+        expect(tally.values.min).to be >= 60, "#{kind}: #{tally.values.sort} of 400"
+      end
+    end
+
+    it "USR1 while new connections keep coming (one by one and in bursts of 50, over TCP and over a Unix " \
+       "socket the workers share): every one is answered, by the old workers and then by the new" do
+      path = File.join(Dir.tmpdir, "iodine-cluster-#{Process.pid}-#{SecureRandom.hex(4)}.sock")
+      server = start_cluster(env: { "CLUSTER_UNIX" => path })
+      before = answering_pids(server.port, count: 2).to_a
+      expect(before.size).to eq(2), server.log
+      track_workers(server)
+      answers = Queue.new
+      failures = Queue.new
+      running = true
+      record = lambda do |pid, failure|
+        answers << pid if pid
+        failures << failure if failure
+      end
+      clients = [
+        Thread.new { record.call(*pid_once(port: server.port)) while running },
+        Thread.new { record.call(*pid_once(port: server.port)) while running },
+        Thread.new { record.call(*pid_once(path: path)) while running },
+        Thread.new do
+          while running
+            pids, errors = burst(server.port, 50)
+            pids.each { |pid| answers << pid }
+            errors.each { |error| failures << "burst #{error}" }
+          end
+        end
+      ]
+      sleep 0.5
+      server.signal("USR1")
+      replaced = wait_until(20) do
+        (kids = children(server.pid)).size == 2 && (kids & before).empty?
+      end
+      sleep 1 # the new workers under the same load
+      running = false
+      stuck = clients.reject { |thread| thread.join(30) }
+      clients.each(&:kill)
+      track_workers(server)
+      answered = Array.new(answers.size) { answers.pop }
+      failed = Array.new(failures.size) { failures.pop }
+      after = children(server.pid)
+      warn "USR1 under new connections: #{answered.tally} (old #{before}), #{failed.size} failed" if ENV["SHOW_RESULTS"]
+
+      expect(stuck).to eq([])
+      expect(replaced).to be_truthy, "the old workers #{before} were not replaced\n#{server.log}"
+      expect(failed).to eq([]), "#{failed.size} of #{failed.size + answered.size} failed: #{failed.first(5)}"
+      expect(answered.size).to be > 500
+      expect(answered.tally.keys - before - after).to eq([]), answered.tally.to_s
+      expect(answered & before).to match_array(before)
+      expect(answered & after).to match_array(after)
+      expect(server.log.scan(/worker (\d+) replaced/).flatten.map(&:to_i).sort).to eq(before.sort)
+    end
+  end
+
+  it "a worker that dies with connections waiting in its queue (SIGSTOP, a burst, kill -9): every one of " \
+     "them is answered, by the other worker or the replacement (its socket stays open in the master)" do
+    server = start_cluster
+    victim, survivor = answering_pids(server.port, count: 2).to_a
+    expect(survivor).not_to be_nil, server.log
+    track_workers(server)
+    Process.kill("STOP", victim)
+    begin
+      # Every thread stopped: none is still about to accept a connection of the burst.
+      stopped = wait_until(5, 0.001) do
+        Dir.children("/proc/#{victim}/task").all? { |task| proc_stat("#{victim}/task/#{task}")&.first == "T" }
+      end
+      expect(stopped).to be_truthy
+      sockets, failures = open_burst(server.port, 100)
+      Process.kill("KILL", victim)
+    ensure
+      Process.kill("CONT", victim) if alive?(victim)
+    end
+    pids, more = read_burst(sockets)
+    failures += more
+    track_workers(server)
+    expect(failures).to eq([]), "#{failures.size} of 100 failed: #{failures.first(5)}"
+    expect(pids.size).to eq(100)
+    expect(pids).not_to include(victim)
+    expect(pids.uniq - children(server.pid)).to eq([])
   end
 
   it "kill -9 of a worker: logged, on_child_crush runs in the master, a new worker serves within 2 s, " \

@@ -5,7 +5,8 @@
 //!
 //! Layout:
 //! - [`log`]: leveled logging to stderr with the C gem's prefixes (`ERROR: `, `INFO: `, …).
-//! - [`server`]: listeners (TCP, Unix), the accept loop, connection tracking and shutdown.
+//! - [`server`]: listeners (TCP, Unix; a TCP one spread over a cluster's workers, one
+//!   `SO_REUSEPORT` socket each), the accept loop, connection tracking and shutdown.
 //! - [`client`]: outgoing raw and WebSocket connections (`Iodine.connect`).
 //! - [`cluster`]: pub/sub across processes: the master's hub, the workers' links, the wire.
 //! - [`http`]: the HTTP/1.1 service on hyper: owned requests in, owned responses out, limits,

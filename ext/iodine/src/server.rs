@@ -28,11 +28,40 @@ pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Makes a [`Task`] once the runtime runs.
 type Starter = Box<dyn FnOnce(&Shutdown) -> std::io::Result<Task> + Send>;
 
-/// Something waiting for `start`: a listener (with its description for the banner) or a
-/// connection.
-struct Pending {
-    described: Option<String>,
-    start: Starter,
+/// Makes a listener's accept loop once the runtime runs.
+type Serve = Box<dyn FnOnce(Listener, Shutdown) -> Task + Send>;
+
+/// Something waiting for `start`.
+enum Pending {
+    /// A listener, kept apart from its accept loop so that a cluster's master can spread it
+    /// over the workers ([`spread_listeners`]).
+    Listener(BoundListener, Serve),
+    /// A connection.
+    Connection(Starter),
+}
+
+impl Pending {
+    /// The listener's description, for the banner (None for a connection).
+    fn described(&self) -> Option<String> {
+        match self {
+            Pending::Listener(bound, _) => Some(bound.describe()),
+            Pending::Connection(_) => None,
+        }
+    }
+
+    /// Its task, in the runtime: a listener serves the socket of this process's worker slot.
+    fn start(self, shutdown: &Shutdown) -> std::io::Result<Task> {
+        match self {
+            Pending::Listener(bound, serve) => {
+                let slot = WORKER_SLOT.load(std::sync::atomic::Ordering::Acquire);
+                Ok(serve(
+                    bound.for_worker(slot).into_async()?,
+                    shutdown.clone(),
+                ))
+            }
+            Pending::Connection(start) => start(shutdown),
+        }
+    }
 }
 
 struct Running {
@@ -59,6 +88,10 @@ pub fn reactor() -> Option<Arc<Reactor>> {
     REACTOR.get().lock().clone()
 }
 
+/// This process's slot among a cluster's workers: the socket of a spread listener it serves
+/// (0 outside a cluster).
+static WORKER_SLOT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A forked worker's end of its socket pair to the master, for `start`.
 static CLUSTER_LINK: Mutex<Option<std::os::unix::net::UnixStream>> = Mutex::new(None);
 
@@ -68,8 +101,10 @@ static MASTER_LOST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 /// The write end of the pipe the main thread waits on (-1: none).
 static WAKE_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
 
-/// Keeps a forked worker's end of its pair to the master: `start` links it.
-pub fn set_cluster_link(stream: std::os::unix::net::UnixStream) {
+/// Keeps a forked worker's end of its pair to the master (`start` links it), and its slot
+/// (which socket of each spread listener it serves).
+pub fn set_cluster_link(stream: std::os::unix::net::UnixStream, slot: usize) {
+    WORKER_SLOT.store(slot, std::sync::atomic::Ordering::Release);
     *CLUSTER_LINK.lock() = Some(stream);
 }
 
@@ -255,37 +290,48 @@ fn add_listener(
     bound: BoundListener,
     serve: impl FnOnce(Listener, Shutdown) -> Task + Send + 'static,
 ) -> std::io::Result<()> {
-    let described = bound.describe();
-    add(
-        Some(described),
-        Box::new(move |shutdown| Ok(serve(bound.into_async()?, shutdown.clone()))),
-    )
+    add(Pending::Listener(bound, Box::new(serve)))
 }
 
 /// Adds a connection's task (a client, an attached socket): run at `start`, or now.
 pub fn add_connection(
     start: impl FnOnce(&Shutdown) -> std::io::Result<Task> + Send + 'static,
 ) -> std::io::Result<()> {
-    add(None, Box::new(start))
+    add(Pending::Connection(Box::new(start)))
 }
 
-fn add(described: Option<String>, start: Starter) -> std::io::Result<()> {
+fn add(pending: Pending) -> std::io::Result<()> {
     let mut state = state();
     match &state.running {
-        Some(running) => spawn(running, start),
+        Some(running) => spawn(running, pending),
         None => {
-            state.pending.push(Pending { described, start });
+            state.pending.push(pending);
             Ok(())
         }
     }
 }
 
-/// Runs a starter's task on the running runtime.
-fn spawn(running: &Running, start: Starter) -> std::io::Result<()> {
+/// Runs a pending task on the running runtime.
+fn spawn(running: &Running, pending: Pending) -> std::io::Result<()> {
     let _enter = running.runtime.enter();
-    let task = start(&running.shutdown)?;
+    let task = pending.start(&running.shutdown)?;
     running.runtime.spawn(task);
     Ok(())
+}
+
+/// A cluster's master, before its first fork: each TCP listener waiting for `start` becomes
+/// one socket per worker slot, so that the kernel spreads new connections over the workers
+/// (see [`iodine_engine::server::Spread`]). The master keeps them all (it never starts);
+/// each worker serves the socket of its slot.
+pub fn spread_listeners(workers: usize) {
+    let mut state = state();
+    state.pending = std::mem::take(&mut state.pending)
+        .into_iter()
+        .map(|pending| match pending {
+            Pending::Listener(bound, serve) => Pending::Listener(bound.spread(workers), serve),
+            other => other,
+        })
+        .collect();
 }
 
 /// The timers (and `Iodine.run` blocks) made before `start`: a cluster's master runs them
@@ -306,7 +352,7 @@ pub fn pending_listeners() -> Vec<String> {
     state()
         .pending
         .iter()
-        .filter_map(|p| p.described.clone())
+        .filter_map(Pending::described)
         .collect()
 }
 
@@ -334,8 +380,8 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
     running.runtime.spawn(crate::rack::flusher());
     iodine_engine::log::start_writer();
     for p in state.pending.drain(..) {
-        described.extend(p.described);
-        spawn(&running, p.start)?;
+        described.extend(p.described());
+        spawn(&running, p)?;
     }
     for (id, schedule) in state.timers.drain(..) {
         spawn_timer(&running, id, schedule);

@@ -27,6 +27,9 @@ require "uri"
 #     "master got MSG"; a message "TAG ENGINE" makes the master publish TAG to "engines"
 #     with that engine.
 #   WebSocket on_shutdown: "on_shutdown"
+#
+# With CLUSTER_RAW=PORT a raw TCP listener on 127.0.0.1:PORT too: each connection is greeted
+# with "pid:PID\n". With CLUSTER_UNIX=PATH the app is served on the Unix socket PATH too.
 module ClusterApp
   EVENTS = ENV.fetch("CLUSTER_EVENTS", nil)
   ENGINES = {
@@ -59,6 +62,13 @@ module ClusterApp
     message = [message].pack("H*") if params["hex"].first == "1"
     engine = ENGINES[params["engine"].first]
     engine ? Iodine.publish(channel, message, engine) : Iodine.publish(channel, message)
+  end
+end
+
+# A raw connection (CLUSTER_RAW): told which worker it landed on.
+class ClusterRawGreeter
+  def on_open(client)
+    client.write("pid:#{Process.pid}\n")
   end
 end
 
@@ -108,7 +118,7 @@ Iodine.on_state(:pre_start) do
   end
 end
 
-run(lambda do |env|
+app = lambda do |env|
   params = ClusterApp.params(env)
   if env["rack.upgrade?"] == :websocket
     env["rack.upgrade"] = ClusterClient.new(params)
@@ -126,4 +136,11 @@ run(lambda do |env|
     ClusterApp.text(Process.pid.to_s)
   else ClusterApp.text("ok #{Process.pid}")
   end
-end)
+end
+
+if (raw_port = ENV.fetch("CLUSTER_RAW", nil))
+  Iodine.listen(service: :raw, address: "127.0.0.1", port: raw_port) { ClusterRawGreeter.new }
+end
+Iodine.listen(service: :http, address: ENV.fetch("CLUSTER_UNIX"), handler: app) if ENV["CLUSTER_UNIX"]
+
+run app

@@ -19,7 +19,7 @@ use super::stream::{Peer, Stream};
 /// one that leaves HTTP for WebSocket or SSE hands the ticket to its session. Accept errors (e.g. out of file
 /// descriptors) are logged and retried with backoff; one bad connection never stops the loop.
 pub async fn accept_loop<F, Fut, R, RFut>(
-    listener: Listener,
+    mut listener: Listener,
     shutdown: Shutdown,
     max_clients: usize,
     serve: F,

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::net::{TcpListener, UnixListener};
 
+use super::spread::{Rescue, Spread};
 use super::stream::{Peer, Stream};
 
 /// Pending connections the kernel queues per listener.
-const BACKLOG: i32 = 1024;
+pub(super) const BACKLOG: i32 = 1024;
 
 /// Where to listen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +36,9 @@ pub enum BoundListener {
     /// A Unix listener and the socket file it created (removed again when the async
     /// listener drops).
     Unix(std::os::unix::net::UnixListener, SocketFile),
+    /// A TCP listener spread over a cluster's workers, one socket each
+    /// ([`BoundListener::spread`]).
+    Spread(Spread),
 }
 
 /// A socket file this process created: its path and identity (device, inode), so that only
@@ -81,26 +85,75 @@ impl BoundListener {
     pub fn port(&self) -> u16 {
         match self {
             BoundListener::Tcp(l) => l.local_addr().map(|a| a.port()).unwrap_or(0),
+            BoundListener::Spread(s) => s.first().local_addr().map(|a| a.port()).unwrap_or(0),
             BoundListener::Unix(..) => 0,
         }
     }
 
     /// A human-readable description for log lines.
     pub fn describe(&self) -> String {
+        let tcp = |l: &std::net::TcpListener| match l.local_addr() {
+            Ok(addr) => format!("{addr}"),
+            Err(_) => "tcp".to_string(),
+        };
         match self {
-            BoundListener::Tcp(l) => match l.local_addr() {
-                Ok(addr) => format!("{addr}"),
-                Err(_) => "tcp".to_string(),
-            },
+            BoundListener::Tcp(l) => tcp(l),
+            BoundListener::Spread(s) => tcp(s.first()),
             BoundListener::Unix(_, file) => file.path.display().to_string(),
         }
     }
 
-    /// Attaches the socket to the current tokio runtime.
+    /// Spreads a TCP listener over the `workers` of a cluster: a group of `workers` sockets
+    /// on its address, one per worker ([`Spread`]), made by the master before it forks.
+    /// A Unix listener stays one socket that the workers share (the kernel has no such groups
+    /// for them), as does a TCP listener where the group cannot be made (not Linux; the
+    /// error is logged): the workers then share it, which works, only less evenly.
+    pub fn spread(self, workers: usize) -> BoundListener {
+        if workers < 2 || !cfg!(target_os = "linux") {
+            return self;
+        }
+        match self {
+            BoundListener::Tcp(l) => match Spread::new(l, workers) {
+                Ok(spread) => BoundListener::Spread(spread),
+                Err((l, e)) => {
+                    let bound = BoundListener::Tcp(l);
+                    crate::warning!(
+                        "couldn't give each worker a socket of its own on {} ({e}): \
+                         the workers share one",
+                        bound.describe()
+                    );
+                    bound
+                }
+            },
+            other => other,
+        }
+    }
+
+    /// This listener as worker `slot` of a cluster serves it: a spread listener's socket
+    /// `slot` (the others are rescued, see [`Spread`]); any other as it is.
+    pub fn for_worker(self, slot: usize) -> BoundListener {
+        match self {
+            BoundListener::Spread(mut spread) => {
+                spread.set_slot(slot);
+                BoundListener::Spread(spread)
+            }
+            other => other,
+        }
+    }
+
+    /// Attaches the socket to the current tokio runtime (a spread listener: the socket of its
+    /// worker slot, and the others to rescue).
     pub fn into_async(self) -> io::Result<Listener> {
         match self {
             BoundListener::Tcp(l) => Ok(Listener::Tcp(TcpListener::from_std(l)?)),
             BoundListener::Unix(l, path) => Ok(Listener::Unix(UnixListener::from_std(l)?, path)),
+            BoundListener::Spread(spread) => {
+                let (own, others) = spread.into_parts();
+                Ok(Listener::Spread(
+                    TcpListener::from_std(own)?,
+                    Box::new(Rescue::new(others)),
+                ))
+            }
         }
     }
 }
@@ -112,32 +165,44 @@ pub enum Listener {
     Tcp(TcpListener),
     /// A Unix listener and its socket file.
     Unix(UnixListener, SocketFile),
+    /// A cluster worker's socket of a spread listener, and the other workers' sockets it
+    /// rescues connections from ([`Spread`]).
+    Spread(TcpListener, Box<Rescue>),
 }
 
 impl Listener {
-    /// Waits for the next connection.
-    pub async fn accept(&self) -> io::Result<(Stream, Peer)> {
+    /// Waits for the next connection. Cancel-safe.
+    pub async fn accept(&mut self) -> io::Result<(Stream, Peer)> {
         match self {
-            Listener::Tcp(l) => {
-                let (s, addr) = l.accept().await?;
-                // Small responses must not wait for Nagle.
-                let _ = s.set_nodelay(true);
-                Ok((Stream::Tcp(s), Peer::Ip(addr.ip().to_canonical())))
-            }
+            Listener::Tcp(l) => accept_tcp(l).await,
             Listener::Unix(l, _) => {
                 let (s, _) = l.accept().await?;
                 Ok((Stream::Unix(s), Peer::Unix))
             }
+            Listener::Spread(own, rescue) => tokio::select! {
+                biased;
+                r = accept_tcp(own) => r,
+                r = rescue.accept() => r,
+            },
         }
     }
 
     /// The TCP port (0 for Unix sockets).
     pub fn port(&self) -> u16 {
         match self {
-            Listener::Tcp(l) => l.local_addr().map(|a| a.port()).unwrap_or(0),
+            Listener::Tcp(l) | Listener::Spread(l, _) => {
+                l.local_addr().map(|a| a.port()).unwrap_or(0)
+            }
             Listener::Unix(..) => 0,
         }
     }
+}
+
+async fn accept_tcp(l: &TcpListener) -> io::Result<(Stream, Peer)> {
+    let (s, addr) = l.accept().await?;
+    // Small responses must not wait for Nagle.
+    let _ = s.set_nodelay(true);
+    Ok((Stream::Tcp(s), Peer::Ip(addr.ip().to_canonical())))
 }
 
 /// The mode of a Unix socket file unless told otherwise: anyone may connect (a proxy such as

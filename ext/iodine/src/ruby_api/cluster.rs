@@ -119,9 +119,11 @@ pub fn is_master() -> bool {
     WAKER.lock().is_some()
 }
 
-/// `cluster_master_init`: this process becomes a cluster's master (before the first fork).
-fn master_init(ruby: &Ruby) -> Result<(), Error> {
+/// `cluster_master_init(workers)`: this process becomes the master of a cluster of `workers`
+/// (before the first fork); its TCP listeners get one socket per worker slot.
+fn master_init(ruby: &Ruby, workers: usize) -> Result<(), Error> {
     let hub = Hub::new().map_err(|e| exception(ruby.exception_runtime_error(), e.to_string()))?;
+    server::spread_listeners(workers);
     cluster::set_uplink(Some(hub.uplink()));
     *WAKER.lock() = Some(hub.waker());
     *HUB.lock() = Some(hub);
@@ -196,13 +198,14 @@ fn forked_parent() {
     FORKING.lock().take();
 }
 
-/// `cluster_forked_child`: in the new worker, drops the master's hub (closing this process's
-/// copies of the master's ends: only the master may hold them, or a worker would never see
-/// its master die) and keeps its own end for `start_server`.
-fn forked_child() {
+/// `cluster_forked_child(slot)`: in the new worker of slot `slot` (it serves that socket of
+/// each spread listener), drops the master's hub (closing this process's copies of the
+/// master's ends: only the master may hold them, or a worker would never see its master die)
+/// and keeps its own end for `start_server`.
+fn forked_child(slot: usize) {
     let_go_of_master();
     if let Some(mine) = FORKING.lock().take() {
-        server::set_cluster_link(mine);
+        server::set_cluster_link(mine, slot);
     }
 }
 
@@ -327,11 +330,11 @@ fn master_lost() -> bool {
 
 /// Defines the cluster helpers on `Iodine::Base`.
 pub fn init(_ruby: &Ruby, base: RModule) -> Result<(), Error> {
-    base.define_module_function("cluster_master_init", function!(master_init, 0))?;
+    base.define_module_function("cluster_master_init", function!(master_init, 1))?;
     base.define_module_function("cluster_pair", function!(pair, 0))?;
     base.define_module_function("cluster_pair_engine", function!(pair_engine, 1))?;
     base.define_module_function("cluster_forked_parent", function!(forked_parent, 0))?;
-    base.define_module_function("cluster_forked_child", function!(forked_child, 0))?;
+    base.define_module_function("cluster_forked_child", function!(forked_child, 1))?;
     base.define_module_function("cluster_poll", function!(poll, 1))?;
     base.define_module_function("cluster_wake", function!(wake, 0))?;
     base.define_module_function("cluster_master_finish", function!(master_finish, 0))?;
