@@ -17,10 +17,12 @@
 //! - [`pubsub`]: the process's pub/sub broker (exact channels and glob patterns).
 //! - [`raw`]: raw TCP/Unix connections: listener, session, the `upgrade.tcp` head.
 //! - [`redis`]: the Redis pub/sub engine: its two connections, RESP, the Redis process.
+//! - `session`: the one driver of WebSocket and raw connections (timers, backpressure,
+//!   batched vectored writes, the end), over a protocol codec.
 //! - [`sse`]: Server-Sent Events: the wire format, the ping comment, the stream session.
 //! - [`timers`]: one-shot and repeating timers that end at shutdown.
 //! - [`util`]: URL percent-decoding and HTTP dates (`Iodine::Rack::Utils`).
-//! - [`websocket`]: WebSocket on tokio-tungstenite: handshake, close policy, limits, pings.
+//! - [`websocket`]: WebSocket: handshake, our RFC 6455 codec, close policy, limits, pings.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -36,6 +38,7 @@ pub mod pubsub;
 pub mod raw;
 pub mod redis;
 pub mod server;
+mod session;
 pub mod sse;
 pub mod timers;
 pub mod util;
