@@ -55,6 +55,15 @@ impl crate::server::PeerReset for Resumed {
     }
 }
 
+impl crate::server::ReadReady for Resumed {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.pending.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        crate::server::ReadReady::poll_read_ready(&self.inner, cx)
+    }
+}
+
 impl AsyncRead for Resumed {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use super::RawSettings;
 use crate::link::{Events, Link, Outgoing};
-use crate::server::{PeerReset, Shutdown, Ticket};
+use crate::server::{PeerReset, ReadReady, Shutdown, Ticket};
 use crate::session::{Codec, Ctx, Ending, Outbox, Piece, Quiet, Read, Timing};
 
 /// The most one `on_message` gets. Reads while data keeps coming fill a message up to this
@@ -40,7 +40,7 @@ pub fn session<S>(
     ticket: Ticket,
 ) -> impl Future<Output = ()>
 where
-    S: AsyncRead + AsyncWrite + Unpin + PeerReset,
+    S: AsyncRead + AsyncWrite + Unpin + PeerReset + ReadReady,
 {
     let timing = Timing {
         quiet: settings.timeout,
@@ -204,6 +204,12 @@ mod tests {
                 };
                 buf.put_slice(&[byte]);
             }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl ReadReady for Burst {
+        fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
             Poll::Ready(Ok(()))
         }
     }

@@ -11,4 +11,4 @@ mod stream;
 pub use accept::{accept_loop, Ticket};
 pub use listener::{bind, bind_with_mode, Address, BoundListener, Listener, UNIX_MODE};
 pub use shutdown::{ConnectionGuard, Shutdown};
-pub use stream::{Peer, PeerReset, Stream};
+pub use stream::{Peer, PeerReset, ReadReady, Stream};

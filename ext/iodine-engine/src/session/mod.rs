@@ -26,7 +26,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep};
 
 use crate::link::{Closing, Events, Link, Outgoing};
-use crate::server::{PeerReset, Shutdown, Ticket};
+use crate::server::{PeerReset, ReadReady, Shutdown, Ticket};
 
 pub(crate) use outbox::{Outbox, Piece, MAX_HEAD};
 
@@ -47,7 +47,7 @@ pub(crate) trait Codec {
     /// Reads what arrived and hands what it completes to the application.
     fn read<S>(&mut self, io: &mut S, cx: &mut Context<'_>, ctx: &mut Ctx<'_>) -> Read
     where
-        S: AsyncRead + Unpin;
+        S: AsyncRead + ReadReady + Unpin;
 
     /// Whether reading must wait for our own writes (replies the peer doesn't read).
     fn read_paused(&self) -> bool {
@@ -160,7 +160,7 @@ pub(crate) fn start<S, C>(
     ticket: Ticket,
 ) -> Session<S, C>
 where
-    S: AsyncRead + AsyncWrite + Unpin + PeerReset,
+    S: AsyncRead + AsyncWrite + Unpin + PeerReset + ReadReady,
     C: Codec,
 {
     events.on_open();
@@ -263,7 +263,7 @@ struct State<S, C> {
 
 impl<S, C> Future for Session<S, C>
 where
-    S: AsyncRead + AsyncWrite + Unpin + PeerReset,
+    S: AsyncRead + AsyncWrite + Unpin + PeerReset + ReadReady,
     C: Codec,
 {
     type Output = ();
@@ -272,6 +272,7 @@ where
         let mut this = self.project();
         let state = this.state;
         state.link.register(cx.waker());
+        state.link.polling();
         loop {
             if state.link.is_aborted() {
                 return state.end();
@@ -301,6 +302,10 @@ where
                 return state.end();
             }
             if wrote == Step::Idle && read == Step::Idle && timed == Step::Idle {
+                if state.link.done_polling() {
+                    state.link.polling(); // the application wrote meanwhile: look again
+                    continue;
+                }
                 return Poll::Pending;
             }
         }
@@ -309,7 +314,7 @@ where
 
 impl<S, C> State<S, C>
 where
-    S: AsyncRead + AsyncWrite + Unpin + PeerReset,
+    S: AsyncRead + AsyncWrite + Unpin + PeerReset + ReadReady,
     C: Codec,
 {
     /// The session is over: writes are refused from now on and the application is told.

@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::mask;
 use super::utf8::Utf8Stream;
+use crate::server::ReadReady;
 
 /// Which end of the connection we are: a server receives masked frames and sends plain ones,
 /// a client the other way round.
@@ -184,12 +185,23 @@ impl Decoder {
     }
 
     /// Reads what the peer sent: room for the rest of the frame in hand, or for the usual
-    /// read when none is. A read that finds nothing lets an empty buffer go, so a connection
-    /// waiting for its peer holds none.
+    /// read when none is. With nothing partial in hand, a buffer is taken only once the
+    /// socket has something, and a read that finds nothing lets an empty one go: a
+    /// connection waiting for its peer holds none.
     pub fn poll_read<S>(&mut self, io: &mut S, cx: &mut Context<'_>) -> Poll<io::Result<usize>>
     where
-        S: AsyncRead + Unpin,
+        S: AsyncRead + ReadReady + Unpin,
     {
+        if self.buf.is_empty() {
+            match io.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    self.buf = BytesMut::new(); // what is left of the last read's room
+                    return Poll::Pending;
+                }
+            }
+        }
         let need = self.wanted.saturating_sub(self.buf.len());
         let spare = self.buf.capacity() - self.buf.len();
         // What is left after the last frames may do for the next small ones.

@@ -18,7 +18,7 @@ use super::codec::{self, close_payload, write_head, Decoder, Incoming, Role};
 use super::mask::{self, MaskKeys};
 use super::WsSettings;
 use crate::link::{Events, Link, Outgoing};
-use crate::server::{PeerReset, Shutdown, Ticket};
+use crate::server::{PeerReset, ReadReady, Shutdown, Ticket};
 use crate::session::{Codec, Ctx, Ending, Outbox, Piece, Quiet, Read, Timing, MAX_HEAD};
 
 /// Unanswered pings (one per quiet interval) after which a peer is taken for dead.
@@ -76,7 +76,7 @@ pub fn session<S>(
     ticket: Ticket,
 ) -> impl Future<Output = ()>
 where
-    S: AsyncRead + AsyncWrite + Unpin + PeerReset,
+    S: AsyncRead + AsyncWrite + Unpin + PeerReset + ReadReady,
 {
     let timing = Timing {
         quiet: settings.ping,
@@ -140,7 +140,7 @@ impl Codec for WsCodec {
     /// again only when none is left.
     fn read<S>(&mut self, io: &mut S, cx: &mut Context<'_>, ctx: &mut Ctx<'_>) -> Read
     where
-        S: AsyncRead + Unpin,
+        S: AsyncRead + ReadReady + Unpin,
     {
         loop {
             let mut handled = false;

@@ -402,6 +402,15 @@ impl AsyncRead for Peer {
     }
 }
 
+impl ReadReady for Peer {
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.chunks.is_empty() && !self.then_eof {
+            true => Poll::Pending,
+            false => Poll::Ready(Ok(())),
+        }
+    }
+}
+
 /// Reads and decodes until the peer has nothing more; what came out.
 fn read_all(decoder: &mut Decoder, peer: &mut Peer) -> Vec<Incoming> {
     let mut cx = Context::from_waker(noop_waker_ref());
