@@ -273,6 +273,7 @@ where
         let state = this.state;
         state.link.register(cx.waker());
         state.link.polling();
+        let mut first_turn = true;
         loop {
             if state.link.is_aborted() {
                 return state.end();
@@ -294,9 +295,15 @@ where
             if read == Step::End {
                 return state.end();
             }
-            let timed = match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => state.timer_fired(this.timer.as_mut()),
-                Poll::Pending => Step::Idle,
+            // The timer is looked at on the first turn of a poll and before waiting, not on
+            // every turn (each look costs more than the rest of an idle turn).
+            let looked = std::mem::replace(&mut first_turn, false);
+            let timed = match looked || (wrote == Step::Idle && read == Step::Idle) {
+                false => Step::Busy,
+                true => match this.timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => state.timer_fired(this.timer.as_mut()),
+                    Poll::Pending => Step::Idle,
+                },
             };
             if timed == Step::End {
                 return state.end();

@@ -19,8 +19,11 @@ pub const MAX_HEAD: usize = 14;
 const MAX_SLICES: usize = 128;
 
 /// Pieces that add up to at most this are copied into one buffer and written with one
-/// plain write.
+/// plain write...
 const COALESCE: usize = 2048;
+
+/// ... a smaller one when they fit (the buffer is zeroed first).
+const SMALL_JOIN: usize = 256;
 
 /// One thing to write: up to [`MAX_HEAD`] bytes, then a payload.
 #[derive(Clone, Debug)]
@@ -101,18 +104,41 @@ impl Outbox {
         self.unflushed = false;
     }
 
-    /// One vectored write of what waits (as many pieces as fit in one call); how many bytes
-    /// the socket took. Once everything is out the queue is emptied (its allocation kept
-    /// only while small: a burst's does not stay with an idle connection).
+    /// One write of what waits (as many pieces as fit in one call); how many bytes the
+    /// socket took. Once everything is out the queue is emptied (its allocation kept only
+    /// while small: a burst's does not stay with an idle connection).
     pub fn poll_write<S>(&mut self, io: &mut S, cx: &mut Context<'_>) -> Poll<io::Result<usize>>
     where
         S: AsyncWrite + Unpin,
     {
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        // Stack arrays are zeroed each call: the common few pieces get small ones.
+        let write = match self.pieces.len() - self.done {
+            0..=2 => self.write_some::<4, S>(io, cx),
+            _ => self.write_some::<MAX_SLICES, S>(io, cx),
+        };
+        let written = match write {
+            Poll::Ready(Ok(n)) => n,
+            other => return other,
+        };
+        self.unflushed |= written > 0;
+        self.advance(written);
+        Poll::Ready(Ok(written))
+    }
+
+    /// Writes what fits in `N` slices.
+    fn write_some<const N: usize, S>(
+        &self,
+        io: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let mut slices = [IoSlice::new(&[]); N];
         let mut count = 0;
         let mut offset = self.offset;
         for piece in &self.pieces[self.done..] {
-            if count + 2 > MAX_SLICES {
+            if count + 2 > N {
                 break;
             }
             for part in piece.slices(offset) {
@@ -125,26 +151,12 @@ impl Outbox {
         }
         let slices = &slices[..count];
         let total: usize = slices.iter().map(|s| s.len()).sum();
-        let write = match slices {
+        match slices {
             [one] => Pin::new(io).poll_write(cx, one),
-            _ if total <= COALESCE => {
-                let mut joined = [0u8; COALESCE];
-                let mut at = 0;
-                for slice in slices {
-                    joined[at..at + slice.len()].copy_from_slice(slice);
-                    at += slice.len();
-                }
-                Pin::new(io).poll_write(cx, &joined[..at])
-            }
+            _ if total <= SMALL_JOIN => write_joined::<SMALL_JOIN, S>(io, cx, slices),
+            _ if total <= COALESCE => write_joined::<COALESCE, S>(io, cx, slices),
             _ => Pin::new(io).poll_write_vectored(cx, slices),
-        };
-        let written = match write {
-            Poll::Ready(Ok(n)) => n,
-            other => return other,
-        };
-        self.unflushed |= written > 0;
-        self.advance(written);
-        Poll::Ready(Ok(written))
+        }
     }
 
     /// `n` more bytes went out.
@@ -167,6 +179,24 @@ impl Outbox {
             self.pieces.clear();
         }
     }
+}
+
+/// Copies `slices` (at most `N` bytes in all) into one buffer and writes it.
+fn write_joined<const N: usize, S>(
+    io: &mut S,
+    cx: &mut Context<'_>,
+    slices: &[IoSlice<'_>],
+) -> Poll<io::Result<usize>>
+where
+    S: AsyncWrite + Unpin,
+{
+    let mut joined = [0u8; N];
+    let mut at = 0;
+    for slice in slices {
+        joined[at..at + slice.len()].copy_from_slice(slice);
+        at += slice.len();
+    }
+    Pin::new(io).poll_write(cx, &joined[..at])
 }
 
 #[cfg(test)]
