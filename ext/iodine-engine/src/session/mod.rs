@@ -184,6 +184,7 @@ where
             listening: false,
             reading: true,
             paused: false,
+            read_waiting: false,
             counts_inbound,
             batch: Vec::new(),
             out: Outbox::default(),
@@ -248,6 +249,9 @@ struct State<S, C> {
     reading: bool,
     /// Reading is paused for backpressure (the peer's reset is looked for meanwhile).
     paused: bool,
+    /// A read in this poll found nothing (the socket will wake the task): the poll's later
+    /// turns don't ask again.
+    read_waiting: bool,
     /// The application reports handled messages: reading pauses while too much waits.
     counts_inbound: bool,
     /// Messages taken from the link and not yet flushed (their pieces are in `out`).
@@ -273,6 +277,7 @@ where
         let state = this.state;
         state.link.register(cx.waker());
         state.link.polling();
+        state.read_waiting = false;
         let mut first_turn = true;
         loop {
             if state.link.is_aborted() {
@@ -455,7 +460,7 @@ where
 
     /// Reads what arrived and hands complete messages to the application.
     fn read(&mut self, cx: &mut Context<'_>, timer: Pin<&mut Sleep>) -> Step {
-        if !self.reading {
+        if !self.reading || self.read_waiting {
             return Step::Idle;
         }
         // Backpressure: while the application has too much to handle, or the codec's
@@ -475,7 +480,10 @@ where
             self.unanswered = 0;
         }
         match read {
-            Read::Idle => Step::Idle,
+            Read::Idle => {
+                self.read_waiting = true;
+                Step::Idle
+            }
             Read::Busy => Step::Busy,
             Read::Stop => {
                 self.reading = false;
