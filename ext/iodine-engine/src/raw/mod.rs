@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+#[cfg(test)]
+pub(crate) use session::RawCodec;
 pub use session::{session, READ_CHUNK};
 
 use crate::link::Upgrade;

@@ -16,6 +16,8 @@ pub use codec::Role;
 pub use handshake::{
     accept_key, client_handshake, is_upgrade_request, response_head, HandshakeError,
 };
+#[cfg(test)]
+pub(crate) use session::WsCodec;
 pub use session::{open, session, WebSocket};
 
 /// Settings of a listener's WebSocket connections.
