@@ -206,5 +206,5 @@ pub fn read_frame_head(s: &mut TcpStream) -> Option<(u8, u8, Vec<u8>)> {
 /// Reads until the server closes the connection; true when it did (nothing more came).
 pub fn closed_after(s: &mut TcpStream) -> bool {
     let mut rest = Vec::new();
-    matches!(s.read_to_end(&mut rest), Ok(_)) && rest.is_empty()
+    s.read_to_end(&mut rest).is_ok() && rest.is_empty()
 }
