@@ -7,7 +7,7 @@ module Iodine
   # `close`, `open?`, `pending`, `protocol`, `timeout`, `env` and `handler` are native
   # (ext/iodine/src/ruby_api/connection.rs).
   #
-  # Raw: `on_message` gets what arrived, at most 8 KiB per call, as a binary String; `write`
+  # Raw: `on_message` gets what arrived, at most 64 KiB per call, as a binary String; `write`
   # sends bytes as they are; `ping(client)` is called after `timeout` quiet seconds (300 for
   # raw listeners and clients until `timeout=` sets it; an `upgrade.tcp` connection keeps the
   # HTTP keep-alive timeout). When the peer finishes sending, the connection closes once the

@@ -10,13 +10,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::{TcpStream, UnixStream};
-use tokio_tungstenite::tungstenite::http::Uri;
-use tokio_tungstenite::tungstenite::ClientRequestBuilder;
 
+use crate::http::Resumed;
 use crate::link::Upgrade;
 use crate::raw::RawSettings;
 use crate::server::{Shutdown, Stream, Ticket};
-use crate::websocket::WsSettings;
+use crate::websocket::{Role, WsSettings};
 
 /// Where to connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,25 +102,20 @@ pub async fn run_websocket(
 ) {
     let ticket = Ticket::uncounted(&shutdown);
     let opened = tokio::time::timeout(timeout, async {
-        let stream = connect(&target, timeout).await.map_err(|e| e.to_string())?;
-        let uri: Uri = format!("ws://{}{}", request.host, request.path)
-            .parse()
-            .map_err(|e| format!("invalid request target: {e}"))?;
-        let mut builder = ClientRequestBuilder::new(uri);
-        for (name, value) in request.headers {
-            builder = builder.with_header(name, value);
-        }
-        let config = crate::websocket::config(&settings);
-        tokio_tungstenite::client_async_with_config(builder, stream, Some(config))
-            .await
-            .map(|(ws, _response)| ws)
-            .map_err(|e| e.to_string())
+        let mut stream = connect(&target, timeout).await.map_err(|e| e.to_string())?;
+        let host = &request.host;
+        let first =
+            crate::websocket::client_handshake(&mut stream, host, &request.path, &request.headers)
+                .await?;
+        // What the server sent after its answer is read before the socket's next bytes.
+        Ok::<_, String>(Resumed::new(stream, first))
     })
     .await
     .unwrap_or_else(|_| Err("the handshake timed out".into()));
     match opened {
-        Ok(ws) => {
+        Ok(io) => {
             let (link, events) = upgrade.start();
+            let ws = crate::websocket::open(io, Role::Client, &settings);
             crate::websocket::session(ws, link, events, settings, shutdown, ticket).await
         }
         Err(why) => {

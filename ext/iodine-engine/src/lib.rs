@@ -20,10 +20,12 @@
 //! - [`reactor`]: a current-thread runtime the application's threads take turns to drive, so
 //!   callbacks run where their connection's IO happens.
 //! - [`redis`]: the Redis pub/sub engine: its two connections, RESP, the Redis process.
+//! - `session`: the one driver of WebSocket and raw connections (timers, backpressure,
+//!   batched vectored writes, the end), over a protocol codec.
 //! - [`sse`]: Server-Sent Events: the wire format, the ping comment, the stream session.
 //! - [`timers`]: one-shot and repeating timers that end at shutdown.
 //! - [`util`]: URL percent-decoding and HTTP dates (`Iodine::Rack::Utils`).
-//! - [`websocket`]: WebSocket on tokio-tungstenite: handshake, close policy, limits, pings.
+//! - [`websocket`]: WebSocket: handshake, our RFC 6455 codec, close policy, limits, pings.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -40,6 +42,7 @@ pub mod raw;
 pub mod reactor;
 pub mod redis;
 pub mod server;
+mod session;
 pub mod sse;
 pub mod timers;
 pub mod util;

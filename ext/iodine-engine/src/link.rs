@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
@@ -34,6 +34,13 @@ pub const INBOUND_LIMIT: usize = 1024 * 1024;
 /// Received messages a connection may have waiting for the application: a flood of small
 /// ones is bounded too, and the callbacks queued for a client that has gone end soon.
 pub const INBOUND_MESSAGES: usize = 64;
+
+/// [`Link`]'s polling states: the session is not being polled (a signal wakes it)...
+const NOT_POLLING: u8 = 0;
+/// ... it is (a signal needs no wake-up) ...
+const POLLING: u8 = 1;
+/// ... and a signal came while it was, without waking it.
+const SKIPPED: u8 = 2;
 
 /// The protocol a connection speaks once it left HTTP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +113,10 @@ pub struct Link {
     waker: AtomicWaker,
     /// Set with each wake-up; the session clears it when it looks.
     signalled: AtomicBool,
+    /// [`NOT_POLLING`], [`POLLING`] or [`SKIPPED`]: while the session is being polled a
+    /// signal needs no wake-up (the session looks again before it waits), so an application
+    /// that writes from inside `on_message` doesn't make its session run twice per message.
+    polling: AtomicU8,
     /// The backlog overflowed: the session must end at once (read without the lock, on
     /// every poll of the session).
     aborted: AtomicBool,
@@ -136,6 +147,7 @@ impl Link {
             }),
             waker: AtomicWaker::new(),
             signalled: AtomicBool::new(false),
+            polling: AtomicU8::new(NOT_POLLING),
             aborted: AtomicBool::new(false),
             timeout: AtomicU32::new(0),
             default_timeout: AtomicU32::new(0),
@@ -244,10 +256,20 @@ impl Link {
 
     fn signal(&self) {
         self.signalled.store(true, Ordering::Release);
-        if let Some(waker) = self.waker.take() {
-            // Deferred when this thread holds the reactor's turn: woken in one pass after
-            // the application's batch, without a system call each.
-            crate::reactor::wake(waker);
+        // Either the session, still polling, learns from `done_polling` that it must look
+        // again, or this sees that it no longer polls and wakes it.
+        match self
+            .polling
+            .compare_exchange(POLLING, SKIPPED, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) | Err(SKIPPED) => {}
+            Err(_) => {
+                if let Some(waker) = self.waker.take() {
+                    // Deferred when this thread holds the reactor's turn: woken in one pass
+                    // after the application's batch, without a system call each.
+                    crate::reactor::wake(waker);
+                }
+            }
         }
     }
 
@@ -257,6 +279,18 @@ impl Link {
     /// Registered on every poll: a session stuck writing must still hear an abort.
     pub(crate) fn register(&self, waker: &Waker) {
         self.waker.register(waker);
+    }
+
+    /// The session's poll begins: until [`Link::done_polling`], signals don't wake it (it
+    /// is running; it looks before it waits).
+    pub(crate) fn polling(&self) {
+        self.polling.store(POLLING, Ordering::SeqCst);
+    }
+
+    /// The session's poll is about to wait: whether a signal came meanwhile without waking
+    /// it (then it must look again rather than wait).
+    pub(crate) fn done_polling(&self) -> bool {
+        self.polling.swap(NOT_POLLING, Ordering::SeqCst) == SKIPPED
     }
 
     /// Whether the application signalled since the last call (clears the signal).
@@ -533,6 +567,37 @@ mod tests {
         assert!(fresh.inbound_full(), "the byte bound");
         fresh.handled(INBOUND_LIMIT);
         assert_eq!(fresh.inbound(), (0, 0));
+    }
+
+    /// Counts its wake-ups.
+    struct Wakes(AtomicUsize);
+
+    impl futures_util::task::ArcWake for Wakes {
+        fn wake_by_ref(arc_self: &Arc<Self>) {
+            arc_self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_write_while_the_session_polls_skips_the_wake_up_but_is_not_missed() {
+        let link = Link::new(Protocol::WebSocket);
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = futures_util::task::waker(wakes.clone());
+        link.register(&waker);
+        link.polling();
+        link.write(Outgoing::Text(Bytes::from("a"))).unwrap();
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            0,
+            "no wake-up while polling"
+        );
+        assert!(link.done_polling(), "the session must look again");
+        assert!(link.signalled());
+        // A poll without a signal ends plainly; a write after it wakes the session.
+        link.polling();
+        assert!(!link.done_polling());
+        link.write(Outgoing::Text(Bytes::from("b"))).unwrap();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -34,7 +34,7 @@ impl Events for Echo {
         self.seen.lock().push("open".into());
     }
     fn on_message(&self, data: Bytes, text: bool) {
-        assert!(data.len() <= READ_CHUNK, "a chunk over 8 KiB");
+        assert!(data.len() <= READ_CHUNK, "a chunk over READ_CHUNK");
         self.seen.lock().push(format!("message {}", data.len()));
         let out = match (self.link.protocol(), text) {
             (Protocol::Raw, _) => Outgoing::Raw(data),
@@ -138,10 +138,10 @@ fn wait_for(seen: &Log, what: &str) -> Vec<String> {
 }
 
 #[test]
-fn a_raw_listener_echoes_every_byte_in_chunks_of_at_most_8_kib() {
+fn a_raw_listener_echoes_every_byte_and_hands_over_what_waits_in_large_chunks() {
     let server = raw_server(RawSettings::default(), false);
     let mut s = server.connect();
-    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut reader = s.try_clone().unwrap();
     let expected = payload.clone();
     let reading = std::thread::spawn(move || {
@@ -155,6 +155,18 @@ fn a_raw_listener_echoes_every_byte_in_chunks_of_at_most_8_kib() {
     let seen = wait_for(&server.seen, "close");
     assert_eq!(seen.first().map(String::as_str), Some("open"));
     assert_eq!(seen.last().map(String::as_str), Some("close"));
+    // Each message is at most READ_CHUNK (checked as they come); when more than one read's
+    // worth (16 KiB) was waiting, it came in one message.
+    let largest = seen
+        .iter()
+        .filter_map(|e| e.strip_prefix("message "))
+        .filter_map(|n| n.parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        largest > 16 * 1024,
+        "the largest message was {largest} bytes"
+    );
 }
 
 #[test]
@@ -422,4 +434,72 @@ fn every_failed_connect_gives_one_on_close_and_no_on_open() {
     );
     assert!(started.elapsed() < Duration::from_secs(4));
     drop(silent);
+}
+
+/// Reads one frame a client sent (it must be masked); (first byte, unmasked payload).
+fn read_client_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).expect("a frame");
+    assert_eq!(h[1] & 0x80, 0x80, "a client's frames are masked");
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).unwrap();
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut key = [0u8; 4];
+    s.read_exact(&mut key).unwrap();
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).unwrap();
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= key[i % 4];
+    }
+    (h[0], payload)
+}
+
+#[test]
+fn a_websocket_client_masks_its_frames_and_keeps_what_came_with_the_101() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let head = support::read_response(&mut s); // the request head, read the same way
+        assert!(head.starts_with("GET /chat HTTP/1.1\r\n"), "{head}");
+        assert!(head.contains("Cookie: a=b\r\n"), "{head}");
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .expect("a key")
+            .to_string();
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        // The 101 and a first frame in one write: the client must not lose the frame.
+        let mut answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        )
+        .into_bytes();
+        answer.extend_from_slice(b"\x81\x05hello");
+        s.write_all(&answer).unwrap();
+        // The client's "hi" (queued before it opened), then its Close after our message.
+        let first = read_client_frame(&mut s);
+        let second = read_client_frame(&mut s);
+        s.write_all(b"\x88\x02\x03\xe8").unwrap(); // our answer: Close 1000
+        (first, second)
+    });
+    let target = Target::Tcp {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let seen = ws_client(target, "/chat", Duration::from_secs(5));
+    assert_eq!(seen, ["open", "message hello true", "close"]);
+    let (first, second) = server.join().expect("the server side");
+    assert_eq!(first, (0x81, b"hi".to_vec()));
+    assert_eq!(second, (0x88, 1000u16.to_be_bytes().to_vec()));
 }

@@ -6,22 +6,19 @@
 
 use std::future::Future;
 use std::io;
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::future::{Either, FutureExt};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::link::{Events, Link, Protocol, Upgrade};
 use crate::raw::RawSettings;
 use crate::server::{Shutdown, Stream, Ticket};
-use crate::websocket::WsSettings;
+use crate::websocket::{Role, WebSocket, WsSettings};
 
 /// An accepted upgrade waiting for hyper to let go of the socket.
 pub(crate) struct Takeover {
@@ -34,19 +31,13 @@ pub(crate) struct Takeover {
 /// A connection's slot for its takeover (set at most once, by the request that upgrades).
 pub(crate) type Slot = Arc<Mutex<Option<Takeover>>>;
 
-/// The socket after HTTP: the bytes hyper had read ahead come first.
-///
-/// Reads are lazy-buffered: one read from the socket takes up to [`READ_CHUNK`] bytes (into a
-/// stack buffer); what the caller's buffer can't take waits in `pending`, which is freed once
-/// drained. So a protocol codec can keep a small read buffer (an idle connection then holds
-/// almost nothing) without paying a system call per small read.
+/// The socket after HTTP: the bytes hyper had read ahead come first, then the socket's own.
+/// (The sessions do their own buffering: reads go straight to the socket once the prefix is
+/// used up.)
 pub struct Resumed {
     pending: Bytes,
     inner: Stream,
 }
-
-/// The most one read from the socket takes.
-const READ_CHUNK: usize = 16 * 1024;
 
 impl Resumed {
     /// `inner`, with `prefix` read before anything else.
@@ -61,6 +52,15 @@ impl Resumed {
 impl crate::server::PeerReset for Resumed {
     fn peer_reset(&self) -> bool {
         self.inner.peer_reset()
+    }
+}
+
+impl crate::server::ReadReady for Resumed {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.pending.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        crate::server::ReadReady::poll_read_ready(&self.inner, cx)
     }
 }
 
@@ -80,19 +80,7 @@ impl AsyncRead for Resumed {
             }
             return Poll::Ready(Ok(()));
         }
-        if buf.remaining() >= READ_CHUNK {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
-        let mut scratch = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
-        let mut chunk = ReadBuf::uninit(&mut scratch);
-        ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk))?;
-        let got = chunk.filled();
-        let n = got.len().min(buf.remaining());
-        buf.put_slice(&got[..n]);
-        if got.len() > n {
-            this.pending = Bytes::copy_from_slice(&got[n..]);
-        }
-        Poll::Ready(Ok(()))
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
 
@@ -169,7 +157,7 @@ pub(crate) fn run(
 // cost an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Started {
-    WebSocket(WebSocketStream<Resumed>),
+    WebSocket(WebSocket<Resumed>),
     Sse(Resumed),
     Raw(Resumed),
 }
@@ -190,7 +178,7 @@ async fn send_head(
     }
     let started = match link.protocol() {
         Protocol::WebSocket => {
-            Started::WebSocket(crate::websocket::open(io, Role::Server, &settings).await)
+            Started::WebSocket(crate::websocket::open(io, Role::Server, &settings))
         }
         Protocol::Sse => Started::Sse(io),
         Protocol::Raw => Started::Raw(io),

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-pub use session::{session, Session, READ_CHUNK};
+#[cfg(test)]
+pub(crate) use session::RawCodec;
+pub use session::{session, READ_CHUNK};
 
 use crate::link::Upgrade;
 use crate::server::{accept_loop, Listener, Peer, Shutdown};

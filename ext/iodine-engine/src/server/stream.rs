@@ -202,6 +202,23 @@ impl PeerReset for Stream {
     }
 }
 
+/// A socket that can say whether a read would find something without reading: a session
+/// then takes a read buffer only once there is something to read into it.
+pub trait ReadReady {
+    /// Ready when a read may find bytes (or the end, or an error); otherwise Pending, with
+    /// the task's waker registered. A spurious Ready is allowed (the read then finds nothing).
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl ReadReady for Stream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+}
+
 impl std::os::fd::AsFd for Stream {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         match self {

@@ -10,6 +10,8 @@ use std::time::Duration;
 use iodine_engine::http::{serve, Handler, HttpSettings};
 use iodine_engine::server::{bind, Address, Shutdown};
 
+pub mod ws;
+
 /// A running test server.
 pub struct TestServer {
     pub port: u16,
