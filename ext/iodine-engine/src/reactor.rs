@@ -25,7 +25,7 @@
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Poll, Waker};
@@ -54,6 +54,8 @@ pub struct Reactor {
     driving: AtomicBool,
     /// Wakes made while the turn's holder was away.
     deferred: Mutex<Vec<Waker>>,
+    /// The drives' timer (made by the first drive: it belongs to the runtime).
+    recheck: Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
 }
 
 /// Who holds the turn, and since when they are away from the reactor.
@@ -94,6 +96,7 @@ impl Reactor {
             driver: AtomicWaker::new(),
             driving: AtomicBool::new(false),
             deferred: Mutex::new(Vec::new()),
+            recheck: Mutex::new(None),
         }))
     }
 
@@ -133,18 +136,25 @@ impl Reactor {
         AWAY.take();
         self.driving.store(true, Ordering::SeqCst);
         DRIVING.set(Some(self.clone()));
+        // One timer for every drive, set again only once it fired (a timer per drive cost
+        // more than the rest of a short drive).
+        let mut recheck = self.recheck.lock();
         self.runtime.block_on(async {
-            let mut recheck = pin!(tokio::time::sleep(RECHECK));
+            let timer = recheck.get_or_insert_with(|| Box::pin(tokio::time::sleep(RECHECK)));
+            if timer.is_elapsed() {
+                timer.as_mut().reset(tokio::time::Instant::now() + RECHECK);
+            }
             poll_fn(|cx| {
                 self.driver.register(cx.waker());
                 self.flush_deferred();
-                if done() || recheck.as_mut().poll(cx).is_ready() {
+                if done() || timer.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(());
                 }
                 Poll::Pending
             })
             .await
         });
+        drop(recheck);
         DRIVING.take();
         self.driving.store(false, Ordering::SeqCst);
         let me = std::thread::current().id();
@@ -197,8 +207,8 @@ impl Reactor {
 
     /// Wakes what was deferred (inside a drive: on the reactor's own queue, no system call).
     fn flush_deferred(&self) {
-        let wakers = std::mem::take(&mut *self.deferred.lock());
-        for waker in wakers {
+        // Drained in place: the list keeps its room for the next batch.
+        for waker in self.deferred.lock().drain(..) {
             waker.wake();
         }
     }
