@@ -488,6 +488,7 @@ fn is_utf8(message: &Bytes) -> bool {
                 return *valid;
             }
         }
+        // jump-safe: a UTF-8 check of Rust bytes, no Ruby call.
         let valid = std::str::from_utf8(message).is_ok();
         *checked = Some((message.clone(), valid));
         valid
