@@ -144,13 +144,24 @@ impl Reactor {
             if timer.is_elapsed() {
                 timer.as_mut().reset(tokio::time::Instant::now() + RECHECK);
             }
+            // Once there is work, one more pass first: the connections that became ready
+            // meanwhile are read too, so their callbacks join this batch.
+            let mut lingered = false;
             poll_fn(|cx| {
                 self.driver.register(cx.waker());
                 self.flush_deferred();
-                if done() || timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(());
+                if done() {
+                    if lingered {
+                        return Poll::Ready(());
+                    }
+                    lingered = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
-                Poll::Pending
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(()),
+                    Poll::Pending => Poll::Pending,
+                }
             })
             .await
         });
