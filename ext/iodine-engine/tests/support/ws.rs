@@ -103,25 +103,7 @@ pub fn frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
 
 /// Reads one server frame: (opcode, payload).
 pub fn read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).ok()?;
-    assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            s.read_exact(&mut b).ok()?;
-            u16::from_be_bytes(b) as usize
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            s.read_exact(&mut b).ok()?;
-            u64::from_be_bytes(b) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).ok()?;
-    Some((h[0] & 0x0f, payload))
+    read_frame_head(s).map(|(first, _, payload)| (first & 0x0f, payload))
 }
 
 pub fn close_code(payload: &[u8]) -> Option<u16> {
