@@ -82,9 +82,7 @@ def servers
   lib = [File.join(ROOT, "lib")]
   exe = File.join(ROOT, "exe", "iodine")
   list = { "iodine-w1" => iodine(lib, exe, 1), "iodine-w2" => iodine(lib, exe, 2) }
-  c_paths, why = c_gem
-  c_exe = c_paths && c_gem_exe(c_paths)
-  why ||= "no exe/iodine beside #{c_paths.join(', ')}" if c_paths && !c_exe
+  c_paths, c_exe, why = c_gem_server
   if why
     puts "bench: skipping the C gem (iodine 0.7): #{why}"
   else

@@ -83,9 +83,7 @@ end
 # The servers of this run: { name => ->(port, redis_port) { command } }.
 def servers
   list = { "iodine" => iodine([File.join(ROOT, "lib")], File.join(ROOT, "exe", "iodine")) }
-  c_paths, why = c_gem
-  c_exe = c_paths && c_gem_exe(c_paths)
-  why ||= "no exe/iodine beside #{c_paths.join(', ')}" if c_paths && !c_exe
+  c_paths, c_exe, why = c_gem_server
   if why
     puts "bench: skipping the C gem (iodine 0.7): #{why}"
   else

@@ -108,6 +108,14 @@ def c_gem_exe(paths)
        .find { |f| File.file?(f) }
 end
 
+# The C gem's load path and `iodine` executable, and why it can't run (nil when it can).
+def c_gem_server
+  c_paths, why = c_gem
+  c_exe = c_paths && c_gem_exe(c_paths)
+  why ||= "no exe/iodine beside #{c_paths.join(', ')}" if c_paths && !c_exe
+  [c_paths, c_exe, why]
+end
+
 # The ids of the processes whose parent is `pid`.
 def children(pid)
   Dir.glob("/proc/[0-9]*/stat").filter_map do |stat|

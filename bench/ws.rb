@@ -122,9 +122,7 @@ abort "bench: #{WSLOAD} is missing: rake bench_ws builds it" unless File.executa
 abort "bench: BENCH_WS_BASE must be cgem, faye, both or none (got #{BASE.inspect})" unless %w[cgem faye both none].include?(BASE)
 servers = ["iodine"]
 if %w[cgem both].include?(BASE)
-  c_paths, why = c_gem
-  c_exe = c_paths && c_gem_exe(c_paths)
-  why ||= "no exe/iodine beside #{c_paths.join(', ')}" if c_paths && !c_exe
+  c_paths, c_exe, why = c_gem_server
   if why
     warn "bench: skipping the C gem (iodine 0.7): #{why}"
   else

@@ -263,13 +263,7 @@ impl Link {
             .compare_exchange(POLLING, SKIPPED, Ordering::SeqCst, Ordering::SeqCst)
         {
             Ok(_) | Err(SKIPPED) => {}
-            Err(_) => {
-                if let Some(waker) = self.waker.take() {
-                    // Deferred when this thread holds the reactor's turn: woken in one pass
-                    // after the application's batch, without a system call each.
-                    crate::reactor::wake(waker);
-                }
-            }
+            Err(_) => self.wake_session(),
         }
     }
 
@@ -373,9 +367,15 @@ impl Link {
         // It was full, and no longer is: the session may be waiting for this.
         let was_full = bytes >= INBOUND_LIMIT || messages >= INBOUND_MESSAGES;
         if was_full && !self.inbound_full() {
-            if let Some(waker) = self.waker.take() {
-                crate::reactor::wake(waker);
-            }
+            self.wake_session();
+        }
+    }
+
+    /// Wakes the session's task; deferred when this thread holds the reactor's turn (woken
+    /// in one pass after the application's batch, without a system call each).
+    fn wake_session(&self) {
+        if let Some(waker) = self.waker.take() {
+            crate::reactor::wake(waker);
         }
     }
 
