@@ -219,6 +219,7 @@ end
 
 require_relative "iodine/rack_body"
 require_relative "iodine/hijack"
+require_relative "iodine/tls"
 require_relative "iodine/listen"
 require_relative "iodine/connect"
 require_relative "iodine/runner"

@@ -128,8 +128,7 @@ module Iodine
             raise Error, "-port must be a number from 0 to 65535, got #{value}" unless (0..65_535).cover?(value)
 
             s[:port] = value.to_s
-          when :tls_self, :tls_cert, :tls_key, :tls_pass
-            Base.log(3, "#{key} is not supported yet and was ignored")
+          when :tls_self, :tls_cert, :tls_key, :tls_pass then nil
           when :redis, :redis_ping then nil
           else s[key] = value
           end
@@ -144,7 +143,23 @@ module Iodine
         Iodine.workers = workers if workers
         Iodine.verbosity = values[:verbosity] if values[:verbosity]
         s[:filename_] = positional.first if positional.first
+        tls(values)
         redis(values)
+      end
+
+      # `-tls` (a self-signed certificate for this machine's name), or `-tls-cert` and
+      # `-tls-key` (with `-tls-pass` for an encrypted key): the TLS of every listener. Only
+      # one of the two files: an error line, then a self-signed certificate (as the C gem).
+      # A file that can't be used is an ArgumentError (one `Error:` line, exit 1).
+      def tls(values)
+        cert, key = values.values_at(:tls_cert, :tls_key)
+        return unless values[:tls_self] || cert || key
+
+        if cert.nil? ^ key.nil?
+          Base.log(2, "TLS needs both -tls-cert and -tls-key; using a self-signed certificate")
+          cert = key = nil
+        end
+        Iodine::DEFAULT_SETTINGS[:tls] = Iodine::TLS.new(Listen.host_name, cert, key, values[:tls_pass])
       end
 
       # `-r URL` (or $IODINE_REDIS_URL) and `-rp N`: a Redis engine, made the default.

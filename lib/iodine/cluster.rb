@@ -57,6 +57,11 @@ module Iodine
             request(:restart)
             Runner.chain(previous["USR1"], "USR1")
           end
+          # HUP: every worker reads its TLS certificate files again.
+          previous["HUP"] = trap("HUP") do
+            @children.each_key { |pid| signal(pid, "HUP") }
+            Runner.chain(previous["HUP"], "HUP")
+          end
           # The app's own traps, for the workers to chain (not the master's: a worker that
           # ran them would stop a copy of this cluster, and force it, killing its siblings).
           @app_traps = previous
@@ -129,7 +134,7 @@ module Iodine
             # A group Ctrl-C (or systemd's TERM to the whole group) is the master's to handle:
             # this process ends when the master lets go of it, after the workers finished (so
             # their goodbyes still reach Redis). KILL ends it; the master then starts another.
-            %w[INT TERM USR1].each { |sig| trap(sig, "IGNORE") }
+            %w[INT TERM USR1 HUP].each { |sig| trap(sig, "IGNORE") }
             Process.setproctitle("iodine: Redis process (master #{Process.ppid})")
             status = 0
             begin

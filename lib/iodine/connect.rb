@@ -38,6 +38,8 @@ module Iodine
 
         kind = kind(opts)
         native = target(opts).merge(kind: kind, timeout: timeout(opts, kind))
+        tls = tls(opts)
+        native[:tls] = tls if tls
         if kind == "websocket"
           native[:path] = path(opts[:path])
           native[:headers] = headers(opts[:headers]) + cookies(opts[:cookies])
@@ -53,13 +55,21 @@ module Iodine
         Iodine
       end
 
-      # "raw" or "websocket", from the first letters of :service (as the C gem read them).
+      # "raw" or "websocket", from the first letters of :service (as the C gem read them):
+      # `ws`/`wss`/`http…` are WebSocket, the rest (`tls` too) raw.
       def kind(opts)
         name = opts[:service].to_s.downcase
-        if name.start_with?("tl") || name == "wss" || name == "https"
-          raise NotImplementedError, "Iodine.connect: TLS (service #{opts[:service].inspect}) is not supported yet"
-        end
         name.start_with?("w", "h") ? "websocket" : "raw"
+      end
+
+      # The client's Iodine::TLS: `tls:` when given; an empty one (the server checked against
+      # the system's roots) for `wss`, `https` and `tl…`; else nil.
+      def tls(opts)
+        tls = opts[:tls]
+        return tls if tls.is_a?(Iodine::TLS)
+        raise TypeError, "tls: must be an Iodine::TLS, got #{tls.class}" unless tls.nil? || tls == false
+
+        Listen.tls_service?(opts) ? Iodine::TLS.new : nil
       end
 
       # { address:, port: } or { unix: } (an address with a `/`, or port 0, is a socket path).

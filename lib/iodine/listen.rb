@@ -37,12 +37,36 @@ module Iodine
         opts = merge_defaults(options)
         apply_url(opts) if opts[:url]
         handler = pick_handler(opts, block)
+        opts[:tls] = tls(opts)
         case service(opts)
         when :http then listen_http(opts, handler)
-        when :tls then raise NotImplementedError, "Iodine.listen: TLS (service #{opts[:service].inspect}) is not supported yet"
         else listen_raw(opts, handler)
         end
         handler
+      end
+
+      # The listener's Iodine::TLS: `tls:` when given, a self-signed one for this machine's
+      # host name when the service asks for TLS (`https`, `wss`, `tls`) without one, else nil.
+      def tls(opts)
+        tls = opts[:tls]
+        return tls if tls.is_a?(Iodine::TLS)
+        raise TypeError, "tls: must be an Iodine::TLS, got #{tls.class}" unless tls.nil? || tls == false
+
+        tls_service?(opts) ? Iodine::TLS.new(host_name) : nil
+      end
+
+      # Whether :service names TLS (`https`, `wss`, or one starting with `tl`).
+      def tls_service?(opts)
+        name = opts[:service].to_s.downcase
+        name.start_with?("tl") || name == "https" || name == "wss"
+      end
+
+      # This machine's host name (the name of a self-signed certificate).
+      def host_name
+        name = Socket.gethostname.to_s
+        name.empty? ? "localhost" : name
+      rescue SystemCallError
+        "localhost"
       end
 
       def merge_defaults(options)
@@ -62,11 +86,11 @@ module Iodine
         opts[:handler]
       end
 
-      # The service named by the first letter of :service (`h`/`w` → HTTP, `tl` → TLS,
-      # anything else raw). `https`/`wss` are HTTP over TLS.
+      # The service named by the first letter of :service (`h`/`w` → HTTP, anything else
+      # raw; `https`/`wss` are HTTP and `tl…` raw, over TLS: see `tls`).
       def service(opts)
         name = opts[:service].to_s.downcase
-        return :tls if name.start_with?("tl") || name == "https" || name == "wss"
+        return :raw if name.start_with?("tl")
         return :http if name.start_with?("h", "w")
 
         :raw
@@ -99,6 +123,10 @@ module Iodine
         address, port, unix = where(opts)
         native = { address: address, port: port, unix: unix, unix_mode: unix_mode(opts[:unix_mode]),
                    max_clients: max_clients(opts[:max_clients]) }
+        if (tls = opts[:tls])
+          native[:tls] = tls
+          native[:protocols] = tls.protocol_handlers
+        end
         Base.listen_raw(factory, native)
       end
 
@@ -116,7 +144,8 @@ module Iodine
           min_upload_rate: limited(:min_upload_rate, min_rate(opts[:min_upload_rate])) * 1024,
           max_clients: max_clients(opts[:max_clients]),
           max_msg: limited(:max_msg, positive(opts[:max_msg], 256)) * 1024,
-          ping: timeout(opts[:ping])
+          ping: timeout(opts[:ping]),
+          tls: opts[:tls]
         }
         if opts[:public]
           folder = opts[:public].to_s

@@ -129,7 +129,7 @@ module Iodine
         # When (monotonic seconds) the first INT/TERM of the current stop arrived (nil: none).
         attr_accessor :stop_signal_at
 
-        # Installs the INT/TERM/USR1 traps of a single process or a worker; the handlers in
+        # Installs the INT/TERM/USR1/HUP traps of a single process or a worker; the handlers in
         # `chained` (by signal name; by default the ones replaced) run after ours, as under
         # puma. INT/TERM stop gracefully; a worker's USR1 ends it (its master starts a new
         # one), a single process only logs it. Returns the handlers replaced.
@@ -147,6 +147,12 @@ module Iodine
               end
               chain((chained || previous)[sig], sig)
             end
+          end
+          # HUP: the TLS certificate files are read again (on a thread of its own: that takes
+          # locks and reads files, which a trap must not).
+          previous["HUP"] = trap("HUP") do
+            Thread.new { Base.tls_reload_all }
+            chain((chained || previous)["HUP"], "HUP")
           end
           previous
         end

@@ -15,6 +15,7 @@ use crate::http::Resumed;
 use crate::link::Upgrade;
 use crate::raw::RawSettings;
 use crate::server::{Shutdown, Stream, Ticket};
+use crate::tls::Connector;
 use crate::websocket::{Role, WsSettings};
 
 /// Where to connect.
@@ -41,16 +42,26 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// Opens a socket to `target` within `timeout` (name resolution included).
-pub async fn connect(target: &Target, timeout: Duration) -> io::Result<Stream> {
+/// Opens a socket to `target` within `timeout` (name resolution and, with `tls`, the TLS
+/// handshake included: the target's host is the name sent and checked, `localhost` for a
+/// Unix socket).
+pub async fn connect(
+    target: &Target,
+    tls: Option<&Connector>,
+    timeout: Duration,
+) -> io::Result<Stream> {
     let connecting = async {
-        match target {
+        let (stream, host) = match target {
             Target::Tcp { host, port } => {
                 let stream = TcpStream::connect((host.as_str(), *port)).await?;
                 let _ = stream.set_nodelay(true);
-                Ok(Stream::Tcp(stream))
+                (Stream::Tcp(stream), host.as_str())
             }
-            Target::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+            Target::Unix(path) => (Stream::Unix(UnixStream::connect(path).await?), "localhost"),
+        };
+        match tls {
+            Some(tls) => tls.connect(host, stream).await,
+            None => Ok(stream),
         }
     };
     tokio::time::timeout(timeout, connecting)
@@ -58,16 +69,18 @@ pub async fn connect(target: &Target, timeout: Duration) -> io::Result<Stream> {
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
-/// A raw client: connects, then speaks bytes with `upgrade`'s link and events.
+/// A raw client: connects (over TLS with `tls`), then speaks bytes with `upgrade`'s link and
+/// events.
 pub async fn run_raw(
     target: Target,
+    tls: Option<Connector>,
     upgrade: Upgrade,
     settings: RawSettings,
     timeout: Duration,
     shutdown: Shutdown,
 ) {
     let ticket = Ticket::uncounted(&shutdown);
-    match connect(&target, timeout).await {
+    match connect(&target, tls.as_ref(), timeout).await {
         Ok(stream) => {
             let (link, events) = upgrade.start();
             crate::raw::session(stream, link, events, settings, shutdown, ticket).await
@@ -90,10 +103,12 @@ pub struct WsRequest {
     pub headers: Vec<(String, String)>,
 }
 
-/// A WebSocket client: connects, sends the handshake (within `timeout` too), then speaks
-/// WebSocket with `upgrade`'s link and events. Its frames are masked.
+/// A WebSocket client: connects (over TLS with `tls`: `wss://`), sends the handshake (within
+/// `timeout` too), then speaks WebSocket with `upgrade`'s link and events. Its frames are
+/// masked.
 pub async fn run_websocket(
     target: Target,
+    tls: Option<Connector>,
     request: WsRequest,
     upgrade: Upgrade,
     settings: WsSettings,
@@ -102,7 +117,9 @@ pub async fn run_websocket(
 ) {
     let ticket = Ticket::uncounted(&shutdown);
     let opened = tokio::time::timeout(timeout, async {
-        let mut stream = connect(&target, timeout).await.map_err(|e| e.to_string())?;
+        let mut stream = connect(&target, tls.as_ref(), timeout)
+            .await
+            .map_err(|e| e.to_string())?;
         let host = &request.host;
         let first =
             crate::websocket::client_handshake(&mut stream, host, &request.path, &request.headers)

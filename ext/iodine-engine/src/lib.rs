@@ -24,6 +24,7 @@
 //!   batched vectored writes, the end), over a protocol codec.
 //! - [`sse`]: Server-Sent Events: the wire format, the ping comment, the stream session.
 //! - [`timers`]: one-shot and repeating timers that end at shutdown.
+//! - [`tls`]: TLS on rustls: contexts (`Iodine::TLS`), the listeners' handshakes, clients'.
 //! - [`util`]: URL percent-decoding and HTTP dates (`Iodine::Rack::Utils`).
 //! - [`websocket`]: WebSocket: handshake, our RFC 6455 codec, close policy, limits, pings.
 #![forbid(unsafe_code)]
@@ -45,5 +46,6 @@ pub mod server;
 mod session;
 pub mod sse;
 pub mod timers;
+pub mod tls;
 pub mod util;
 pub mod websocket;

@@ -97,7 +97,7 @@ fn raw_server(settings: RawSettings, closes_after_peer: bool) -> RawServer {
     let shutdown = Shutdown::new();
     let seen: Log = Arc::default();
     let log = seen.clone();
-    let accept = move |_peer| {
+    let accept = move |_peer, _protocol: Option<&[u8]>| {
         let link = Link::new(Protocol::Raw);
         let events = Arc::new(Echo {
             link: link.clone(),
@@ -109,7 +109,7 @@ fn raw_server(settings: RawSettings, closes_after_peer: bool) -> RawServer {
     let s2 = shutdown.clone();
     runtime.spawn(async move {
         let listener = bound.into_async().expect("async listener");
-        raw::serve(listener, settings, Arc::new(accept), s2).await;
+        raw::serve(listener, settings, None, Arc::new(accept), s2).await;
     });
     RawServer {
         port,
@@ -297,6 +297,7 @@ fn a_raw_client_talks_to_a_plain_echo_server() {
     };
     runtime.spawn(client::run_raw(
         target,
+        None,
         Upgrade::new(link.clone(), events),
         RawSettings::default(),
         Duration::from_secs(5),
@@ -346,6 +347,7 @@ fn ws_client(target: Target, path: &str, timeout: Duration) -> Vec<String> {
     let host = target.to_string();
     runtime.spawn(client::run_websocket(
         target,
+        None,
         WsRequest {
             host,
             path: path.into(),

@@ -274,14 +274,16 @@ pub fn add_http(
     })
 }
 
-/// Adds a raw listener (`accept` makes each connection's link and events).
+/// Adds a raw listener (`accept` makes each connection's link and events; with `tls`, after
+/// the handshake).
 pub fn add_raw(
     bound: BoundListener,
     settings: RawSettings,
+    tls: Option<iodine_engine::tls::Acceptor>,
     accept: Arc<dyn raw::Accept>,
 ) -> std::io::Result<()> {
     add_listener(bound, move |listener, shutdown| {
-        Box::pin(raw::serve(listener, settings, accept, shutdown))
+        Box::pin(raw::serve(listener, settings, tls, accept, shutdown))
     })
 }
 

@@ -52,12 +52,14 @@ pub async fn serve(
     shutdown: Shutdown,
 ) {
     let max_clients = settings.max_clients;
+    let tls = settings.tls.clone();
     let site = Site::new(settings, handler, listener.port());
     let conn_shutdown = shutdown.clone();
     accept_loop(
         listener,
         shutdown,
         max_clients,
+        tls,
         move |stream, peer, ticket| {
             serve_one(stream, peer, site.clone(), conn_shutdown.clone(), ticket)
         },
@@ -326,7 +328,7 @@ async fn respond(
         body,
         peer,
         local_port: site.port,
-        tls: site.settings.tls,
+        tls: site.settings.tls.is_some(),
         hijack: Some(hijack.clone()),
     };
     let (reply, answer) = Reply::new();

@@ -29,6 +29,8 @@ use crate::server::Stream;
 struct Shared {
     fd: RawFd,
     unix: bool,
+    /// TLS: the socket carries encrypted bytes, so it is never handed out.
+    tls: bool,
     taken: AtomicBool,
     /// True while the connection's socket is open; cleared (under the lock) before it closes.
     open: Mutex<bool>,
@@ -41,10 +43,10 @@ pub struct Hijack(Arc<Shared>);
 impl Hijack {
     /// Runs `f` with the connection's descriptor, which stays open until `f` returns; `None`
     /// (and `f` is not called) once the connection has closed. `f` must not close the
-    /// descriptor, only borrow it (to duplicate it).
+    /// descriptor, only borrow it (to duplicate it). Always `None` under TLS.
     pub fn with_fd<R>(&self, f: impl FnOnce(RawFd) -> R) -> Option<R> {
         let open = self.0.open.lock();
-        if !*open {
+        if !*open || self.0.tls {
             return None;
         }
         Some(f(self.0.fd))
@@ -85,7 +87,8 @@ impl HijackableIo {
     pub(crate) fn new(inner: Stream, idle: Arc<Idle>) -> (Self, Hijack) {
         let shared = Arc::new(Shared {
             fd: inner.as_raw_fd(),
-            unix: matches!(inner, Stream::Unix(_)),
+            unix: inner.is_unix(),
+            tls: inner.is_tls(),
             taken: AtomicBool::new(false),
             open: Mutex::new(true),
         });

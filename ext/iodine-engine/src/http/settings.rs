@@ -33,8 +33,9 @@ pub struct HttpSettings {
     pub max_clients: usize,
     /// Writes one access-log line per request to stderr.
     pub log: bool,
-    /// Requests arrive over TLS (sets `rack.url_scheme` to https).
-    pub tls: bool,
+    /// TLS: every connection's handshake, before its first request (`rack.url_scheme` is
+    /// then https). The handshake must end within `head_timeout`.
+    pub tls: Option<crate::tls::Acceptor>,
     /// How long shutdown lets a busy connection finish before closing it. Default 8 s.
     pub shutdown_grace: Duration,
     /// WebSocket and SSE connections upgraded from this listener.
@@ -55,7 +56,7 @@ impl Default for HttpSettings {
             min_upload_rate: 4 * 1024,
             max_clients: usize::MAX,
             log: false,
-            tls: false,
+            tls: None,
             shutdown_grace: Duration::from_secs(8),
             websocket: crate::websocket::WsSettings::default(),
             public: None,

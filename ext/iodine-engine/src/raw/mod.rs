@@ -43,23 +43,26 @@ impl Default for RawSettings {
 /// What a raw listener asks for each accepted connection: its link and events (the
 /// application's factory runs later, on its own thread, when `on_open` is handled).
 pub trait Accept: Send + Sync + 'static {
-    /// The link and events for a connection from `peer`.
-    fn accept(&self, peer: Peer) -> Upgrade;
+    /// The link and events for a connection from `peer`; `protocol` is what the TLS
+    /// handshake agreed on (ALPN), if anything.
+    fn accept(&self, peer: Peer, protocol: Option<&[u8]>) -> Upgrade;
 }
 
 impl<F> Accept for F
 where
-    F: Fn(Peer) -> Upgrade + Send + Sync + 'static,
+    F: Fn(Peer, Option<&[u8]>) -> Upgrade + Send + Sync + 'static,
 {
-    fn accept(&self, peer: Peer) -> Upgrade {
-        self(peer)
+    fn accept(&self, peer: Peer, protocol: Option<&[u8]>) -> Upgrade {
+        self(peer, protocol)
     }
 }
 
-/// Serves raw connections on `listener` until `shutdown` fires.
+/// Serves raw connections on `listener` until `shutdown` fires (each one's TLS handshake
+/// first, with `tls`).
 pub async fn serve(
     listener: Listener,
     settings: RawSettings,
+    tls: Option<crate::tls::Acceptor>,
     accept: Arc<dyn Accept>,
     shutdown: Shutdown,
 ) {
@@ -68,11 +71,12 @@ pub async fn serve(
         listener,
         shutdown,
         settings.max_clients,
+        tls,
         move |stream, peer, ticket| {
             let (accept, shutdown) = (accept.clone(), conn_shutdown.clone());
             // On the reactor when there is one (the callbacks then run where the IO happens).
             crate::reactor::spawn_session(stream, move |stream| {
-                let (link, events) = accept.accept(peer).start();
+                let (link, events) = accept.accept(peer, stream.alpn_protocol()).start();
                 session(stream, link, events, settings, shutdown, ticket)
             });
             std::future::ready(())

@@ -9,9 +9,11 @@ use std::time::Duration;
 use super::listener::Listener;
 use super::shutdown::Shutdown;
 use super::stream::{Peer, Stream};
+use crate::tls::Acceptor;
 
 /// Accepts connections and spawns `serve(stream, peer, ticket)` for each until `shutdown`
-/// fires.
+/// fires. With `tls`, each connection's handshake runs first (in its own task, counted as
+/// the connection): `serve` gets the TLS stream, and a failed handshake ends there.
 ///
 /// At most `max_clients` connections are served at once: past that, `refuse(stream)` is
 /// spawned instead (it answers "busy" and closes). A connection counts (toward
@@ -22,15 +24,17 @@ pub async fn accept_loop<F, Fut, R, RFut>(
     mut listener: Listener,
     shutdown: Shutdown,
     max_clients: usize,
+    tls: Option<Acceptor>,
     serve: F,
     refuse: R,
 ) where
-    F: Fn(Stream, Peer, Ticket) -> Fut,
+    F: Fn(Stream, Peer, Ticket) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
     R: Fn(Stream) -> RFut,
     RFut: Future<Output = ()> + Send + 'static,
 {
     let live = Arc::new(AtomicUsize::new(0));
+    let serve = Arc::new(serve);
     let mut backoff = Duration::from_millis(1);
     loop {
         let accepted = tokio::select! {
@@ -43,7 +47,10 @@ pub async fn accept_loop<F, Fut, R, RFut>(
                 backoff = Duration::from_millis(1);
                 if live.load(Ordering::Acquire) >= max_clients {
                     crate::warning!("at capacity ({max_clients} connections): refusing one");
-                    tokio::spawn(refuse(stream));
+                    // A plain-text answer means nothing to a TLS client: it is just closed.
+                    if tls.is_none() {
+                        tokio::spawn(refuse(stream));
+                    }
                     continue;
                 }
                 live.fetch_add(1, Ordering::AcqRel);
@@ -51,7 +58,17 @@ pub async fn accept_loop<F, Fut, R, RFut>(
                     _guard: shutdown.track(),
                     _counted: Some(Counted(live.clone())),
                 };
-                tokio::spawn(serve(stream, peer, ticket));
+                match &tls {
+                    None => drop(tokio::spawn(serve(stream, peer, ticket))),
+                    Some(tls) => {
+                        let (tls, serve) = (tls.clone(), serve.clone());
+                        tokio::spawn(async move {
+                            if let Some(stream) = tls.accept(stream).await {
+                                serve(stream, peer, ticket).await
+                            }
+                        });
+                    }
+                }
             }
             Err(e) if is_transient(&e) => continue,
             Err(e) => {

@@ -1,8 +1,8 @@
-//! One accepted connection's byte stream, TCP or Unix, behind one type.
+//! One connection's byte stream, TCP or Unix, plain or TLS, behind one type.
 
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -18,13 +18,23 @@ pub enum Peer {
     Unix,
 }
 
-/// An accepted connection.
+/// A connection.
 #[derive(Debug)]
 pub enum Stream {
     /// TCP.
     Tcp(TcpStream),
     /// Unix domain socket.
     Unix(UnixStream),
+    /// TLS over one of the others (server or client side), after its handshake.
+    Tls(Box<tokio_rustls::TlsStream<Stream>>),
+    /// The socket under a TLS stream while it moves between runtimes ([`Stream::into_std`]);
+    /// never seen outside of it.
+    Moving,
+}
+
+/// The error of IO on [`Stream::Moving`].
+fn moving() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the connection is moving")
 }
 
 impl Stream {
@@ -66,6 +76,12 @@ impl Stream {
         Ok(match self {
             Stream::Tcp(s) => Moved::Tcp(s.into_std()?),
             Stream::Unix(s) => Moved::Unix(s.into_std()?),
+            // The TLS state stays as it is; only the socket under it moves.
+            Stream::Tls(mut tls) => {
+                let socket = std::mem::replace(tls.get_mut().0, Stream::Moving);
+                Moved::Tls(tls, Box::new(socket.into_std()?))
+            }
+            Stream::Moving => return Err(moving()),
         })
     }
 
@@ -74,19 +90,79 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.poll_write_ready(cx),
             Stream::Unix(s) => s.poll_write_ready(cx),
+            Stream::Tls(tls) => tls.get_ref().0.poll_write_ready(cx),
+            Stream::Moving => Poll::Ready(Err(moving())),
         }
+    }
+
+    /// Whether the bytes are encrypted (TLS): no `sendfile`, no descriptor handed out.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// Whether the socket is a Unix-domain socket (under TLS too).
+    pub fn is_unix(&self) -> bool {
+        match self {
+            Stream::Unix(_) => true,
+            Stream::Tls(tls) => tls.get_ref().0.is_unix(),
+            _ => false,
+        }
+    }
+
+    /// The protocol agreed in the TLS handshake (ALPN), if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        match self {
+            Stream::Tls(tls) => tls.get_ref().1.alpn_protocol(),
+            _ => None,
+        }
+    }
+
+    /// The first byte the peer sent, without taking it (None: the peer closed first).
+    pub async fn peek_first(&self) -> io::Result<Option<u8>> {
+        let mut byte = [0u8; 1];
+        let peek = |fd: std::os::fd::BorrowedFd<'_>, byte: &mut [u8; 1]| {
+            rustix::net::recv(fd, byte, rustix::net::RecvFlags::PEEK)
+                .map(|(n, _)| n)
+                .map_err(io::Error::from)
+        };
+        let n = loop {
+            let tried = match self {
+                Stream::Tcp(s) => {
+                    s.readable().await?;
+                    s.try_io(tokio::io::Interest::READABLE, || peek(s.as_fd(), &mut byte))
+                }
+                Stream::Unix(s) => {
+                    s.readable().await?;
+                    s.try_io(tokio::io::Interest::READABLE, || peek(s.as_fd(), &mut byte))
+                }
+                Stream::Tls(_) | Stream::Moving => {
+                    return Err(io::Error::new(io::ErrorKind::Unsupported, "peek under TLS"))
+                }
+            };
+            match tried {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        Ok((n == 1).then_some(byte[0]))
     }
 
     /// Corks (or uncorks) a TCP socket: while corked, only full segments leave (a response
     /// head and its file go out together). Unix sockets ignore it.
     pub fn set_cork(&self, on: bool) {
-        if let Stream::Tcp(tcp) = self {
-            let _ = rustix::net::sockopt::set_tcp_cork(tcp, on);
+        match self {
+            Stream::Tcp(tcp) => {
+                let _ = rustix::net::sockopt::set_tcp_cork(tcp, on);
+            }
+            Stream::Tls(tls) => tls.get_ref().0.set_cork(on),
+            _ => {}
         }
     }
 
     /// Sends up to `len` bytes of `file` from `offset` with `sendfile(2)`: what the socket
-    /// took (0 when the file ended first).
+    /// took (0 when the file ended first). Under TLS it fails with EINVAL, as for a file
+    /// sendfile can't send: the caller then reads and writes.
     pub fn poll_sendfile(
         &self,
         cx: &mut Context<'_>,
@@ -94,21 +170,34 @@ impl Stream {
         offset: u64,
         len: usize,
     ) -> Poll<io::Result<usize>> {
-        let send = || {
+        let send = |fd: std::os::fd::BorrowedFd<'_>| {
             let mut at = offset;
-            rustix::fs::sendfile(self, file, Some(&mut at), len).map_err(io::Error::from)
+            rustix::fs::sendfile(fd, file, Some(&mut at), len).map_err(io::Error::from)
         };
         loop {
             std::task::ready!(self.poll_write_ready(cx))?;
             let sent = match self {
-                Stream::Tcp(s) => s.try_io(tokio::io::Interest::WRITABLE, send),
-                Stream::Unix(s) => s.try_io(tokio::io::Interest::WRITABLE, send),
+                Stream::Tcp(s) => s.try_io(tokio::io::Interest::WRITABLE, || send(s.as_fd())),
+                Stream::Unix(s) => s.try_io(tokio::io::Interest::WRITABLE, || send(s.as_fd())),
+                Stream::Tls(_) | Stream::Moving => Err(io::Error::from_raw_os_error(
+                    rustix::io::Errno::INVAL.raw_os_error(),
+                )),
             };
             match sent {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => return Poll::Ready(other),
             }
+        }
+    }
+
+    /// The socket (under TLS too); None only while a TLS stream moves.
+    fn socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match self {
+            Stream::Tcp(s) => Some(s.as_fd()),
+            Stream::Unix(s) => Some(s.as_fd()),
+            Stream::Tls(tls) => tls.get_ref().0.socket(),
+            Stream::Moving => None,
         }
     }
 }
@@ -122,6 +211,8 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Moving => Poll::Ready(Err(moving())),
         }
     }
 }
@@ -135,6 +226,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Moving => Poll::Ready(Err(moving())),
         }
     }
 
@@ -146,6 +239,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Stream::Moving => Poll::Ready(Err(moving())),
         }
     }
 
@@ -157,6 +252,8 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Moving => Poll::Ready(Err(moving())),
         }
     }
 
@@ -164,6 +261,9 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            // Sends close_notify, then shuts the socket down.
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Moving => Poll::Ready(Err(moving())),
         }
     }
 }
@@ -175,6 +275,8 @@ pub enum Moved {
     Tcp(std::net::TcpStream),
     /// Unix domain socket.
     Unix(std::os::unix::net::UnixStream),
+    /// A TLS stream (its socket out, [`Stream::Moving`] in its place) and its socket.
+    Tls(Box<tokio_rustls::TlsStream<Stream>>, Box<Moved>),
 }
 
 impl Moved {
@@ -183,6 +285,10 @@ impl Moved {
         Ok(match self {
             Moved::Tcp(s) => Stream::Tcp(TcpStream::from_std(s)?),
             Moved::Unix(s) => Stream::Unix(UnixStream::from_std(s)?),
+            Moved::Tls(mut tls, socket) => {
+                *tls.get_mut().0 = socket.register()?;
+                Stream::Tls(tls)
+            }
         })
     }
 }
@@ -198,7 +304,8 @@ pub trait PeerReset {
 
 impl PeerReset for Stream {
     fn peer_reset(&self) -> bool {
-        matches!(socket2::SockRef::from(self).take_error(), Ok(Some(_)))
+        self.socket()
+            .is_some_and(|fd| matches!(socket2::SockRef::from(&fd).take_error(), Ok(Some(_))))
     }
 }
 
@@ -215,24 +322,17 @@ impl ReadReady for Stream {
         match self {
             Stream::Tcp(s) => s.poll_read_ready(cx),
             Stream::Unix(s) => s.poll_read_ready(cx),
-        }
-    }
-}
-
-impl std::os::fd::AsFd for Stream {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        match self {
-            Stream::Tcp(s) => s.as_fd(),
-            Stream::Unix(s) => s.as_fd(),
+            // Decrypted bytes (or the peer's close) already in hand: a read finds them.
+            Stream::Tls(tls) if !tls.get_ref().1.wants_read() => Poll::Ready(Ok(())),
+            Stream::Tls(tls) => tls.get_ref().0.poll_read_ready(cx),
+            Stream::Moving => Poll::Ready(Err(moving())),
         }
     }
 }
 
 impl AsRawFd for Stream {
+    /// The socket's descriptor (under TLS too; -1 while a TLS stream moves).
     fn as_raw_fd(&self) -> RawFd {
-        match self {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
-        }
+        self.socket().map_or(-1, |fd| fd.as_raw_fd())
     }
 }

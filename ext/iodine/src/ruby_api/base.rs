@@ -14,7 +14,8 @@ use crate::{bridge, server};
 /// normalised by lib/iodine): `:address` (String/nil), `:port` (Integer), `:unix` (path or
 /// nil), `:max_body` (bytes), `:max_head` (bytes), `:timeout`, `:head_timeout`,
 /// `:body_timeout` (seconds), `:min_upload_rate` (bytes/s), `:max_clients`, `:log`,
-/// `:max_msg` (bytes), `:ping` (seconds).
+/// `:max_msg` (bytes), `:ping` (seconds), `:tls` (an `Iodine::TLS` or nil; its handshake
+/// must end within the head timeout).
 fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
     let defaults = HttpSettings::default();
     let public = match opts.lookup::<_, Option<String>>(ruby.to_symbol("public"))? {
@@ -63,9 +64,19 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
         },
         ..defaults
     };
+    let host = super::option(ruby, opts, "address", "localhost".to_string())?;
+    let tls = super::tls::acceptor(
+        ruby,
+        opts.lookup(ruby.to_symbol("tls"))?,
+        &["http/1.1"],
+        settings.head_timeout,
+        &host,
+        true,
+    )?;
+    let settings = HttpSettings { tls, ..settings };
     let bound = super::sockets::bind_listener(ruby, opts)?;
     let port = bound.port();
-    let handler = crate::rack::RackApp::new(ruby, app, settings.tls, port)?;
+    let handler = crate::rack::RackApp::new(ruby, app, settings.tls.is_some(), port)?;
     server::add_http(bound, settings, handler).map_err(|e| {
         crate::errors::exception(
             ruby.exception_runtime_error(),

@@ -8,6 +8,7 @@ mod mustache;
 mod pubsub;
 mod redis;
 mod sockets;
+mod tls;
 mod utils;
 
 use magnus::{prelude::*, Error, RHash, Ruby, TryConvert};
@@ -36,7 +37,8 @@ fn option<T: TryConvert>(ruby: &Ruby, opts: RHash, key: &str, default: T) -> Res
     Ok(value.unwrap_or(default))
 }
 
-/// Defines `Iodine`, `Iodine::Base`, `Iodine::Mustache` and `Iodine::Rack::Utils`.
+/// Defines `Iodine`, `Iodine::Base`, `Iodine::Mustache`, `Iodine::TLS` and
+/// `Iodine::Rack::Utils`.
 pub fn init(ruby: &Ruby) -> Result<(), Error> {
     let iodine = ruby.define_module("Iodine")?;
     let base = iodine.define_module("Base")?;
@@ -49,6 +51,7 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     pubsub::init(ruby, base)?;
     redis::init(ruby, base)?;
     sockets::init(ruby, base)?;
+    tls::init(ruby, iodine, base)?;
     cluster::init(ruby, base)?;
     connection::init(ruby, iodine)?;
     utils::init(ruby, iodine, base)?;

@@ -20,23 +20,49 @@ use crate::server;
 
 /// `Iodine::Base.listen_raw(factory, options)`: binds now, serves at start. Each connection
 /// calls `factory.call` (on a worker, when it opens) for its handler. Options: `:address`,
-/// `:port`, `:unix`, `:max_clients`. Returns the port.
+/// `:port`, `:unix`, `:max_clients`, `:tls` (an `Iodine::TLS` or nil) and `:protocols`
+/// (`[[name, block], …]` of its `on_protocol`: a connection that agreed on `name` in ALPN
+/// calls that block instead of the factory; the first is used when none was agreed).
+/// Returns the port.
 fn listen_raw(ruby: &Ruby, factory: Value, opts: RHash) -> Result<u16, Error> {
-    let bound = bind_listener(ruby, opts)?;
-    let port = bound.port();
     let defaults = RawSettings::default();
     let settings = RawSettings {
         max_clients: super::option(ruby, opts, "max_clients", defaults.max_clients)?,
         ..defaults
     };
+    let host = super::option(ruby, opts, "address", "localhost".to_string())?;
+    let tls = super::tls::acceptor(
+        ruby,
+        opts.lookup(ruby.to_symbol("tls"))?,
+        &[],
+        TLS_HANDSHAKE,
+        &host,
+        false,
+    )?;
     // Kept for the life of the process, like the listener.
+    let mut protocols = Vec::new();
+    if tls.is_some() {
+        if let Some(list) = opts.lookup::<_, Option<RArray>>(ruby.to_symbol("protocols"))? {
+            for pair in list.into_iter() {
+                let (name, block): (String, Value) = TryConvert::try_convert(pair)?;
+                protocols.push((name.into_bytes(), crate::blocks::keep(ruby, block)?));
+            }
+        }
+    }
     let factory = crate::blocks::keep(ruby, factory)?;
-    let accept = move |_peer: Peer| {
+    let bound = bind_listener(ruby, opts)?;
+    let port = bound.port();
+    let accept = move |_peer: Peer, agreed: Option<&[u8]>| {
+        let chosen = match agreed {
+            Some(name) => protocols.iter().find(|(n, _)| n == name),
+            None => protocols.first(),
+        };
+        let factory = chosen.map_or(factory, |(_, block)| *block);
         let link = Link::new(Protocol::Raw);
         let conn = Conn::with_factory(link.clone(), factory);
         Upgrade::new(link, conn)
     };
-    server::add_raw(bound, settings, Arc::new(accept)).map_err(|e| {
+    server::add_raw(bound, settings, tls, Arc::new(accept)).map_err(|e| {
         exception(
             ruby.exception_runtime_error(),
             format!("Couldn't open listening socket. {e}"),
@@ -45,13 +71,18 @@ fn listen_raw(ruby: &Ruby, factory: Value, opts: RHash) -> Result<u16, Error> {
     Ok(port)
 }
 
+/// How long a raw listener's TLS handshake may take.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
 /// `Iodine::Base.connect(handler, options)`: a client connection, opened at start (or now
 /// when running); every failure ends in the handler's `on_close` without `on_open`.
 /// Options: `:kind` (`"raw"` / `"websocket"`), `:address` and `:port` or `:unix`, `:timeout`
 /// (seconds to connect and, for WebSocket, to finish the handshake); WebSocket: `:host`
 /// (the Host header), `:path`, `:headers` (an Array of `[name, value]` Strings), `:ping`
-/// (seconds), `:max_msg` (bytes).
+/// (seconds), `:max_msg` (bytes); `:tls` (an `Iodine::TLS`: TLS, the server checked against
+/// its trusted CAs or the system's).
 fn connect(ruby: &Ruby, handler: Value, opts: RHash) -> Result<(), Error> {
+    let tls = super::tls::connector(ruby, opts.lookup(ruby.to_symbol("tls"))?)?;
     let target = match opts.lookup::<_, Option<String>>(ruby.to_symbol("unix"))? {
         Some(path) => Target::Unix(path.into()),
         None => Target::Tcp {
@@ -70,7 +101,7 @@ fn connect(ruby: &Ruby, handler: Value, opts: RHash) -> Result<(), Error> {
         return started(ruby, move |shutdown| {
             let shutdown = shutdown.clone();
             Ok(Box::pin(client::run_raw(
-                target, upgrade, settings, timeout, shutdown,
+                target, tls, upgrade, settings, timeout, shutdown,
             )) as _)
         });
     }
@@ -98,7 +129,7 @@ fn connect(ruby: &Ruby, handler: Value, opts: RHash) -> Result<(), Error> {
     started(ruby, move |shutdown| {
         let shutdown = shutdown.clone();
         Ok(Box::pin(client::run_websocket(
-            target, request, upgrade, settings, timeout, shutdown,
+            target, tls, request, upgrade, settings, timeout, shutdown,
         )) as _)
     })
 }
