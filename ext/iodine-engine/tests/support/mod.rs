@@ -65,7 +65,7 @@ impl TestServer {
 }
 
 /// Reads one response (head + Content-Length body) from a keep-alive connection.
-pub fn read_response(s: &mut TcpStream) -> String {
+pub fn read_response(s: &mut impl Read) -> String {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {

@@ -102,7 +102,7 @@ pub fn frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
 }
 
 /// Reads one server frame: (opcode, payload).
-pub fn read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+pub fn read_frame(s: &mut impl Read) -> Option<(u8, Vec<u8>)> {
     read_frame_head(s).map(|(first, _, payload)| (first & 0x0f, payload))
 }
 
@@ -163,7 +163,7 @@ pub fn fragment(opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// One server frame with its head as sent: (first byte, the 7-bit length field, payload).
-pub fn read_frame_head(s: &mut TcpStream) -> Option<(u8, u8, Vec<u8>)> {
+pub fn read_frame_head(s: &mut impl Read) -> Option<(u8, u8, Vec<u8>)> {
     let mut h = [0u8; 2];
     s.read_exact(&mut h).ok()?;
     assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
@@ -186,7 +186,7 @@ pub fn read_frame_head(s: &mut TcpStream) -> Option<(u8, u8, Vec<u8>)> {
 }
 
 /// Reads until the server closes the connection; true when it did (nothing more came).
-pub fn closed_after(s: &mut TcpStream) -> bool {
+pub fn closed_after(s: &mut impl Read) -> bool {
     let mut rest = Vec::new();
     s.read_to_end(&mut rest).is_ok() && rest.is_empty()
 }
