@@ -12,6 +12,9 @@ module Iodine
   # Certificates are PEM files, read when given (a missing file, a wrong password or a key
   # that doesn't match its certificate raise ArgumentError) and again on `reload` or SIGHUP.
   class TLS
+    # TLS is always built in (rustls): true.
+    SUPPORTED = true
+
     # `new` with arguments calls `use_certificate` with them.
     def initialize(*args, **named)
       @protocols = {}

@@ -170,7 +170,12 @@ async fn send_head(
 ) -> Option<(Started, Arc<Link>, Arc<dyn Events>)> {
     let Takeover { head, upgrade } = takeover;
     let (link, events) = upgrade.start();
-    let wrote = tokio::time::timeout(settings.shutdown_grace, io.write_all(&head)).await;
+    // Flushed: under TLS, written can mean encrypted but still held.
+    let send = async {
+        io.write_all(&head).await?;
+        io.flush().await
+    };
+    let wrote = tokio::time::timeout(settings.shutdown_grace, send).await;
     if !matches!(wrote, Ok(Ok(()))) {
         link.mark_closed();
         events.on_close();

@@ -80,7 +80,8 @@ async fn stream<S>(
                         let (Outgoing::Raw(b) | Outgoing::Text(b) | Outgoing::Binary(b)) = message;
                         out.extend_from_slice(b);
                     }
-                    if writer.write_all(&out).await.is_err() {
+                    // Flushed too: under TLS, written can mean encrypted but still held.
+                    if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
                         return;
                     }
                     out.clear();
@@ -95,7 +96,7 @@ async fn stream<S>(
                 keep_alive.as_mut().reset(tokio::time::Instant::now() + link.interval(ping));
             }
             _ = &mut keep_alive => {
-                if writer.write_all(PING).await.is_err() {
+                if writer.write_all(PING).await.is_err() || writer.flush().await.is_err() {
                     return;
                 }
                 keep_alive.as_mut().reset(tokio::time::Instant::now() + link.interval(ping));

@@ -90,8 +90,12 @@ where
 {
     let key = generate_key();
     let request = client_request(host, path, headers, &key)?;
-    io.write_all(&request)
-        .await
+    // Flushed: under TLS, written can mean encrypted but still held.
+    let sent = async {
+        io.write_all(&request).await?;
+        io.flush().await
+    };
+    sent.await
         .map_err(|e| format!("sending the handshake: {e}"))?;
     let mut answer = BytesMut::with_capacity(1024);
     let end = loop {
