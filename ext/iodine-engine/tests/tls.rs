@@ -171,12 +171,14 @@ fn http_over_tls_with_alpn_and_keep_alive() {
 #[test]
 fn websocket_over_tls_echoes_small_and_large_messages() {
     let pki = Pki::new();
-    let mut settings = HttpSettings::default();
-    settings.tls = Some(
-        pki.server_context()
-            .acceptor(&["http/1.1"], Duration::from_secs(5), "localhost", true)
-            .unwrap(),
-    );
+    let acceptor = pki
+        .server_context()
+        .acceptor(&["http/1.1"], Duration::from_secs(5), "localhost", true)
+        .unwrap();
+    let settings = HttpSettings {
+        tls: Some(acceptor),
+        ..HttpSettings::default()
+    };
     let (server, _seen) = server(Protocol::WebSocket, settings);
     let mut tls = connect(&server, pki.client(None, &[]), "localhost").unwrap();
     tls.write_all(HANDSHAKE.as_bytes()).unwrap();

@@ -61,6 +61,7 @@ impl Tls {
     /// `#__reload`: true when every file loaded (else the old certificates stay, and the
     /// error was logged).
     fn reload(rb_self: &Self) -> bool {
+        // jump-safe: the engine's reload (Rust, files only), no Ruby call.
         rb_self.0.reload().is_ok()
     }
 
@@ -78,6 +79,8 @@ fn context(ruby: &Ruby, value: Option<Value>) -> Result<Option<Arc<TlsContext>>,
         Some(v) if !v.to_bool() => Ok(None),
         Some(v) => match <&Tls>::try_convert(v) {
             Ok(tls) => Ok(Some(tls.0.clone())),
+            Err(e) if crate::errors::is_jump(&e) => Err(e),
+            // jump-safe: a jump left on the arm above; this is the class check's TypeError.
             Err(_) => Err(exception(
                 ruby.exception_type_error(),
                 "tls: must be an Iodine::TLS (or nil)",
