@@ -32,7 +32,8 @@ PAGE = <<~HTML
       };
       let open = 0;
       const ready = () => { if (++open === 2 && auto) ws.send("hello from " + nick); };
-      const ws = new WebSocket(`ws://${location.host}/ws?nick=${encodeURIComponent(nick)}`);
+      const scheme = location.protocol === "https:" ? "wss" : "ws";
+      const ws = new WebSocket(`${scheme}://${location.host}/ws?nick=${encodeURIComponent(nick)}`);
       ws.onopen = ready;
       ws.onmessage = (e) => log("ws: " + e.data);
       const es = new EventSource("/sse");

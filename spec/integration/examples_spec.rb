@@ -22,11 +22,12 @@ RSpec.describe "examples/" do
     server&.stop
   end
 
-  # The DOM headless Chromium ends up with for `url` ("" if it hung for a minute).
-  def dump_dom(chromium, url)
+  # The DOM headless Chromium ends up with for `url` ("" if it hung for a minute); `flags`
+  # are more command-line switches.
+  def dump_dom(chromium, url, *flags)
     out, writer = IO.pipe
     pid = Process.spawn(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=#{Dir.mktmpdir}",
-                        "--virtual-time-budget=5000", "--dump-dom", url, out: writer, err: File::NULL)
+                        "--virtual-time-budget=5000", *flags, "--dump-dom", url, out: writer, err: File::NULL)
     writer.close
     reader = Thread.new { out.read }
     Process.kill("KILL", pid) unless reader.join(60)
@@ -38,22 +39,36 @@ RSpec.describe "examples/" do
 
   # A real browser: the page opens a WebSocket and an EventSource, and once both are open it
   # sends one message, which comes back through both (pub/sub without a block, from Rust).
-  it "chat.ru carries a message from headless Chromium back over its WebSocket and its EventSource" do
+  # The same page from `server` in headless Chromium (`flags` added): true once its message
+  # came back through both the WebSocket and the EventSource; else the last DOM.
+  def chat_round_trip(server, scheme, *flags)
     chromium = %w[chromium chromium-browser].map { |c| `command -v #{c} 2>/dev/null`.strip }.find { |p| !p.empty? }
     skip "chromium is not installed (bin/setup installs it)" unless chromium
 
-    server = ServerProcess.new(["-t", "2", File.join(ROOT, "examples", "chat.ru")])
-    url = "http://127.0.0.1:#{server.port}/?auto=1&nick=chromium"
+    url = "#{scheme}://127.0.0.1:#{server.port}/?auto=1&nick=chromium"
     wanted = ["<li>ws: chromium: hello from chromium</li>", "<li>sse: chromium: hello from chromium</li>"]
     # Headless Chromium dumps the DOM when its virtual-time budget runs out, which on a loaded
     # machine can come before the page's own traffic finished: a browser run that missed is
     # retried (the server stays the same), and the last DOM is shown if none made it.
     dom = nil
     3.times do
-      dom = dump_dom(chromium, url)
+      dom = dump_dom(chromium, url, *flags)
       break if wanted.all? { |line| dom.include?(line) }
     end
     wanted.each { |line| expect(dom).to include(line) }
+  end
+
+  it "chat.ru carries a message from headless Chromium back over its WebSocket and its EventSource" do
+    server = ServerProcess.new(["-t", "2", File.join(ROOT, "examples", "chat.ru")])
+    chat_round_trip(server, "http")
+  ensure
+    server&.stop
+  end
+
+  # Over TLS (`-tls`: a self-signed certificate), the page uses wss:// and https.
+  it "chat.ru does the same over TLS: https, wss and an EventSource over TLS" do
+    server = ServerProcess.new(["-t", "2", "-tls", File.join(ROOT, "examples", "chat.ru")])
+    chat_round_trip(server, "https", "--ignore-certificate-errors")
   ensure
     server&.stop
   end

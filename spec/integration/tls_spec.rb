@@ -82,6 +82,7 @@ module TlsHelpers
         env["rack.upgrade"] = WsEcho.new
         [0, {}, []]
       when "/scheme" then [200, { "content-type" => "text/plain" }, [env["rack.url_scheme"].to_s]]
+      when "/hijack" then [200, { "content-type" => "text/plain" }, ["#{env['rack.hijack?'].inspect} #{env.key?('rack.hijack')}"]]
       when "/echo" then [200, { "content-type" => "application/octet-stream" }, [env["rack.input"].read]]
       when "/file" then [200, { "content-type" => "application/octet-stream" }, FileBody.new(File.join(CONFIG["public"], "eight.bin"))]
       when "/reload" then [200, { "content-type" => "text/plain" }, [RELOAD.reload.equal?(RELOAD).to_s]]
@@ -742,6 +743,13 @@ RSpec.describe "TLS", skip: (TlsCerts.openssl? ? false : "the openssl command is
         out, err, status = curl("--cacert", certs.ca, "https://127.0.0.1:#{port('main')}/scheme")
         expect([status.success?, out]).to eq([true, "https"]), err
         expect(http_get(port("control"), "/scheme").body).to eq("http")
+      end
+
+      it "offers no rack.hijack over TLS (the socket carries records), and does on the plain listener" do
+        need("curl")
+        out, err, status = curl("--cacert", certs.ca, "https://127.0.0.1:#{port('main')}/hijack")
+        expect([status.success?, out]).to eq([true, "false false"]), err
+        expect(http_get(port("control"), "/hijack").body).to eq("true true")
       end
 
       it "speaks TLS 1.2 and TLS 1.3 (curl --tlsv1.2 --tls-max 1.2, --tlsv1.3) and offers http/1.1 by ALPN" do

@@ -159,8 +159,11 @@ pub fn template(ruby: &Ruby, tls: bool, port: u16) -> Result<RHash, Error> {
     t.aset("rack.multithread", true)?;
     t.aset("rack.multiprocess", true)?;
     t.aset("rack.run_once", false)?;
-    t.aset("rack.hijack?", true)?;
-    t.aset("rack.hijack", ruby.get_inner(keys().hijack))?;
+    // Under TLS the socket carries encrypted bytes: no hijack (the app would read records).
+    t.aset("rack.hijack?", !tls)?;
+    if !tls {
+        t.aset("rack.hijack", ruby.get_inner(keys().hijack))?;
+    }
     t.aset("rack.upgrade?", ruby.qnil())?;
     t.aset("rack.upgrade", ruby.qnil())?;
     // Every String value of the template is frozen: each request's env is a shallow copy,
