@@ -53,7 +53,7 @@ module Iodine
 
       name = name.to_s
       __add_protocol(name)
-      @protocols[name] = handler
+      (@protocols ||= {})[name] = handler
       self
     end
 
@@ -67,7 +67,7 @@ module Iodine
 
     # [[name, block], ...] of `on_protocol`, in order (for the listeners).
     def protocol_handlers
-      __protocols.map { |name| [name, @protocols.fetch(name, nil)] }
+      __protocols.map { |name| [name, (@protocols || {})[name]] }
     end
 
     private
