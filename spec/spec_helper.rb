@@ -14,9 +14,11 @@ require "timeout"
 require "tmpdir"
 require_relative "support/server_process"
 require_relative "support/script_runner"
+require_relative "support/command"
 
 RSpec.configure do |config|
   config.include ServerHelpers
+  config.include CommandHelpers
   config.disable_monkey_patching!
   config.order = :defined
   config.expect_with(:rspec) { |c| c.syntax = :expect }

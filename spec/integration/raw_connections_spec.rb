@@ -37,28 +37,9 @@ RSpec.describe "Raw connections" do
     Process.clock_gettime(Process::CLOCK_MONOTONIC)
   end
 
-  # Runs a command with `input` on its stdin (then EOF), killed after `seconds`; returns
-  # [stdout (binary), stderr, Process::Status, seconds it took].
+  # [stdout (binary), stderr, Process::Status, seconds it took] of `command` (see run_command).
   def run_tool(*command, input: "", seconds: 10)
-    started = now
-    Open3.popen3(*command) do |stdin, stdout, stderr, wait|
-      stdout.binmode
-      out = Thread.new { stdout.read }
-      err = Thread.new { stderr.read }
-      Thread.new do
-        stdin.binmode
-        stdin.write(input)
-      rescue Errno::EPIPE, IOError
-        nil
-      ensure
-        stdin.close unless stdin.closed?
-      end
-      unless wait.join(seconds)
-        Process.kill("KILL", wait.pid)
-        wait.join
-      end
-      [out.value, err.value, wait.value, now - started]
-    end
+    run_command(*command, input: input, seconds: seconds).first(4)
   end
 
   # The records of connections of `kind` ("echo", "unix", "late", "upgraded"), as GET /conns answers them.

@@ -287,28 +287,9 @@ module TlsHelpers
     false
   end
 
-  # Runs a command with `input` on its stdin (then EOF), killed after `seconds`. Returns
-  # [stdout (binary), stderr, Process::Status, timed_out].
+  # [stdout (binary), stderr, Process::Status, timed_out] of `command` (see run_command).
   def run_cmd(*command, input: "", seconds: 15)
-    Open3.popen3(*command) do |stdin, stdout, stderr, wait|
-      stdout.binmode
-      out = Thread.new { stdout.read }
-      err = Thread.new { stderr.read }
-      Thread.new do
-        stdin.binmode
-        stdin.write(input)
-      rescue Errno::EPIPE, IOError
-        nil
-      ensure
-        stdin.close unless stdin.closed?
-      end
-      timed_out = wait.join(seconds).nil?
-      if timed_out
-        Process.kill("KILL", wait.pid)
-        wait.join
-      end
-      [out.value, err.value, wait.value, timed_out]
-    end
+    run_command(*command, input: input, seconds: seconds).values_at(0, 1, 2, 4)
   end
 
   # Runs the Python `script` with `request` as JSON on its stdin; the JSON of its last line.
