@@ -351,3 +351,20 @@ fn reload_reads_the_files_again_and_a_bad_file_keeps_the_old_certificate() {
     assert!(tls.reload().is_err());
     assert!(connect(&server, client, "other.test").is_ok());
 }
+
+#[test]
+fn an_http_listener_adds_http_1_1_to_the_contexts_protocols() {
+    let pki = Pki::new();
+    let tls = pki.server_context();
+    tls.add_protocol("chat/1").unwrap();
+    let server = https(&tls, HttpSettings::default());
+    let h1 = connect(&server, pki.client(None, &["http/1.1"]), "localhost").unwrap();
+    assert_eq!(h1.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let chat = connect(
+        &server,
+        pki.client(None, &["chat/1", "http/1.1"]),
+        "localhost",
+    )
+    .unwrap();
+    assert_eq!(chat.conn.alpn_protocol(), Some(&b"chat/1"[..]));
+}

@@ -209,13 +209,13 @@ impl TlsContext {
         Ok(())
     }
 
-    /// The server side for a listener: `fallback` protocols are offered when the context names
-    /// none (`http/1.1` for HTTP); a handshake must end within `deadline`. A context without
+    /// The server side for a listener: `also` (`http/1.1` for HTTP) is offered
+    /// after the context's own; a handshake must end within `deadline`. A context without
     /// a certificate gets a self-signed one for `host`. `http` makes plain HTTP sent to the
     /// port get a 400.
     pub fn acceptor(
         self: &Arc<Self>,
-        fallback: &[&str],
+        also: &[&str],
         deadline: Duration,
         host: &str,
         http: bool,
@@ -228,8 +228,12 @@ impl TlsContext {
             let settings = self.settings.lock();
             (settings.trust.clone(), settings.protocols.clone())
         };
-        if protocols.is_empty() {
-            protocols = fallback.iter().map(|p| p.to_string()).collect();
+        // The listener's own protocols join the context's (after them: the first stays the
+        // one used when none is agreed), as the C gem's HTTP listeners added `http/1.1`.
+        for own in also {
+            if !protocols.iter().any(|p| p == own) {
+                protocols.push(own.to_string());
+            }
         }
         let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(VERSIONS)

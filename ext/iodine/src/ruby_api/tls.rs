@@ -89,13 +89,13 @@ fn context(ruby: &Ruby, value: Option<Value>) -> Result<Option<Arc<TlsContext>>,
     }
 }
 
-/// The server side of a listener's `tls:` option; `fallback` are the ALPN protocols offered
-/// when the context names none, `host` the name of a self-signed certificate when it has
+/// The server side of a listener's `tls:` option; `also` are the listener's ALPN protocols
+/// (offered after the context's), `host` the name of a self-signed certificate when it has
 /// none.
 pub fn acceptor(
     ruby: &Ruby,
     value: Option<Value>,
-    fallback: &[&str],
+    also: &[&str],
     deadline: std::time::Duration,
     host: &str,
     http: bool,
@@ -104,7 +104,7 @@ pub fn acceptor(
         return Ok(None);
     };
     context
-        .acceptor(fallback, deadline, host, http)
+        .acceptor(also, deadline, host, http)
         .map(Some)
         .map_err(|e| tls_error(ruby, e))
 }
