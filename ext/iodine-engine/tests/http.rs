@@ -466,3 +466,44 @@ fn a_client_that_leaves_in_the_middle_of_a_large_file_costs_nothing_and_others_a
     assert_eq!(body.len(), 8 * 1024 * 1024);
     assert!(body.iter().all(|&b| b == 7));
 }
+
+#[test]
+fn a_quiet_keep_alive_connection_parks_and_its_next_requests_are_served() {
+    let settings = HttpSettings {
+        timeout: Duration::from_secs(4),
+        ..HttpSettings::default()
+    };
+    let srv = TestServer::start(settings, echo());
+    let mut s = srv.connect();
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(read_response(&mut s).contains("x-info: GET /first"));
+    // Past PARK_AFTER (1 s) the connection let hyper go; the next request, sent in two
+    // pieces with a body, starts a new one, and so does the one after the next park.
+    std::thread::sleep(Duration::from_millis(1500));
+    s.write_all(b"POST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(b"llo").unwrap();
+    let r = read_response(&mut s);
+    assert!(
+        r.contains("x-info: POST /second  5") && r.ends_with("hello"),
+        "{r}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    // Two pipelined requests at once: both answered, in order.
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(read_response(&mut s).contains("x-info: GET /a"));
+    assert!(read_response(&mut s).contains("x-info: GET /b"));
+    // A parked connection still ends at the keep-alive timeout (4 s after its last request).
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        waited > Duration::from_secs(3) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+}

@@ -191,59 +191,88 @@ async fn serve_one(
             Ok::<_, Infallible>(res)
         }
     });
-    let mut conn = site.builder.serve_connection(TokioIo::new(io), service);
-    // Polled in place (hyper boxes the request future itself), so that once it is done the
-    // socket can be taken back after an upgrade. A taken socket (hijack or upgrade) ignores
-    // hyper's shutdown: it belongs to the app or to the session that follows.
-    macro_rules! run {
-        () => {
-            std::future::poll_fn(|cx| Pin::new(&mut conn).poll(cx))
-        };
-    }
-    tokio::select! {
-        res = run!() => {
-            if let Err(e) = res {
-                crate::debug!("connection ended: {e}");
-            }
-        }
-        why = idle.expired(site.settings.timeout, site.settings.head_timeout) => {
-            // A slow head or a client that stopped reading is dropped at once; an idle
-            // connection is closed the polite way.
-            if why == Expired::Idle {
-                Pin::new(&mut conn).graceful_shutdown();
-                let _ = tokio::time::timeout(site.settings.shutdown_grace, run!()).await;
-            }
-        }
-        _ = shutdown.triggered() => {
-            // A keep-alive client may be sending its next request right now: closing under
-            // it would fail that request. So for a moment requests are still answered, with
-            // `Connection: close` (the client reconnects, to a process that still listens),
-            // and a connection is closed once it was quiet for LINGER.
-            draining.store(true, std::sync::atomic::Ordering::Release);
-            let quiet = async {
-                while !idle.quiet_for(LINGER) {
-                    tokio::time::sleep(LINGER / 4).await;
-                }
+    let mut io = io;
+    // One hyper connection per spell of activity: a keep-alive connection quiet for
+    // PARK_AFTER lets hyper (and its read and write buffers) go, waits for the client's next
+    // bytes holding none, then starts a new one (idle.rs).
+    let conn = loop {
+        let mut conn = site
+            .builder
+            .serve_connection(TokioIo::new(io), service.clone());
+        // Polled in place (hyper boxes the request future itself), so that once it is done
+        // the socket can be taken back after an upgrade. A taken socket (hijack or upgrade)
+        // ignores hyper's shutdown: it belongs to the app or to the session that follows.
+        macro_rules! run {
+            () => {
+                std::future::poll_fn(|cx| Pin::new(&mut conn).poll(cx))
             };
-            let mut done = false;
-            tokio::select! {
-                res = run!() => {
-                    done = true;
-                    if let Err(e) = res {
-                        crate::debug!("connection ended: {e}");
+        }
+        let park = tokio::select! {
+            res = run!() => {
+                if let Err(e) = res {
+                    crate::debug!("connection ended: {e}");
+                }
+                false
+            }
+            why = idle.expired(site.settings.timeout, site.settings.head_timeout) => {
+                // A slow head or a client that stopped reading is dropped at once; an idle
+                // connection is closed the polite way.
+                if why == Expired::Idle {
+                    Pin::new(&mut conn).graceful_shutdown();
+                    let _ = tokio::time::timeout(site.settings.shutdown_grace, run!()).await;
+                }
+                why == Expired::Park
+            }
+            _ = shutdown.triggered() => {
+                // A keep-alive client may be sending its next request right now: closing
+                // under it would fail that request. So for a moment requests are still
+                // answered, with `Connection: close` (the client reconnects, to a process
+                // that still listens), and a connection is closed once it was quiet for
+                // LINGER.
+                draining.store(true, std::sync::atomic::Ordering::Release);
+                let quiet = async {
+                    while !idle.quiet_for(LINGER) {
+                        tokio::time::sleep(LINGER / 4).await;
+                    }
+                };
+                let mut done = false;
+                tokio::select! {
+                    res = run!() => {
+                        done = true;
+                        if let Err(e) = res {
+                            crate::debug!("connection ended: {e}");
+                        }
+                    }
+                    _ = quiet => {}
+                    _ = tokio::time::sleep(site.settings.shutdown_grace) => {}
+                }
+                if !done {
+                    Pin::new(&mut conn).graceful_shutdown();
+                    if tokio::time::timeout(site.settings.shutdown_grace, run!()).await.is_err() {
+                        crate::warning!("closing a connection that outlived the shutdown grace period");
                     }
                 }
-                _ = quiet => {}
-                _ = tokio::time::sleep(site.settings.shutdown_grace) => {}
+                false
             }
-            if !done {
-                Pin::new(&mut conn).graceful_shutdown();
-                if tokio::time::timeout(site.settings.shutdown_grace, run!()).await.is_err() {
-                    crate::warning!("closing a connection that outlived the shutdown grace period");
-                }
-            }
+        };
+        if !park {
+            break conn;
         }
-    }
+        idle.park();
+        let parts = conn.into_parts();
+        io = parts.io.into_inner();
+        io.unread(parts.read_buf);
+        // Parked: the next bytes start a new hyper connection; the keep-alive timeout or a
+        // shutdown close it.
+        let woke = tokio::select! {
+            ready = io.readable() => ready.is_ok(),
+            _ = idle.expired(site.settings.timeout, site.settings.head_timeout) => false,
+            _ = shutdown.triggered() => false,
+        };
+        if !woke {
+            return;
+        }
+    };
     let Some(takeover) = slot.lock().take() else {
         return;
     };

@@ -81,6 +81,8 @@ pub(crate) struct HijackableIo {
     spool: Arc<Spool>,
     /// The socket is corked (a file is being sent).
     corked: bool,
+    /// Bytes read before a park (hyper had them in its buffer), read again first.
+    ahead: bytes::Bytes,
 }
 
 impl HijackableIo {
@@ -100,6 +102,7 @@ impl HijackableIo {
                 idle,
                 spool: Arc::default(),
                 corked: false,
+                ahead: bytes::Bytes::new(),
             },
             hijack,
         )
@@ -128,6 +131,32 @@ impl HijackableIo {
             self.corked = false;
         }
         Poll::Ready(Ok(sent))
+    }
+
+    /// Gives `ahead` (what hyper had read and not parsed when the connection parked) back
+    /// to the next reads.
+    pub(crate) fn unread(&mut self, ahead: bytes::Bytes) {
+        self.ahead = ahead;
+    }
+
+    /// Waits until a read would find something (the socket has bytes, or bytes are back from
+    /// a park), holding no buffer.
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        use crate::server::ReadReady;
+        if !self.ahead.is_empty() {
+            return Ok(());
+        }
+        let stream = self
+            .inner
+            .as_ref()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
+        std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await
+    }
+
+    /// Notes whether a write (or flush) was left pending, for [`Idle`]'s park.
+    fn noted<T>(&self, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        self.idle.note_write(polled.is_pending());
+        polled
     }
 
     fn taken(&self) -> bool {
@@ -167,6 +196,11 @@ impl AsyncRead for HijackableIo {
         if this.taken() {
             return Poll::Ready(Ok(())); // end of input: the app reads the socket now
         }
+        if !this.ahead.is_empty() {
+            let n = this.ahead.len().min(buf.remaining());
+            buf.put_slice(&this.ahead.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(this.stream()?).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -187,9 +221,11 @@ impl AsyncWrite for HijackableIo {
             return Poll::Ready(Ok(buf.len()));
         }
         if let Plan::File { skip, len } = sendfile::plan(&this.spool, &[io::IoSlice::new(buf)]) {
-            return this.poll_file(cx, skip, len);
+            let polled = this.poll_file(cx, skip, len);
+            return this.noted(polled);
         }
-        Pin::new(this.stream()?).poll_write(cx, buf)
+        let polled = Pin::new(this.stream()?).poll_write(cx, buf);
+        this.noted(polled)
     }
 
     fn poll_write_vectored(
@@ -201,7 +237,7 @@ impl AsyncWrite for HijackableIo {
         if this.taken() {
             return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
-        match sendfile::plan(&this.spool, bufs) {
+        let polled = match sendfile::plan(&this.spool, bufs) {
             Plan::Plain => Pin::new(this.stream()?).poll_write_vectored(cx, bufs),
             Plan::Before(n) => {
                 // A head before a file: corked until the file's last piece is sent.
@@ -212,7 +248,8 @@ impl AsyncWrite for HijackableIo {
                 Pin::new(this.stream()?).poll_write_vectored(cx, &bufs[..n])
             }
             Plan::File { skip, len } => this.poll_file(cx, skip, len),
-        }
+        };
+        this.noted(polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -224,7 +261,8 @@ impl AsyncWrite for HijackableIo {
         if this.taken() {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(this.stream()?).poll_flush(cx)
+        let polled = Pin::new(this.stream()?).poll_flush(cx);
+        this.noted(polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -9,6 +9,9 @@
 //! - **Stalled reader**: a streamed or file response has data ready but the client has not
 //!   taken any for `timeout` (it stopped reading). Waiting for the app to produce data never
 //!   counts.
+//! - **Park**: no request in flight or arriving, everything written, quiet for [`PARK_AFTER`]:
+//!   the connection lets hyper (and its buffers) go until the client sends again (see
+//!   `connection.rs`). Once per quiet spell.
 //!
 //! One timer per connection that re-arms only when it fires, instead of one timer per request
 //! (hyper's `header_read_timeout` allocates a timer for every request head).
@@ -22,11 +25,16 @@ use std::time::{Duration, Instant};
 pub(crate) enum Expired {
     /// Idle between requests: close gracefully.
     Idle,
+    /// Quiet for [`PARK_AFTER`] with nothing left to write: let the HTTP state go.
+    Park,
     /// Too slow to send a request head: close now.
     SlowHead,
     /// Stopped reading a streamed response: close now.
     StalledReader,
 }
+
+/// How long a keep-alive connection is quiet before it parks (holds no HTTP buffers).
+pub(crate) const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// Request activity of one connection.
 #[derive(Debug)]
@@ -44,6 +52,11 @@ pub(crate) struct Idle {
     waiting_for_app: AtomicBool,
     /// Milliseconds after `opened` when the client last took body data.
     body_ms: AtomicU64,
+    /// The last write or flush could not finish (the client isn't reading): bytes may wait in
+    /// hyper's buffer.
+    write_pending: AtomicBool,
+    /// Parked since the last request ended (no second park until another request).
+    parked: AtomicBool,
 }
 
 impl Idle {
@@ -56,7 +69,21 @@ impl Idle {
             streaming: AtomicBool::new(false),
             waiting_for_app: AtomicBool::new(false),
             body_ms: AtomicU64::new(0),
+            write_pending: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the last write (or flush) to the socket was left pending.
+    pub(crate) fn note_write(&self, pending: bool) {
+        if self.write_pending.load(Ordering::Relaxed) != pending {
+            self.write_pending.store(pending, Ordering::Release);
+        }
+    }
+
+    /// The connection parked: no [`Expired::Park`] again before another request.
+    pub(crate) fn park(&self) {
+        self.parked.store(true, Ordering::Release);
     }
 
     fn now_ms(&self) -> u64 {
@@ -67,6 +94,7 @@ impl Idle {
     pub(crate) fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_ms.store(0, Ordering::Release);
+        self.parked.store(false, Ordering::Release);
     }
 
     /// Bytes were read from the client: if no request is in flight, a head has begun.
@@ -100,9 +128,6 @@ impl Idle {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Resolves once the connection expired (see the module doc). The timer wakes at least
-    /// every `min(timeout, head_timeout)` (a head or a stall may begin at any time) and
-    /// otherwise only when a deadline may have passed.
     /// Whether no request is in flight or arriving and none ended within `quiet`.
     pub(crate) fn quiet_for(&self, quiet: Duration) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0
@@ -111,9 +136,16 @@ impl Idle {
                 <= Instant::now()
     }
 
+    /// Resolves once the connection expired (see the module doc). The timer wakes at least
+    /// every `min(timeout, head_timeout)` (a head or a stall may begin at any time; every
+    /// [`PARK_AFTER`] while a request is in flight) and otherwise only when a deadline may
+    /// have passed.
     pub(crate) async fn expired(&self, timeout: Duration, head_timeout: Duration) -> Expired {
         let tick = timeout.min(head_timeout);
-        let mut deadline = self.opened + tick;
+        // While a request is in flight the timer looks every PARK_AFTER at most, so that a
+        // connection parks soon after its request ended; an idle one sleeps to its deadline.
+        let busy_tick = tick.min(PARK_AFTER);
+        let mut deadline = self.opened + busy_tick;
         loop {
             tokio::time::sleep_until(deadline.into()).await;
             let now = Instant::now();
@@ -126,17 +158,24 @@ impl Idle {
                     crate::debug!("closing a connection whose client stopped reading");
                     return Expired::StalledReader;
                 }
-                deadline = now + tick;
+                deadline = now + busy_tick;
                 continue;
             }
             let head = self.head_ms.load(Ordering::Acquire);
             let (until, why) = if head > 0 {
                 (at(head - 1) + head_timeout, Expired::SlowHead)
             } else {
-                (
-                    at(self.last_ms.load(Ordering::Acquire)) + timeout,
-                    Expired::Idle,
-                )
+                let last = at(self.last_ms.load(Ordering::Acquire));
+                let (idle_at, park_at) = (last + timeout, last + PARK_AFTER);
+                // Bytes still waiting to go out (a client not reading) keep hyper: the next
+                // tick looks again.
+                let may_park = park_at < idle_at
+                    && !self.parked.load(Ordering::Acquire)
+                    && !self.write_pending.load(Ordering::Acquire);
+                match may_park {
+                    true => (park_at, Expired::Park),
+                    false => (idle_at, Expired::Idle),
+                }
             };
             if until <= now {
                 if why == Expired::SlowHead {
