@@ -196,15 +196,17 @@ async fn serve_one(
     // PARK_AFTER lets hyper (and its read and write buffers) go, waits for the client's next
     // bytes holding none, then starts a new one (idle.rs).
     let conn = loop {
-        let mut conn = site
-            .builder
-            .serve_connection(TokioIo::new(io), service.clone());
+        // Boxed: a parked connection's task then holds no room for it.
+        let mut conn = Box::new(
+            site.builder
+                .serve_connection(TokioIo::new(io), service.clone()),
+        );
         // Polled in place (hyper boxes the request future itself), so that once it is done
         // the socket can be taken back after an upgrade. A taken socket (hijack or upgrade)
         // ignores hyper's shutdown: it belongs to the app or to the session that follows.
         macro_rules! run {
             () => {
-                std::future::poll_fn(|cx| Pin::new(&mut conn).poll(cx))
+                std::future::poll_fn(|cx| Pin::new(&mut *conn).poll(cx))
             };
         }
         let park = tokio::select! {
@@ -218,7 +220,7 @@ async fn serve_one(
                 // A slow head or a client that stopped reading is dropped at once; an idle
                 // connection is closed the polite way.
                 if why == Expired::Idle {
-                    Pin::new(&mut conn).graceful_shutdown();
+                    Pin::new(&mut *conn).graceful_shutdown();
                     let _ = tokio::time::timeout(site.settings.shutdown_grace, run!()).await;
                 }
                 why == Expired::Park
@@ -247,7 +249,7 @@ async fn serve_one(
                     _ = tokio::time::sleep(site.settings.shutdown_grace) => {}
                 }
                 if !done {
-                    Pin::new(&mut conn).graceful_shutdown();
+                    Pin::new(&mut *conn).graceful_shutdown();
                     if tokio::time::timeout(site.settings.shutdown_grace, run!()).await.is_err() {
                         crate::warning!("closing a connection that outlived the shutdown grace period");
                     }
@@ -259,9 +261,19 @@ async fn serve_one(
             break conn;
         }
         idle.park();
-        let parts = conn.into_parts();
-        io = parts.io.into_inner();
-        io.unread(parts.read_buf);
+        // In a block of its own: what is left of `parts` (hyper's read buffer, the service)
+        // goes before the wait, not after it.
+        io = {
+            let parts = conn.into_parts();
+            let mut io = parts.io.into_inner();
+            // Copied out (or dropped when empty): even an empty slice of hyper's read buffer
+            // would keep all of it alive.
+            io.unread(match parts.read_buf.is_empty() {
+                true => bytes::Bytes::new(),
+                false => bytes::Bytes::copy_from_slice(&parts.read_buf),
+            });
+            io
+        };
         // Parked: the next bytes start a new hyper connection; the keep-alive timeout or a
         // shutdown close it.
         let woke = tokio::select! {

@@ -142,7 +142,6 @@ impl HijackableIo {
     /// Waits until a read would find something (the socket has bytes, or bytes are back from
     /// a park), holding no buffer.
     pub(crate) async fn readable(&self) -> io::Result<()> {
-        use crate::server::ReadReady;
         if !self.ahead.is_empty() {
             return Ok(());
         }
@@ -150,7 +149,7 @@ impl HijackableIo {
             .inner
             .as_ref()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
-        std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await
+        stream.readable().await
     }
 
     /// Notes whether a write (or flush) was left pending, for [`Idle`]'s park.

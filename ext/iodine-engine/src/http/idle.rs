@@ -34,7 +34,7 @@ pub(crate) enum Expired {
 }
 
 /// How long a keep-alive connection is quiet before it parks (holds no HTTP buffers).
-pub(crate) const PARK_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const PARK_AFTER: Duration = Duration::from_millis(250);
 
 /// Request activity of one connection.
 #[derive(Debug)]

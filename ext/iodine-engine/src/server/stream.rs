@@ -148,6 +148,18 @@ impl Stream {
         Ok((n == 1).then_some(byte[0]))
     }
 
+    /// Waits until a read would find something: bytes or the end on the socket (checked
+    /// with a peek, not only the poller's last word), or, under TLS, decrypted bytes already
+    /// in hand.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tls(tls) if !tls.get_ref().1.wants_read() => Ok(()),
+            Stream::Tls(tls) => tls.get_ref().0.peek_first().await.map(drop),
+            Stream::Moving => Err(moving()),
+            _ => self.peek_first().await.map(drop),
+        }
+    }
+
     /// Corks (or uncorks) a TCP socket: while corked, only full segments leave (a response
     /// head and its file go out together). Unix sockets ignore it.
     pub fn set_cork(&self, on: bool) {
