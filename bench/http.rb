@@ -250,26 +250,10 @@ RUBY
 # Runs the idle client (COUNT connections to `port`) and yields [open, failed] once they are
 # all open; nil if it never said it was ready. Bounded: IDLE_OPEN_SECONDS to open them, plus
 # 25 s for the last ones; the client exits when the block returns.
-def idle_clients(port, count)
-  out_r, out_w = IO.pipe
-  in_r, in_w = IO.pipe
+def idle_clients(port, count, &block)
   ready_within = IDLE_OPEN_SECONDS + 25
-  pid = Process.spawn("taskset", "-c", WRK_CPU.to_s, RbConfig.ruby, "-e", IDLE_CLIENT, "--",
-                      port.to_s, count.to_s, IDLE_OPEN_SECONDS.to_s, (ready_within + 120).to_s,
-                      in: in_r, out: out_w, pgroup: true)
-  in_r.close
-  out_w.close
-  line = IO.select([out_r], nil, nil, ready_within) && out_r.gets
-  unless line&.start_with?("ready")
-    warn "  the idle client did not get ready within #{ready_within} s"
-    return nil
-  end
-  _, open, failed = line.split.map(&:to_i)
-  yield open, failed
-ensure
-  in_w&.close
-  out_r&.close
-  reap(pid, 10) if pid
+  with_idle_client(IDLE_CLIENT, [port, count, IDLE_OPEN_SECONDS, ready_within + 120],
+                   cpu: WRK_CPU, ready_within: ready_within, &block)
 end
 
 # Server memory for IDLE idle keep-alive connections: { held:, missing:, failed:, before:,

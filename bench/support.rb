@@ -247,3 +247,27 @@ def faye_missing
 
   nil
 end
+
+# Runs the Ruby `script` (a String: a load tool that opens connections and holds them) with
+# `args` on CPU `cpu`, in a process group of its own, and yields [open, failed] once it
+# printed "ready OPEN FAILED"; nil (with a warning) if it didn't within `ready_within`
+# seconds. The client's stdin closes when the block returns, which ends it.
+def with_idle_client(script, args, cpu:, ready_within:)
+  out_r, out_w = IO.pipe
+  in_r, in_w = IO.pipe
+  pid = Process.spawn("taskset", "-c", cpu.to_s, RbConfig.ruby, "-e", script, "--", *args.map(&:to_s),
+                      in: in_r, out: out_w, pgroup: true)
+  in_r.close
+  out_w.close
+  line = IO.select([out_r], nil, nil, ready_within) && out_r.gets
+  unless line&.start_with?("ready")
+    warn "  the idle client did not get ready within #{ready_within.round} s"
+    return nil
+  end
+  _, open, failed = line.split.map(&:to_i)
+  yield open, failed
+ensure
+  in_w&.close
+  out_r&.close
+  reap(pid, 10) if pid
+end

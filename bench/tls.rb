@@ -302,26 +302,10 @@ end
 # Runs the idle client (COUNT connections to `port`, TLS or not) and yields [open, failed]
 # once they are all open; nil if it never said it was ready. Bounded: 30 s + 20 ms per
 # connection to get ready; the client exits when the block returns.
-def idle_clients(port, count, tls)
-  out_r, out_w = IO.pipe
-  in_r, in_w = IO.pipe
+def idle_clients(port, count, tls, &block)
   ready_within = 30 + count * 0.02
-  pid = Process.spawn("taskset", "-c", LOAD_CPU.to_s, RbConfig.ruby, "-e", IDLE_CLIENT, "--",
-                      port.to_s, count.to_s, tls ? "1" : "0", (ready_within + 120).round.to_s,
-                      in: in_r, out: out_w, pgroup: true)
-  in_r.close
-  out_w.close
-  line = IO.select([out_r], nil, nil, ready_within) && out_r.gets
-  unless line&.start_with?("ready")
-    warn "  the idle client did not get ready within #{ready_within.round} s"
-    return nil
-  end
-  _, open, failed = line.split.map(&:to_i)
-  yield open, failed
-ensure
-  in_w&.close
-  out_r&.close
-  reap(pid, 10) if pid
+  with_idle_client(IDLE_CLIENT, [port, count, tls ? 1 : 0, (ready_within + 120).round],
+                   cpu: LOAD_CPU, ready_within: ready_within, &block)
 end
 
 # Server memory for IDLE idle connections (TLS or plain): { held:, missing:, before:, after:,
