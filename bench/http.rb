@@ -183,77 +183,13 @@ def paired_run(server, args, tmp)
   run
 end
 
-# The idle client, run as its own process pinned to WRK_CPU: opens COUNT connections to
-# 127.0.0.1:PORT, each sending one keep-alive GET / and reading the whole answer (head and
-# Content-Length bytes), for at most OPEN seconds; prints "ready OPEN FAILED", then holds them,
-# sending nothing, until its stdin closes or HOLD seconds pass.
-IDLE_CLIENT = <<~'RUBY'
-  require "socket"
-  port, count, open_for, hold = ARGV.map { |a| Integer(a) }
-  _, hard = Process.getrlimit(:NOFILE)
-  Process.setrlimit(:NOFILE, hard, hard)
-  now = -> { Process.clock_gettime(Process::CLOCK_MONOTONIC) }
-  stop_at = now.call + open_for
-  request = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-  # One whole answer from `sock` before `by`, or an exception.
-  read_response = lambda do |sock, by|
-    data = +""
-    loop do
-      if (head_end = data.index("\r\n\r\n"))
-        raise "answered #{data[0, 60].inspect}" unless data.start_with?("HTTP/1.1 200")
-
-        length = data[0, head_end][/^content-length:\s*(\d+)/i, 1]
-        raise "no content-length in #{data[0, head_end].inspect}" unless length
-        return data if data.bytesize >= head_end + 4 + length.to_i
-      end
-      left = by - now.call
-      raise "no whole answer within 10 s" if left <= 0
-
-      case (chunk = sock.read_nonblock(16_384, exception: false))
-      when :wait_readable then IO.select([sock], nil, nil, left)
-      when nil then raise "closed by the server after #{data.bytesize} bytes"
-      else data << chunk
-      end
-    end
-  end
-  held = []
-  failed = 0
-  started = 0
-  lock = Mutex.new
-  workers = Array.new([count, 8].min) do
-    Thread.new do
-      loop do
-        break if now.call > stop_at || lock.synchronize { (started += 1) > count }
-
-        sock = nil
-        begin
-          sock = Socket.tcp("127.0.0.1", port, connect_timeout: 10)
-          sock.write(request)
-          read_response.call(sock, now.call + 10)
-          lock.synchronize { held << sock }
-        rescue StandardError => e
-          lock.synchronize { failed += 1 }
-          warn "idle client: #{e.class}: #{e.message}" if failed == 1
-          sock&.close rescue nil
-        end
-      end
-    end
-  end
-  workers.each(&:join)
-  warn "idle client: stopped opening after #{open_for} s" if held.size + failed < count
-  $stdout.puts "ready #{held.size} #{failed}"
-  $stdout.flush
-  IO.select([$stdin], nil, nil, hold) # EOF makes it readable
-  exit!(0) # the kernel closes them all at once
-RUBY
-
-# Runs the idle client (COUNT connections to `port`) and yields [open, failed] once they are
-# all open; nil if it never said it was ready. Bounded: IDLE_OPEN_SECONDS to open them, plus
-# 25 s for the last ones; the client exits when the block returns.
+# Runs bench/idle_client.rb: COUNT connections to `port`, one GET each, and yields [open,
+# failed] once they are all open; nil if it never said it was ready. Bounded:
+# IDLE_OPEN_SECONDS to open them, plus 25 s for the last ones; the client exits when the block
+# returns.
 def idle_clients(port, count, &block)
-  ready_within = IDLE_OPEN_SECONDS + 25
-  with_idle_client(IDLE_CLIENT, [port, count, IDLE_OPEN_SECONDS, ready_within + 120],
-                   cpu: WRK_CPU, ready_within: ready_within, &block)
+  with_idle_client(port, count, "get", cpu: WRK_CPU, open_for: IDLE_OPEN_SECONDS,
+                                       ready_within: IDLE_OPEN_SECONDS + 25, &block)
 end
 
 # Server memory for IDLE idle keep-alive connections: { held:, missing:, failed:, before:,

@@ -248,14 +248,15 @@ def faye_missing
   nil
 end
 
-# Runs the Ruby `script` (a String: a load tool that opens connections and holds them) with
-# `args` on CPU `cpu`, in a process group of its own, and yields [open, failed] once it
+# Runs bench/idle_client.rb (`port`, `count`, `open_for` and `hold` seconds, `mode`: see
+# there) on CPU `cpu`, in a process group of its own, and yields [open, failed] once it
 # printed "ready OPEN FAILED"; nil (with a warning) if it didn't within `ready_within`
 # seconds. The client's stdin closes when the block returns, which ends it.
-def with_idle_client(script, args, cpu:, ready_within:)
+def with_idle_client(port, count, mode, cpu:, open_for:, ready_within:)
   out_r, out_w = IO.pipe
   in_r, in_w = IO.pipe
-  pid = Process.spawn("taskset", "-c", cpu.to_s, RbConfig.ruby, "-e", script, "--", *args.map(&:to_s),
+  args = [port, count, open_for.round, (ready_within + 120).round, mode].map(&:to_s)
+  pid = Process.spawn("taskset", "-c", cpu.to_s, RbConfig.ruby, File.join(__dir__, "idle_client.rb"), *args,
                       in: in_r, out: out_w, pgroup: true)
   in_r.close
   out_w.close

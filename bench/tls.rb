@@ -70,62 +70,6 @@ CASES = [
   ["resumed handshake", ["-H", "Connection: close"], false]
 ].freeze
 
-# The idle client, run as its own process pinned to LOAD_CPU: opens COUNT connections to
-# 127.0.0.1:PORT (TLS = 1: each completes its handshake), prints "ready OPEN FAILED", then
-# holds them, sending nothing, until its stdin closes or HOLD seconds pass.
-IDLE_CLIENT = <<~'RUBY'
-  require "socket"
-  require "openssl"
-  port, count, tls, hold = ARGV.map { |a| Integer(a) }
-  _, hard = Process.getrlimit(:NOFILE)
-  Process.setrlimit(:NOFILE, hard, hard)
-  ctx = OpenSSL::SSL::SSLContext.new
-  ctx.verify_mode = OpenSSL::SSL::VERIFY_NONE
-  held = []
-  failed = 0
-  started = 0
-  lock = Mutex.new
-  workers = Array.new([count, 8].min) do
-    Thread.new do
-      loop do
-        break if lock.synchronize { (started += 1) > count }
-
-        sock = nil
-        begin
-          sock = Socket.tcp("127.0.0.1", port, connect_timeout: 10)
-          if tls == 1
-            ssl = OpenSSL::SSL::SSLSocket.new(sock, ctx)
-            ssl.sync_close = true
-            ssl.hostname = "localhost"
-            deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
-            loop do
-              left = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)
-              raise "handshake timeout" if left <= 0
-
-              case ssl.connect_nonblock(exception: false)
-              when :wait_readable then IO.select([ssl], nil, nil, left)
-              when :wait_writable then IO.select(nil, [ssl], nil, left)
-              else break
-              end
-            end
-            sock = ssl
-          end
-          lock.synchronize { held << sock }
-        rescue StandardError => e
-          lock.synchronize { failed += 1 }
-          warn "idle client: #{e.class}: #{e.message}" if failed == 1
-          sock&.close rescue nil
-        end
-      end
-    end
-  end
-  workers.each(&:join)
-  $stdout.puts "ready #{held.size} #{failed}"
-  $stdout.flush
-  IO.select([$stdin], nil, nil, hold) # EOF makes it readable
-  exit!(0) # the kernel closes them all at once
-RUBY
-
 # `iodine -t 1` serving APP, with the gem found on `paths` and run by `exe`; TLS flags when
 # `tls` is [cert, key].
 def iodine(paths, exe)
@@ -299,13 +243,13 @@ rescue SystemCallError => e
   nil
 end
 
-# Runs the idle client (COUNT connections to `port`, TLS or not) and yields [open, failed]
-# once they are all open; nil if it never said it was ready. Bounded: 30 s + 20 ms per
-# connection to get ready; the client exits when the block returns.
+# Runs bench/idle_client.rb: COUNT connections to `port`, each through its handshake with
+# `tls`, and yields [open, failed] once they are all open; nil if it never said it was ready.
+# Bounded: 30 s + 20 ms per connection to get ready; the client exits when the block returns.
 def idle_clients(port, count, tls, &block)
   ready_within = 30 + count * 0.02
-  with_idle_client(IDLE_CLIENT, [port, count, tls ? 1 : 0, (ready_within + 120).round],
-                   cpu: LOAD_CPU, ready_within: ready_within, &block)
+  with_idle_client(port, count, tls ? "tls" : "plain", cpu: LOAD_CPU, open_for: ready_within,
+                                                       ready_within: ready_within, &block)
 end
 
 # Server memory for IDLE idle connections (TLS or plain): { held:, missing:, before:, after:,
