@@ -68,27 +68,11 @@ pub async fn serve(
     .await;
 }
 
-/// Answers a connection over `max_clients` with a 503 and closes it. The request is read
-/// (briefly) before closing, so the client gets the answer rather than a reset.
-async fn refuse(mut stream: Stream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Answers a connection over `max_clients` with a 503 and closes it.
+async fn refuse(stream: Stream) {
     const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
 content-length: 23\r\nconnection: close\r\nretry-after: 1\r\n\r\n503 Service Unavailable";
-    let limit = std::time::Duration::from_secs(1);
-    let _ = tokio::time::timeout(limit, async {
-        let mut scratch = [0u8; 4096];
-        // Whatever of the request is already here, so closing doesn't turn into a reset.
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_millis(20),
-            stream.read(&mut scratch),
-        )
-        .await;
-        stream.write_all(BUSY).await?;
-        stream.shutdown().await?;
-        while stream.read(&mut scratch).await? > 0 {}
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
+    stream.answer_and_close(BUSY).await
 }
 
 /// Serves one already-accepted connection (for tests and for attaching inherited sockets).

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::future::{Either, FutureExt};
 use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::link::{Events, Link, Protocol, Upgrade};
 use crate::raw::RawSettings;
@@ -170,11 +170,7 @@ async fn send_head(
 ) -> Option<(Started, Arc<Link>, Arc<dyn Events>)> {
     let Takeover { head, upgrade } = takeover;
     let (link, events) = upgrade.start();
-    // Flushed: under TLS, written can mean encrypted but still held.
-    let send = async {
-        io.write_all(&head).await?;
-        io.flush().await
-    };
+    let send = crate::server::write_through(&mut io, &head);
     let wrote = tokio::time::timeout(settings.shutdown_grace, send).await;
     if !matches!(wrote, Ok(Ok(()))) {
         link.mark_closed();

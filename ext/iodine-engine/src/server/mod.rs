@@ -15,4 +15,4 @@ pub use accept::{accept_loop, Ticket};
 pub use listener::{bind, bind_with_mode, Address, BoundListener, Listener, UNIX_MODE};
 pub use shutdown::{ConnectionGuard, Shutdown};
 pub use spread::{Rescue, Spread, RESCUE_EVERY};
-pub use stream::{Moved, Peer, PeerReset, ReadReady, Stream};
+pub use stream::{write_through, Moved, Peer, PeerReset, ReadReady, Stream};

@@ -160,6 +160,23 @@ impl Stream {
         }
     }
 
+    /// Sends `answer` (a whole HTTP response) and closes, within a second. What the client
+    /// sent is read before and after, so the close isn't a reset that eats the answer.
+    pub async fn answer_and_close(mut self, answer: &[u8]) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            let mut scratch = [0u8; 4096];
+            // Whatever of the request is already here.
+            let brief = std::time::Duration::from_millis(20);
+            let _ = tokio::time::timeout(brief, self.read(&mut scratch)).await;
+            self.write_all(answer).await?;
+            self.shutdown().await?;
+            while self.read(&mut scratch).await? > 0 {}
+            Ok::<_, io::Error>(())
+        })
+        .await;
+    }
+
     /// Corks (or uncorks) a TCP socket: while corked, only full segments leave (a response
     /// head and its file go out together). Unix sockets ignore it.
     pub fn set_cork(&self, on: bool) {
@@ -278,6 +295,17 @@ impl AsyncWrite for Stream {
             Stream::Moving => Poll::Ready(Err(moving())),
         }
     }
+}
+
+/// Writes all of `bytes` and flushes: under TLS, written can mean encrypted but still held,
+/// so a write that a wait on reading follows must be flushed to go out at all.
+pub async fn write_through<W>(io: &mut W, bytes: &[u8]) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    use tokio::io::AsyncWriteExt;
+    io.write_all(bytes).await?;
+    io.flush().await
 }
 
 /// A connection between two runtimes (still non-blocking).

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::PING;
 use crate::link::{Closing, Events, Link, Outgoing};
-use crate::server::Shutdown;
+use crate::server::{write_through, Shutdown};
 
 /// Streams events on `io` (the head already sent) until it ends, then calls `on_close`.
 /// `ping` is the keep-alive interval when the link has no timeout of its own; `grace` is
@@ -80,8 +80,7 @@ async fn stream<S>(
                         let (Outgoing::Raw(b) | Outgoing::Text(b) | Outgoing::Binary(b)) = message;
                         out.extend_from_slice(b);
                     }
-                    // Flushed too: under TLS, written can mean encrypted but still held.
-                    if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
+                    if write_through(&mut writer, &out).await.is_err() {
                         return;
                     }
                     out.clear();
@@ -96,7 +95,7 @@ async fn stream<S>(
                 keep_alive.as_mut().reset(tokio::time::Instant::now() + link.interval(ping));
             }
             _ = &mut keep_alive => {
-                if writer.write_all(PING).await.is_err() || writer.flush().await.is_err() {
+                if write_through(&mut writer, PING).await.is_err() {
                     return;
                 }
                 keep_alive.as_mut().reset(tokio::time::Instant::now() + link.interval(ping));

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::server::Stream;
@@ -78,7 +77,7 @@ impl Acceptor {
         match stream.peek_first().await {
             Ok(Some(HANDSHAKE_RECORD)) => {}
             Ok(Some(byte)) if self.0.http && byte.is_ascii_alphabetic() => {
-                answer_plain_http(stream).await;
+                stream.answer_and_close(PLAIN_HTTP).await;
                 return Err("plain HTTP sent to a TLS port (answered 400)".into());
             }
             Ok(Some(_)) => return Err("not a TLS client".into()),
@@ -101,18 +100,5 @@ impl Acceptor {
         };
         let tls = start.into_stream(config).await.map_err(|e| e.to_string())?;
         Ok(Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))))
-    }
-}
-
-/// Answers plain HTTP with a 400 in plain text, then closes (after reading what the client
-/// sent, so the close isn't a reset that eats the answer).
-async fn answer_plain_http(mut stream: Stream) {
-    let mut scratch = [0u8; 4096];
-    let _ = tokio::time::timeout(Duration::from_millis(20), stream.read(&mut scratch)).await;
-    if stream.write_all(PLAIN_HTTP).await.is_ok() && stream.shutdown().await.is_ok() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            while matches!(stream.read(&mut scratch).await, Ok(n) if n > 0) {}
-        })
-        .await;
     }
 }

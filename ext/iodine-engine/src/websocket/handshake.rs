@@ -8,7 +8,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::HeaderMap;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
 
 /// Why a WebSocket handshake was refused (the client gets a 400).
@@ -90,12 +90,8 @@ where
 {
     let key = generate_key();
     let request = client_request(host, path, headers, &key)?;
-    // Flushed: under TLS, written can mean encrypted but still held.
-    let sent = async {
-        io.write_all(&request).await?;
-        io.flush().await
-    };
-    sent.await
+    crate::server::write_through(io, &request)
+        .await
         .map_err(|e| format!("sending the handshake: {e}"))?;
     let mut answer = BytesMut::with_capacity(1024);
     let end = loop {
@@ -230,6 +226,7 @@ fn check_answer(head: &[u8], accept: &str, asked: &[(String, String)]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
