@@ -507,3 +507,42 @@ fn a_quiet_keep_alive_connection_parks_and_its_next_requests_are_served() {
         "{waited:?}"
     );
 }
+
+#[test]
+fn parked_connections_that_their_clients_close_or_reset_end() {
+    let srv = TestServer::start(HttpSettings::default(), echo());
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let mut s = srv.connect();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        read_response(&mut s);
+        clients.push(s);
+    }
+    assert_eq!(srv.shutdown.live(), 20);
+    std::thread::sleep(Duration::from_millis(800)); // all parked (PARK_AFTER is 250 ms)
+    for (i, s) in clients.into_iter().enumerate() {
+        if i % 2 == 1 {
+            // SO_LINGER 0: the close is an RST.
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+        drop(s);
+    }
+    let mut live = srv.shutdown.live();
+    for _ in 0..100 {
+        if live == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        live = srv.shutdown.live();
+    }
+    assert_eq!(
+        live, 0,
+        "parked connections left open after their clients left"
+    );
+    let mut s = srv.connect();
+    s.write_all(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(read_response(&mut s).contains("x-info: GET /after"));
+}
