@@ -88,6 +88,8 @@ struct Bridge {
     interrupts: AtomicU64,
     /// Size of the Ruby worker pool.
     workers: AtomicUsize,
+    /// The standby drives the reactor (a worker that waits for work wakes it to take over).
+    standby_driving: AtomicBool,
 }
 
 impl Bridge {
@@ -100,6 +102,7 @@ impl Bridge {
             open: AtomicBool::new(false),
             interrupts: AtomicU64::new(0),
             workers: AtomicUsize::new(1),
+            standby_driving: AtomicBool::new(false),
         }
     }
 }
@@ -323,6 +326,12 @@ pub fn run_pending(ruby: &Ruby) -> Result<(), Error> {
 fn sleep(seen: u64, reactor: Option<&Arc<Reactor>>) {
     let mut guard = bridge().lock.lock();
     bridge().sleepers.fetch_add(1, Ordering::SeqCst);
+    // The standby reads the connections while no worker can: this one can now.
+    if bridge().standby_driving.load(Ordering::SeqCst) {
+        if let Some(reactor) = reactor {
+            reactor.wake();
+        }
+    }
     loop {
         if has_work(seen) {
             break;
@@ -342,6 +351,39 @@ fn sleep(seen: u64, reactor: Option<&Arc<Reactor>>) {
             .wait_for(&mut guard, if away { STEAL_AFTER } else { RECHECK });
     }
     bridge().sleepers.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// The reactor's standby: a plain thread (it never runs Ruby) that drives the reactor while
+/// every Ruby worker is busy in application code and the turn's holder has been away for
+/// [`STEAL_AFTER`]. So a slow app call with `-t 1` (or as many slow calls as there are
+/// workers) does not stop the other connections: the answers already made are written,
+/// static files are served, new requests are read and queued, streamed bodies flow. It hands
+/// the turn back as soon as a worker waits for work (or the bridge closes), and ends once
+/// the reactor is gone.
+pub fn standby(reactor: std::sync::Weak<Reactor>) {
+    let b = bridge();
+    loop {
+        std::thread::sleep(STEAL_AFTER);
+        let Some(reactor) = reactor.upgrade() else {
+            return;
+        };
+        let idle_worker = b.sleepers.load(Ordering::SeqCst) > 0;
+        if !b.open.load(Ordering::SeqCst) || idle_worker || !reactor.wants_driver() {
+            continue;
+        }
+        if !reactor.try_turn() {
+            continue;
+        }
+        b.standby_driving.store(true, Ordering::SeqCst);
+        reactor.drive_standby(&|| {
+            b.sleepers.load(Ordering::SeqCst) > 0 || !b.open.load(Ordering::SeqCst)
+        });
+        b.standby_driving.store(false, Ordering::SeqCst);
+        reactor.leave();
+        // The worker that waits takes the turn now (its sleep looks at `wants_driver`).
+        let _guard = b.lock.lock();
+        b.wake.notify_all();
+    }
 }
 
 /// The unblocking function: wake every sleeping worker so it returns to Ruby.

@@ -373,7 +373,14 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
         .build()?;
     // Long-lived connections run on the reactor the Ruby workers drive (their callbacks run
     // on the thread that reads them).
-    *REACTOR.get().lock() = Some(iodine_engine::reactor::Reactor::new()?);
+    let reactor = iodine_engine::reactor::Reactor::new()?;
+    // It reads the reactor's connections while every worker runs application code; it ends
+    // once the reactor is dropped.
+    let weak = Arc::downgrade(&reactor);
+    std::thread::Builder::new()
+        .name("iodine-standby".into())
+        .spawn(move || crate::bridge::standby(weak))?;
+    *REACTOR.get().lock() = Some(reactor);
     let running = Running {
         runtime,
         shutdown: Shutdown::new(),

@@ -61,7 +61,10 @@ pub async fn serve(
         max_clients,
         tls,
         move |stream, peer, ticket| {
-            serve_one(stream, peer, site.clone(), conn_shutdown.clone(), ticket)
+            let (site, shutdown) = (site.clone(), conn_shutdown.clone());
+            crate::reactor::run_session(stream, move |stream| {
+                serve_one(stream, peer, site, shutdown, ticket)
+            })
         },
         refuse,
     )
