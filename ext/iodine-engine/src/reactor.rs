@@ -89,6 +89,8 @@ thread_local! {
     static AWAY: RefCell<Option<Arc<Reactor>>> = const { RefCell::new(None) };
     /// Set while this thread drives a reactor (that one).
     static DRIVING: RefCell<Option<Arc<Reactor>>> = const { RefCell::new(None) };
+    /// Set while this thread runs a reactor's tasks (a worker's drive or the standby's).
+    static ON_REACTOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl Reactor {
@@ -113,6 +115,12 @@ impl Reactor {
         F: Future<Output = ()> + Send + 'static,
     {
         drop(self.runtime.spawn(future));
+    }
+
+    /// Enters the reactor's runtime (sockets made meanwhile register with its poller), for
+    /// what is then [`Reactor::spawn`]ed there.
+    pub fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
+        self.runtime.enter()
     }
 
     /// Takes the turn when it is free, already ours, or held by a thread away for longer
@@ -159,6 +167,7 @@ impl Reactor {
         // One timer for every drive, set again only once it fired (a timer per drive cost
         // more than the rest of a short drive).
         let mut recheck = self.recheck.lock();
+        ON_REACTOR.set(true);
         self.runtime.block_on(async {
             let timer = recheck.get_or_insert_with(|| Box::pin(tokio::time::sleep(RECHECK)));
             if timer.is_elapsed() {
@@ -185,6 +194,7 @@ impl Reactor {
             })
             .await
         });
+        ON_REACTOR.set(false);
         drop(recheck);
         DRIVING.take();
         self.driving.store(false, Ordering::SeqCst);
@@ -314,6 +324,14 @@ where
         tokio::spawn(make(stream));
         return;
     };
+    if on_reactor() {
+        // Accepted (or upgraded) on the reactor already: nothing to move.
+        tokio::spawn(Deferring {
+            inner: make(stream),
+            wakers: None,
+        });
+        return;
+    }
     let moved = match stream.into_std() {
         Ok(moved) => moved,
         Err(e) => {
@@ -383,17 +401,30 @@ impl<F: Future<Output = ()>> Future for Deferring<F> {
     }
 }
 
-/// Runs the session `make` builds on `stream`: moved to the process's reactor when one is
-/// installed (the returned future then ends at once), else here, in the returned future.
+/// Runs the session `make` builds on `stream`: here, in the returned future, when this is
+/// the reactor (a listener of its own) or there is none; else moved to the process's reactor
+/// (the returned future then ends at once).
 pub async fn run_session<F, Fut>(stream: Stream, make: F)
 where
     F: FnOnce(Stream) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    if on_reactor() {
+        let session = Deferring {
+            inner: make(stream),
+            wakers: None,
+        };
+        return session.await;
+    }
     if installed().is_none() {
         return make(stream).await;
     }
     spawn_session(stream, make)
+}
+
+/// Whether this thread runs a reactor's tasks now (the caller is one of them).
+pub fn on_reactor() -> bool {
+    ON_REACTOR.get()
 }
 
 #[cfg(test)]

@@ -34,8 +34,8 @@ type Serve = Box<dyn FnOnce(Listener, Shutdown) -> Task + Send>;
 /// Something waiting for `start`.
 enum Pending {
     /// A listener, kept apart from its accept loop so that a cluster's master can spread it
-    /// over the workers ([`spread_listeners`]).
-    Listener(BoundListener, Serve),
+    /// over the workers ([`spread_listeners`]), and where its accept loop runs.
+    Listener(BoundListener, Serve, Home),
     /// A connection.
     Connection(Starter),
 }
@@ -44,7 +44,7 @@ impl Pending {
     /// The listener's description, for the banner (None for a connection).
     fn described(&self) -> Option<String> {
         match self {
-            Pending::Listener(bound, _) => Some(bound.describe()),
+            Pending::Listener(bound, ..) => Some(bound.describe()),
             Pending::Connection(_) => None,
         }
     }
@@ -52,7 +52,7 @@ impl Pending {
     /// Its task, in the runtime: a listener serves the socket of this process's worker slot.
     fn start(self, shutdown: &Shutdown) -> std::io::Result<Task> {
         match self {
-            Pending::Listener(bound, serve) => {
+            Pending::Listener(bound, serve, _) => {
                 let slot = WORKER_SLOT.load(std::sync::atomic::Ordering::Acquire);
                 Ok(serve(
                     bound.for_worker(slot).into_async()?,
@@ -269,7 +269,14 @@ pub fn add_http(
     settings: HttpSettings,
     handler: Arc<dyn Handler>,
 ) -> std::io::Result<()> {
-    add_listener(bound, move |listener, shutdown| {
+    // Plain HTTP is accepted and served on the reactor: a request is read, run and answered
+    // on one worker thread, and a new connection needs no move. A TLS handshake is costly
+    // work for the IO threads; only its finished connection moves to the reactor.
+    let home = match settings.tls {
+        None => Home::Reactor,
+        Some(_) => Home::Io,
+    };
+    add_listener(bound, home, move |listener, shutdown| {
         Box::pin(serve(listener, settings, handler, shutdown))
     })
 }
@@ -282,7 +289,7 @@ pub fn add_raw(
     tls: Option<iodine_engine::tls::Acceptor>,
     accept: Arc<dyn raw::Accept>,
 ) -> std::io::Result<()> {
-    add_listener(bound, move |listener, shutdown| {
+    add_listener(bound, Home::Io, move |listener, shutdown| {
         Box::pin(raw::serve(listener, settings, tls, accept, shutdown))
     })
 }
@@ -290,9 +297,19 @@ pub fn add_raw(
 /// Adds a listener whose accept loop `serve` makes once the runtime runs.
 fn add_listener(
     bound: BoundListener,
+    home: Home,
     serve: impl FnOnce(Listener, Shutdown) -> Task + Send + 'static,
 ) -> std::io::Result<()> {
-    add(Pending::Listener(bound, Box::new(serve)))
+    add(Pending::Listener(bound, Box::new(serve), home))
+}
+
+/// Where a listener's accept loop runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Home {
+    /// On the IO threads' runtime.
+    Io,
+    /// On the process's reactor, which the Ruby workers drive.
+    Reactor,
 }
 
 /// Adds a connection's task (a client, an attached socket): run at `start`, or now.
@@ -315,6 +332,14 @@ fn add(pending: Pending) -> std::io::Result<()> {
 
 /// Runs a pending task on the running runtime.
 fn spawn(running: &Running, pending: Pending) -> std::io::Result<()> {
+    if let Pending::Listener(_, _, Home::Reactor) = &pending {
+        if let Some(reactor) = reactor() {
+            let _enter = reactor.enter();
+            let task = pending.start(&running.shutdown)?;
+            reactor.spawn(task);
+            return Ok(());
+        }
+    }
     let _enter = running.runtime.enter();
     let task = pending.start(&running.shutdown)?;
     running.runtime.spawn(task);
@@ -330,7 +355,9 @@ pub fn spread_listeners(workers: usize) {
     state.pending = std::mem::take(&mut state.pending)
         .into_iter()
         .map(|pending| match pending {
-            Pending::Listener(bound, serve) => Pending::Listener(bound.spread(workers), serve),
+            Pending::Listener(bound, serve, home) => {
+                Pending::Listener(bound.spread(workers), serve, home)
+            }
             other => other,
         })
         .collect();
@@ -469,7 +496,15 @@ pub fn finish(ruby: &Ruby) -> Result<(), Error> {
     let reactor = REACTOR.get().lock().take();
     let mut shutdown = move || {
         running.runtime.shutdown_timeout(Duration::from_secs(2));
-        drop(reactor); // the workers left: nobody drives it; its sessions are dropped
+        // The workers left: nobody drives it; its listeners and sessions are dropped here
+        // (the standby may hold it for a moment: it lets go once it sees the bridge closed).
+        if let Some(reactor) = reactor {
+            let since = std::time::Instant::now();
+            while Arc::strong_count(&reactor) > 1 && since.elapsed() < Duration::from_millis(200) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(reactor);
+        }
     };
     let mut delivered = Ok(());
     // An interrupt pending (a signal, Thread#raise) keeps `try_without_gvl` from running the
