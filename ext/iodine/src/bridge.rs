@@ -305,6 +305,11 @@ fn wait(seen: u64, reactor: Option<&Arc<Reactor>>) {
     if let Some(reactor) = reactor {
         if reactor.try_turn() {
             reactor.drive(&|| has_work(seen));
+            if !has_work(seen) {
+                // A whole drive (RECHECK) without work: quiet, so the pages the burst
+                // before it emptied go back to the system now.
+                gvl::return_freed_memory();
+            }
             return;
         }
     }
@@ -380,6 +385,8 @@ pub fn standby(reactor: std::sync::Weak<Reactor>) {
         });
         b.standby_driving.store(false, Ordering::SeqCst);
         reactor.leave();
+        // What it allocated while driving is in its own heap.
+        gvl::return_freed_memory();
         // The worker that waits takes the turn now (its sleep looks at `wants_driver`).
         let _guard = b.lock.lock();
         b.wake.notify_all();

@@ -149,7 +149,8 @@ impl HijackableIo {
             .inner
             .as_ref()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
-        stream.readable().await
+        // Polled: the wait keeps no future of its own in the parked connection's task.
+        std::future::poll_fn(|cx| stream.poll_readable(cx)).await
     }
 
     /// Notes whether a write (or flush) was left pending, for [`Idle`]'s park.

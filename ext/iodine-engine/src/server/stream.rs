@@ -119,45 +119,59 @@ impl Stream {
 
     /// The first byte the peer sent, without taking it (None: the peer closed first).
     pub async fn peek_first(&self) -> io::Result<Option<u8>> {
+        std::future::poll_fn(|cx| self.poll_peek(cx)).await
+    }
+
+    /// Polls for the first byte the peer sent, without taking it (None: the peer closed
+    /// first). Polled, not awaited: a parked connection waits on this with no future of its
+    /// own, which would live in its task as long as it waits.
+    pub fn poll_peek(&self, cx: &mut Context<'_>) -> Poll<io::Result<Option<u8>>> {
         let mut byte = [0u8; 1];
         let peek = |fd: std::os::fd::BorrowedFd<'_>, byte: &mut [u8; 1]| {
             rustix::net::recv(fd, byte, rustix::net::RecvFlags::PEEK)
                 .map(|(n, _)| n)
                 .map_err(io::Error::from)
         };
-        let n = loop {
+        loop {
             let tried = match self {
                 Stream::Tcp(s) => {
-                    s.readable().await?;
+                    std::task::ready!(s.poll_read_ready(cx))?;
                     s.try_io(tokio::io::Interest::READABLE, || peek(s.as_fd(), &mut byte))
                 }
                 Stream::Unix(s) => {
-                    s.readable().await?;
+                    std::task::ready!(s.poll_read_ready(cx))?;
                     s.try_io(tokio::io::Interest::READABLE, || peek(s.as_fd(), &mut byte))
                 }
                 Stream::Tls(_) | Stream::Moving => {
-                    return Err(io::Error::new(io::ErrorKind::Unsupported, "peek under TLS"))
+                    let unsupported = io::Error::new(io::ErrorKind::Unsupported, "peek under TLS");
+                    return Poll::Ready(Err(unsupported));
                 }
             };
             match tried {
+                // Not ready after all: polled again, which registers for the next readiness.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other?,
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(n) => return Poll::Ready(Ok((n == 1).then_some(byte[0]))),
             }
-        };
-        Ok((n == 1).then_some(byte[0]))
+        }
+    }
+
+    /// Polls until a read would find something (see [`Stream::readable`]).
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tls(tls) if !tls.get_ref().1.wants_read() => Poll::Ready(Ok(())),
+            Stream::Tls(tls) => tls.get_ref().0.poll_peek(cx).map_ok(drop),
+            Stream::Moving => Poll::Ready(Err(moving())),
+            _ => self.poll_peek(cx).map_ok(drop),
+        }
     }
 
     /// Waits until a read would find something: bytes or the end on the socket (checked
     /// with a peek, not only the poller's last word), or, under TLS, decrypted bytes already
     /// in hand.
     pub async fn readable(&self) -> io::Result<()> {
-        match self {
-            Stream::Tls(tls) if !tls.get_ref().1.wants_read() => Ok(()),
-            Stream::Tls(tls) => tls.get_ref().0.peek_first().await.map(drop),
-            Stream::Moving => Err(moving()),
-            _ => self.peek_first().await.map(drop),
-        }
+        std::future::poll_fn(|cx| self.poll_readable(cx)).await
     }
 
     /// Sends `answer` (a whole HTTP response) and closes, within a second. What the client
