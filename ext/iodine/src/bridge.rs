@@ -358,6 +358,10 @@ fn sleep(seen: u64, reactor: Option<&Arc<Reactor>>) {
     bridge().sleepers.fetch_sub(1, Ordering::SeqCst);
 }
 
+/// How many of its rounds ([`STEAL_AFTER`] each) the standby lets pass between collections
+/// of its allocator heap (about a second).
+const STANDBY_COLLECT_EVERY: u32 = 200;
+
 /// The reactor's standby: a plain thread (it never runs Ruby) that drives the reactor while
 /// every Ruby worker is busy in application code and the turn's holder has been away for
 /// [`STEAL_AFTER`]. So a slow app call with `-t 1` (or as many slow calls as there are
@@ -367,11 +371,19 @@ fn sleep(seen: u64, reactor: Option<&Arc<Reactor>>) {
 /// the reactor is gone.
 pub fn standby(reactor: std::sync::Weak<Reactor>) {
     let b = bridge();
+    let mut rounds: u32 = 0;
     loop {
         std::thread::sleep(STEAL_AFTER);
         let Some(reactor) = reactor.upgrade() else {
             return;
         };
+        // What it allocated while driving (connections' buffers, under a busy worker) is
+        // freed later by whoever drives then; those pages stay in this thread's heap until
+        // it collects, so it collects about once a second.
+        rounds = rounds.wrapping_add(1);
+        if rounds % STANDBY_COLLECT_EVERY == 0 {
+            gvl::return_freed_memory();
+        }
         let idle_worker = b.sleepers.load(Ordering::SeqCst) > 0;
         if !b.open.load(Ordering::SeqCst) || idle_worker || !reactor.wants_driver() {
             continue;
@@ -385,8 +397,6 @@ pub fn standby(reactor: std::sync::Weak<Reactor>) {
         });
         b.standby_driving.store(false, Ordering::SeqCst);
         reactor.leave();
-        // What it allocated while driving is in its own heap.
-        gvl::return_freed_memory();
         // The worker that waits takes the turn now (its sleep looks at `wants_driver`).
         let _guard = b.lock.lock();
         b.wake.notify_all();
