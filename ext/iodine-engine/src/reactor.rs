@@ -326,10 +326,7 @@ where
     };
     if on_reactor() {
         // Accepted (or upgraded) on the reactor already: nothing to move.
-        tokio::spawn(Deferring {
-            inner: make(stream),
-            wakers: None,
-        });
+        tokio::spawn(Deferring::new(make(stream)));
         return;
     }
     let moved = match stream.into_std() {
@@ -348,10 +345,7 @@ where
             Either::Right(std::future::ready(()))
         }
     };
-    reactor.spawn(Deferring {
-        inner: futures_util::future::lazy(start).flatten(),
-        wakers: None,
-    });
+    reactor.spawn(Deferring::new(futures_util::future::lazy(start).flatten()));
 }
 
 pin_project_lite::pin_project! {
@@ -364,6 +358,15 @@ pin_project_lite::pin_project! {
         // The task's waker and the deferring one made from it (made again only when the
         // task's waker changes).
         wakers: Option<(Waker, Waker)>,
+    }
+}
+
+impl<F> Deferring<F> {
+    fn new(inner: F) -> Self {
+        Deferring {
+            inner,
+            wakers: None,
+        }
     }
 }
 
@@ -410,11 +413,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     if on_reactor() {
-        let session = Deferring {
-            inner: make(stream),
-            wakers: None,
-        };
-        return session.await;
+        return Deferring::new(make(stream)).await;
     }
     if installed().is_none() {
         return make(stream).await;
@@ -487,16 +486,13 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel::<Waker>();
         let polled = Arc::new(AtomicUsize::new(0));
         let p = polled.clone();
-        reactor.spawn(Deferring {
-            inner: poll_fn(move |cx| {
-                if p.fetch_add(1, Ordering::SeqCst) == 0 {
-                    let _ = tx.send(cx.waker().clone());
-                    return Poll::Pending;
-                }
-                Poll::Ready(())
-            }),
-            wakers: None,
-        });
+        reactor.spawn(Deferring::new(poll_fn(move |cx| {
+            if p.fetch_add(1, Ordering::SeqCst) == 0 {
+                let _ = tx.send(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Poll::Ready(())
+        })));
         assert!(reactor.try_turn());
         let p = polled.clone();
         reactor.drive(&move || p.load(Ordering::SeqCst) == 1);

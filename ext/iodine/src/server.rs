@@ -398,8 +398,8 @@ pub fn start(io_threads: usize) -> std::io::Result<Vec<String>> {
         .on_thread_park(crate::bridge::kick)
         .enable_all()
         .build()?;
-    // Long-lived connections run on the reactor the Ruby workers drive (their callbacks run
-    // on the thread that reads them).
+    // Plain HTTP listeners and long-lived connections run on the reactor the Ruby workers
+    // drive (requests and callbacks run on the thread that reads them).
     let reactor = iodine_engine::reactor::Reactor::new()?;
     // It reads the reactor's connections while every worker runs application code; it ends
     // once the reactor is dropped.

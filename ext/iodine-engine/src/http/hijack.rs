@@ -149,8 +149,7 @@ impl HijackableIo {
             .inner
             .as_ref()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
-        // Polled: the wait keeps no future of its own in the parked connection's task.
-        std::future::poll_fn(|cx| stream.poll_readable(cx)).await
+        stream.readable().await
     }
 
     /// Notes whether a write (or flush) was left pending, for [`Idle`]'s park.
