@@ -11,6 +11,7 @@
 //! - [`cluster`]: pub/sub across processes: the master's hub, the workers' links, the wire.
 //! - [`http`]: the HTTP/1.1 service on hyper: owned requests in, owned responses out, limits,
 //!   error responses and the request log.
+//! - [`json`]: JSON (RFC 8259): a strict parser into a sink or a tape, and the writers.
 //! - [`link`]: a long-lived connection as the app sees it: bounded outgoing queue, events.
 //! - [`mailbox`]: a connection's events, run one at a time and in order.
 //! - [`mustache`]: Mustache templates: parser, compiled template, renderer over a `Context`.
@@ -33,6 +34,7 @@
 pub mod client;
 pub mod cluster;
 pub mod http;
+pub mod json;
 pub mod link;
 pub mod log;
 pub mod mailbox;

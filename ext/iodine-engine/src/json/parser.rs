@@ -1,0 +1,416 @@
+//! The parser: one pass over the bytes, no recursion (an explicit stack of open
+//! containers), strings copied only when they hold escapes.
+
+use super::error::{Error, ErrorKind};
+use super::sink::{Sink, Stop};
+
+/// How strict a parse is beyond the RFC's grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// The deepest nesting of arrays and objects allowed; 0 for no limit. Default 100 (the
+    /// json gem's).
+    pub max_nesting: usize,
+    /// Accept `NaN`, `Infinity` and `-Infinity` (not JSON; the json gem's `allow_nan`).
+    pub allow_nan: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_nesting: 100,
+            allow_nan: false,
+        }
+    }
+}
+
+/// Parses `input` (one JSON value, whitespace around it allowed) into `sink`.
+///
+/// On error nothing tells the sink: it may hold the values of a half-built document, which
+/// it drops.
+pub fn parse<S: Sink>(input: &[u8], options: &Options, sink: &mut S) -> Result<(), Error> {
+    Parser {
+        input,
+        pos: 0,
+        scratch: Vec::new(),
+        options: *options,
+    }
+    .run(sink)
+}
+
+/// An open container: whether it is an object, and how many values (pairs) it holds so far.
+struct Frame {
+    object: bool,
+    count: usize,
+}
+
+struct Parser<'a> {
+    input: &'a [u8],
+    pos: usize,
+    /// Unescaped text of the string being read (reused).
+    scratch: Vec<u8>,
+    options: Options,
+}
+
+/// `Stop` from the sink, as an error at `offset`.
+fn stopped(offset: usize) -> impl Fn(Stop) -> Error {
+    move |_| Error::new(ErrorKind::Stopped, offset)
+}
+
+impl<'a> Parser<'a> {
+    fn run<S: Sink>(&mut self, sink: &mut S) -> Result<(), Error> {
+        let mut stack: Vec<Frame> = Vec::new();
+        self.skip_whitespace();
+        'value: loop {
+            let at = self.pos;
+            let Some(&byte) = self.input.get(at) else {
+                return Err(Error::new(ErrorKind::UnexpectedEnd, at));
+            };
+            match byte {
+                b'[' | b'{' => {
+                    let object = byte == b'{';
+                    let depth = stack.len() + 1;
+                    if self.options.max_nesting != 0 && depth > self.options.max_nesting {
+                        return Err(Error::new(ErrorKind::TooDeep(depth), at));
+                    }
+                    self.pos += 1;
+                    if object {
+                        sink.begin_object().map_err(stopped(at))?;
+                    } else {
+                        sink.begin_array().map_err(stopped(at))?;
+                    }
+                    self.skip_whitespace();
+                    let close = if object { b'}' } else { b']' };
+                    if self.input.get(self.pos) == Some(&close) {
+                        self.pos += 1;
+                        if object {
+                            sink.end_object(0).map_err(stopped(at))?;
+                        } else {
+                            sink.end_array(0).map_err(stopped(at))?;
+                        }
+                    } else {
+                        stack.push(Frame { object, count: 0 });
+                        if object {
+                            self.key(sink)?;
+                        }
+                        continue 'value;
+                    }
+                }
+                b'"' => {
+                    let value = self.string()?;
+                    sink.string(value).map_err(stopped(at))?;
+                }
+                b't' => {
+                    self.literal(b"true")?;
+                    sink.boolean(true).map_err(stopped(at))?;
+                }
+                b'f' => {
+                    self.literal(b"false")?;
+                    sink.boolean(false).map_err(stopped(at))?;
+                }
+                b'n' => {
+                    self.literal(b"null")?;
+                    sink.null().map_err(stopped(at))?;
+                }
+                b'-' | b'0'..=b'9' => self.number(sink)?,
+                b'N' if self.options.allow_nan => {
+                    self.literal(b"NaN")?;
+                    sink.float(f64::NAN).map_err(stopped(at))?;
+                }
+                b'I' if self.options.allow_nan => {
+                    self.literal(b"Infinity")?;
+                    sink.float(f64::INFINITY).map_err(stopped(at))?;
+                }
+                _ => return Err(Error::new(ErrorKind::UnexpectedByte(byte), at)),
+            }
+            // A value ended: a separator, the end of its container(s), or the document's end.
+            loop {
+                self.skip_whitespace();
+                let Some(frame) = stack.last_mut() else {
+                    break 'value;
+                };
+                frame.count += 1;
+                let at = self.pos;
+                match self.input.get(at) {
+                    Some(b',') => {
+                        self.pos += 1;
+                        self.skip_whitespace();
+                        if frame.object {
+                            self.key(sink)?;
+                        }
+                        continue 'value;
+                    }
+                    Some(b']') if !frame.object => {
+                        self.pos += 1;
+                        let len = frame.count;
+                        stack.pop();
+                        sink.end_array(len).map_err(stopped(at))?;
+                    }
+                    Some(b'}') if frame.object => {
+                        self.pos += 1;
+                        let pairs = frame.count;
+                        stack.pop();
+                        sink.end_object(pairs).map_err(stopped(at))?;
+                    }
+                    Some(&other) => {
+                        return Err(Error::new(ErrorKind::UnexpectedByte(other), at));
+                    }
+                    None => return Err(Error::new(ErrorKind::UnexpectedEnd, at)),
+                }
+            }
+        }
+        if self.pos != self.input.len() {
+            return Err(Error::new(ErrorKind::TrailingData, self.pos));
+        }
+        Ok(())
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.input.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// An object key at `pos`, its colon, and the whitespace before its value.
+    fn key<S: Sink>(&mut self, sink: &mut S) -> Result<(), Error> {
+        let at = self.pos;
+        match self.input.get(at) {
+            Some(b'"') => {}
+            Some(&other) => return Err(Error::new(ErrorKind::UnexpectedByte(other), at)),
+            None => return Err(Error::new(ErrorKind::UnexpectedEnd, at)),
+        }
+        let key = self.string()?;
+        sink.key(key).map_err(stopped(at))?;
+        self.skip_whitespace();
+        match self.input.get(self.pos) {
+            Some(b':') => {
+                self.pos += 1;
+                self.skip_whitespace();
+                Ok(())
+            }
+            Some(&other) => Err(Error::new(ErrorKind::UnexpectedByte(other), self.pos)),
+            None => Err(Error::new(ErrorKind::UnexpectedEnd, self.pos)),
+        }
+    }
+
+    /// `word` at `pos` (its first byte already matched).
+    fn literal(&mut self, word: &[u8]) -> Result<(), Error> {
+        let rest = &self.input[self.pos..];
+        if rest.starts_with(word) {
+            self.pos += word.len();
+            return Ok(());
+        }
+        let same = rest.iter().zip(word).take_while(|(a, b)| a == b).count();
+        let at = self.pos + same;
+        Err(match self.input.get(at) {
+            Some(&other) => Error::new(ErrorKind::UnexpectedByte(other), at),
+            None => Error::new(ErrorKind::UnexpectedEnd, at),
+        })
+    }
+
+    /// The string whose opening quote is at `pos`; leaves `pos` after its closing quote.
+    fn string(&mut self) -> Result<&str, Error> {
+        let input = self.input;
+        let start = self.pos + 1;
+        let mut i = plain_run(input, start);
+        match input.get(i) {
+            Some(b'"') => {
+                self.pos = i + 1;
+                return utf8(&input[start..i], start);
+            }
+            Some(b'\\') => {}
+            Some(_) => return Err(Error::new(ErrorKind::ControlCharacter, i)),
+            None => return Err(Error::new(ErrorKind::UnexpectedEnd, i)),
+        }
+        // Escapes: build the text in `scratch`.
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&input[start..i]);
+        loop {
+            // input[i] is a backslash.
+            let escape = i;
+            let Some(&kind) = input.get(i + 1) else {
+                return Err(Error::new(ErrorKind::UnexpectedEnd, input.len()));
+            };
+            i += 2;
+            let byte = match kind {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                b'/' => b'/',
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'u' => {
+                    let unit =
+                        hex4(input, i).ok_or(Error::new(ErrorKind::InvalidEscape, escape))?;
+                    i += 4;
+                    let c = match unit {
+                        0xD800..=0xDBFF => match low_surrogate(input, i) {
+                            Some(low) => {
+                                i += 6;
+                                let code = 0x10000
+                                    + ((unit as u32 - 0xD800) << 10)
+                                    + (low as u32 - 0xDC00);
+                                char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER)
+                            }
+                            None => char::REPLACEMENT_CHARACTER,
+                        },
+                        0xDC00..=0xDFFF => char::REPLACEMENT_CHARACTER,
+                        _ => char::from_u32(unit as u32).unwrap_or(char::REPLACEMENT_CHARACTER),
+                    };
+                    let mut buf = [0u8; 4];
+                    self.scratch
+                        .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    0
+                }
+                _ => return Err(Error::new(ErrorKind::InvalidEscape, escape)),
+            };
+            if kind != b'u' {
+                self.scratch.push(byte);
+            }
+            let run = i;
+            i = plain_run(input, i);
+            self.scratch.extend_from_slice(&input[run..i]);
+            match input.get(i) {
+                Some(b'"') => {
+                    self.pos = i + 1;
+                    return utf8(&self.scratch, start);
+                }
+                Some(b'\\') => {}
+                Some(_) => return Err(Error::new(ErrorKind::ControlCharacter, i)),
+                None => return Err(Error::new(ErrorKind::UnexpectedEnd, i)),
+            }
+        }
+    }
+
+    /// The number at `pos` (a `-` or a digit), to the sink.
+    fn number<S: Sink>(&mut self, sink: &mut S) -> Result<(), Error> {
+        let input = self.input;
+        let start = self.pos;
+        let mut i = start;
+        let negative = input[i] == b'-';
+        if negative {
+            i += 1;
+            if self.options.allow_nan && input[i..].starts_with(b"Infinity") {
+                self.pos = i + 8;
+                return sink.float(f64::NEG_INFINITY).map_err(stopped(start));
+            }
+        }
+        match input.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => i = digits(input, i + 1),
+            Some(_) => return Err(Error::new(ErrorKind::InvalidNumber, i)),
+            None => return Err(Error::new(ErrorKind::UnexpectedEnd, i)),
+        }
+        let int_end = i;
+        let mut float = false;
+        if input.get(i) == Some(&b'.') {
+            float = true;
+            i += 1;
+            if !input.get(i).is_some_and(u8::is_ascii_digit) {
+                return Err(Error::new(ErrorKind::InvalidNumber, i));
+            }
+            i = digits(input, i);
+        }
+        if let Some(b'e' | b'E') = input.get(i) {
+            float = true;
+            i += 1;
+            if let Some(b'+' | b'-') = input.get(i) {
+                i += 1;
+            }
+            if !input.get(i).is_some_and(u8::is_ascii_digit) {
+                return Err(Error::new(ErrorKind::InvalidNumber, i));
+            }
+            i = digits(input, i);
+        }
+        self.pos = i;
+        let int_digits = &input[start + negative as usize..int_end];
+        if !float && int_digits.len() <= 18 {
+            let magnitude = int_digits
+                .iter()
+                .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+            let value = if negative { -magnitude } else { magnitude };
+            return sink.integer(value).map_err(stopped(start));
+        }
+        // The bytes are ASCII by construction.
+        let text = std::str::from_utf8(&input[start..i])
+            .map_err(|_| Error::new(ErrorKind::InvalidNumber, start))?;
+        if float {
+            let value: f64 = text
+                .parse()
+                .map_err(|_| Error::new(ErrorKind::InvalidNumber, start))?;
+            sink.float(value).map_err(stopped(start))
+        } else {
+            match text.parse::<i64>() {
+                Ok(value) => sink.integer(value),
+                Err(_) => sink.big_integer(text),
+            }
+            .map_err(stopped(start))
+        }
+    }
+}
+
+/// The index of the first digit-free byte at or after `i`.
+fn digits(input: &[u8], mut i: usize) -> usize {
+    while input.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
+}
+
+/// `bytes` (a string's text starting at input offset `start`) as UTF-8.
+fn utf8(bytes: &[u8], start: usize) -> Result<&str, Error> {
+    std::str::from_utf8(bytes)
+        .map_err(|e| Error::new(ErrorKind::InvalidUtf8, start + e.valid_up_to()))
+}
+
+/// The four hex digits at `i` as a UTF-16 unit.
+fn hex4(input: &[u8], i: usize) -> Option<u16> {
+    let digits = input.get(i..i + 4)?;
+    digits.iter().try_fold(0u16, |unit, &d| {
+        let value = (d as char).to_digit(16)?;
+        Some(unit << 4 | value as u16)
+    })
+}
+
+/// A `\uDC00`–`\uDFFF` escape at `i`.
+fn low_surrogate(input: &[u8], i: usize) -> Option<u16> {
+    if input.get(i..i + 2)? != b"\\u" {
+        return None;
+    }
+    hex4(input, i + 2).filter(|unit| (0xDC00..=0xDFFF).contains(unit))
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any byte of `word` is zero.
+fn has_zero_byte(word: u64) -> bool {
+    word.wrapping_sub(ONES) & !word & HIGHS != 0
+}
+
+/// Whether any of the 8 bytes of `word` ends a plain run: `"`, `\` or a control character.
+fn has_special_byte(word: u64) -> bool {
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
+    below_space
+        || has_zero_byte(word ^ (ONES * u64::from(b'"')))
+        || has_zero_byte(word ^ (ONES * u64::from(b'\\')))
+}
+
+/// The index of the first `"`, `\` or control character at or after `i` (or the end).
+fn plain_run(input: &[u8], mut i: usize) -> usize {
+    loop {
+        while let Some(chunk) = input.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if has_special_byte(u64::from_le_bytes(word)) {
+                break;
+            }
+            i += 8;
+        }
+        match input.get(i) {
+            Some(b'"' | b'\\' | 0..=0x1f) | None => return i,
+            Some(_) => i += 1,
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Where a parse goes: the [`Sink`] the parser calls for each value, and the [`Tape`] that
+//! records those calls to replay them into another sink later.
+
+/// A sink's request to end the parse early (it keeps the reason itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stop;
+
+/// What the parser calls, in document order. Values arrive before the container that holds
+/// them is closed: a sink that builds values keeps a stack, and `end_array(n)` /
+/// `end_object(n)` say how many of the latest values (for an object: `n` key/value pairs,
+/// each key given to [`Sink::key`] right before its value) the container takes.
+pub trait Sink {
+    /// An array opens (its values and then `end_array` follow).
+    fn begin_array(&mut self) -> Result<(), Stop> {
+        Ok(())
+    }
+    /// The open array closes, holding the last `len` values.
+    fn end_array(&mut self, len: usize) -> Result<(), Stop>;
+    /// An object opens.
+    fn begin_object(&mut self) -> Result<(), Stop> {
+        Ok(())
+    }
+    /// The open object closes, holding the last `pairs` key/value pairs.
+    fn end_object(&mut self, pairs: usize) -> Result<(), Stop>;
+    /// An object key (its value comes next).
+    fn key(&mut self, key: &str) -> Result<(), Stop>;
+    /// A string value (escapes resolved).
+    fn string(&mut self, value: &str) -> Result<(), Stop>;
+    /// An integer that fits `i64`.
+    fn integer(&mut self, value: i64) -> Result<(), Stop>;
+    /// An integer too large for `i64`: its decimal text (an optional `-`, then digits).
+    fn big_integer(&mut self, digits: &str) -> Result<(), Stop>;
+    /// A number with a fraction or an exponent (or NaN/±Infinity when allowed).
+    fn float(&mut self, value: f64) -> Result<(), Stop>;
+    /// `true` or `false`.
+    fn boolean(&mut self, value: bool) -> Result<(), Stop>;
+    /// `null`.
+    fn null(&mut self) -> Result<(), Stop>;
+}
+
+/// One recorded call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Event {
+    BeginArray,
+    EndArray(usize),
+    BeginObject,
+    EndObject(usize),
+    /// A key: its end offset in `text` (it starts where the previous text ended).
+    Key(usize),
+    String(usize),
+    BigInteger(usize),
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+    Null,
+}
+
+/// A parse recorded: the calls and their text, replayed with [`Tape::replay`].
+#[derive(Debug, Default)]
+pub struct Tape {
+    events: Vec<Event>,
+    text: String,
+}
+
+impl Tape {
+    /// An empty tape; `capacity_hint` is the input's length (sizes the buffers).
+    pub fn with_capacity(capacity_hint: usize) -> Self {
+        Tape {
+            events: Vec::with_capacity(capacity_hint / 8),
+            text: String::with_capacity(capacity_hint / 2),
+        }
+    }
+
+    /// Plays the recorded calls into `sink`, in order; stops at the sink's first `Stop`.
+    pub fn replay<S: Sink>(&self, sink: &mut S) -> Result<(), Stop> {
+        let mut start = 0;
+        let mut text = |end: usize| {
+            let piece = &self.text[start..end];
+            start = end;
+            piece
+        };
+        for event in &self.events {
+            match *event {
+                Event::BeginArray => sink.begin_array()?,
+                Event::EndArray(len) => sink.end_array(len)?,
+                Event::BeginObject => sink.begin_object()?,
+                Event::EndObject(pairs) => sink.end_object(pairs)?,
+                Event::Key(end) => sink.key(text(end))?,
+                Event::String(end) => sink.string(text(end))?,
+                Event::BigInteger(end) => sink.big_integer(text(end))?,
+                Event::Integer(value) => sink.integer(value)?,
+                Event::Float(value) => sink.float(value)?,
+                Event::Boolean(value) => sink.boolean(value)?,
+                Event::Null => sink.null()?,
+            }
+        }
+        Ok(())
+    }
+
+    fn push_text(&mut self, text: &str) -> usize {
+        self.text.push_str(text);
+        self.text.len()
+    }
+}
+
+impl Sink for Tape {
+    fn begin_array(&mut self) -> Result<(), Stop> {
+        self.events.push(Event::BeginArray);
+        Ok(())
+    }
+    fn end_array(&mut self, len: usize) -> Result<(), Stop> {
+        self.events.push(Event::EndArray(len));
+        Ok(())
+    }
+    fn begin_object(&mut self) -> Result<(), Stop> {
+        self.events.push(Event::BeginObject);
+        Ok(())
+    }
+    fn end_object(&mut self, pairs: usize) -> Result<(), Stop> {
+        self.events.push(Event::EndObject(pairs));
+        Ok(())
+    }
+    fn key(&mut self, key: &str) -> Result<(), Stop> {
+        let end = self.push_text(key);
+        self.events.push(Event::Key(end));
+        Ok(())
+    }
+    fn string(&mut self, value: &str) -> Result<(), Stop> {
+        let end = self.push_text(value);
+        self.events.push(Event::String(end));
+        Ok(())
+    }
+    fn integer(&mut self, value: i64) -> Result<(), Stop> {
+        self.events.push(Event::Integer(value));
+        Ok(())
+    }
+    fn big_integer(&mut self, digits: &str) -> Result<(), Stop> {
+        let end = self.push_text(digits);
+        self.events.push(Event::BigInteger(end));
+        Ok(())
+    }
+    fn float(&mut self, value: f64) -> Result<(), Stop> {
+        self.events.push(Event::Float(value));
+        Ok(())
+    }
+    fn boolean(&mut self, value: bool) -> Result<(), Stop> {
+        self.events.push(Event::Boolean(value));
+        Ok(())
+    }
+    fn null(&mut self) -> Result<(), Stop> {
+        self.events.push(Event::Null);
+        Ok(())
+    }
+}
