@@ -190,6 +190,60 @@ pub fn fill_str(buf: magnus::RString, bytes: &[u8]) -> Result<(), magnus::Error>
     Ok(())
 }
 
+/// Values kept as `Opaque` (so a GC-marked Rust container may hold them) seen as the
+/// `Value`s they are, for the magnus calls that take a slice (`Iodine::JSON` builds arrays and
+/// hashes from the tail of its value stack).
+pub fn opaque_values(values: &[magnus::value::Opaque<magnus::Value>]) -> &[magnus::Value] {
+    // SAFETY: `Opaque<T>` is `#[repr(transparent)]` over `T`, so a slice of one is a slice of
+    // the other with the same length and layout; the borrow keeps the source alive and
+    // unchanged for the returned lifetime.
+    unsafe { std::slice::from_raw_parts(values.as_ptr() as *const magnus::Value, values.len()) }
+}
+
+/// A frozen, deduplicated UTF-8 String of `s` (Ruby's fstring table): the keys of parsed JSON
+/// objects, so a key seen a thousand times is one object, and a frozen one as a Hash key must be.
+pub fn interned_str(s: &str) -> magnus::Value {
+    use magnus::rb_sys::FromRawValue;
+    // SAFETY: the GVL is held (only Ruby threads parse, inside a Ruby method call); the pointer
+    // and length describe `s`, which Ruby copies; the UTF-8 encoding is a static of the VM.
+    // Like any allocation it raises only NoMemoryError.
+    unsafe {
+        magnus::Value::from_raw(rb_sys::rb_enc_interned_str(
+            s.as_ptr() as *const std::ffi::c_char,
+            s.len() as std::ffi::c_long,
+            rb_sys::rb_utf8_encoding(),
+        ))
+    }
+}
+
+/// The Symbol of `s`, one the GC may collect again (parsed keys come from the network: they
+/// must not grow the immortal symbol table).
+pub fn dynamic_symbol(s: &str) -> magnus::Value {
+    use magnus::rb_sys::{AsRawValue, FromRawValue};
+    let name = interned_str(s);
+    // SAFETY: the GVL is held; `name` is a live frozen UTF-8 String on this frame (valid
+    // UTF-8, so rb_str_intern has nothing to raise about).
+    unsafe { magnus::Value::from_raw(rb_sys::rb_str_intern(name.as_raw())) }
+}
+
+/// The Integer of decimal `digits` (an optional `-`, then digits), any size, through C: no
+/// method a program may have redefined runs.
+pub fn integer_from_digits(ruby: &Ruby, digits: &str) -> magnus::Value {
+    use magnus::rb_sys::{AsRawValue, FromRawValue};
+    let text = ruby.str_new(digits);
+    // SAFETY: the GVL is held (we have `ruby`); `text` is a live String on this frame; with
+    // `badcheck` 0 rb_str_to_inum never raises, it reads what digits there are.
+    unsafe { magnus::Value::from_raw(rb_sys::rb_str_to_inum(text.as_raw(), 10, 0)) }
+}
+
+/// Runs `f` over the bytes of `s` without copying them. `f` must not call Ruby (it escapes
+/// them into a Rust buffer).
+pub fn with_str_bytes<R>(s: magnus::RString, f: impl FnOnce(&[u8]) -> R) -> R {
+    // SAFETY: as in `append_str`: no Ruby code runs while `f` reads the slice, so the String
+    // can be neither changed, moved nor freed meanwhile; `s` is on this stack frame.
+    f(unsafe { s.as_slice() })
+}
+
 /// A duplicate of the descriptor `fd` (`rack.hijack`, `Iodine.attach_fd`): the copy is ours
 /// to close, the owner of `fd` keeps (and closes) the original. Fails (EBADF) when `fd` is
 /// not open, so any number is safe to pass.

@@ -4,6 +4,7 @@ mod base;
 pub mod cluster;
 pub mod connection;
 mod iodine;
+mod json;
 mod mustache;
 mod pubsub;
 mod redis;
@@ -37,7 +38,7 @@ fn option<T: TryConvert>(ruby: &Ruby, opts: RHash, key: &str, default: T) -> Res
     Ok(value.unwrap_or(default))
 }
 
-/// Defines `Iodine`, `Iodine::Base`, `Iodine::Mustache`, `Iodine::TLS` and
+/// Defines `Iodine`, `Iodine::Base`, `Iodine::Mustache`, `Iodine::JSON`, `Iodine::TLS` and
 /// `Iodine::Rack::Utils`.
 pub fn init(ruby: &Ruby) -> Result<(), Error> {
     let iodine = ruby.define_module("Iodine")?;
@@ -48,6 +49,7 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     crate::blocks::init(ruby);
     iodine_engine::reactor::set_locator(crate::server::reactor);
     mustache::init(ruby, iodine)?;
+    json::init(ruby, iodine)?;
     pubsub::init(ruby, base)?;
     redis::init(ruby, base)?;
     sockets::init(ruby, base)?;
