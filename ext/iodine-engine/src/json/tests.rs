@@ -405,6 +405,8 @@ fn strings_are_written_as_the_json_gem_writes_them() {
     );
 }
 
+// The ties are exact binary values (…867.25 is a multiple of 1/8 there), written in full.
+#[allow(clippy::excessive_precision)]
 #[test]
 fn floats_are_written_as_ruby_prints_them() {
     let cases = [
@@ -425,6 +427,12 @@ fn floats_are_written_as_ruby_prints_them() {
         (1234567890123456.0, "1.234567890123456e+15"),
         (123456789012345.0, "123456789012345.0"),
         (-2.5, "-2.5"),
+        (1000000000000000.5, "1000000000000000.5"),
+        (-1028245919549356.1, "-1028245919549356.1"),
+        (9.999999999999998e15, "9.999999999999998e+15"),
+        (999999999999999.0, "999999999999999.0"),
+        (702219414104867.25, "702219414104867.2"),
+        (-172680428933670.625, "-172680428933670.62"),
     ];
     for (value, text) in cases {
         let mut out = Vec::new();

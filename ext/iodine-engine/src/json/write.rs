@@ -51,31 +51,27 @@ pub fn write_str(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
 }
 
-/// Appends a finite `value` as Ruby's `Float#to_s` prints it (what the json gem writes):
-/// the shortest digits that read back to the same float, as `123.45`, `100.0`, `0.0001`,
-/// or from 1e15 up and below 1e-4 as `1.0e+15`, `2.5e-05`. NaN and the infinities are the
-/// caller's to refuse or spell.
-pub fn write_f64(out: &mut Vec<u8>, value: f64) {
-    // Rust's `{:e}` gives the shortest round-trip digits: `-1.2345e-7`, `1e20`, `0e0`.
-    let mut buf = [0u8; 32];
-    let len = {
-        let mut cursor = &mut buf[..];
-        if write!(cursor, "{value:e}").is_err() {
-            return; // can't happen: 32 bytes hold any f64 in this form
-        }
-        32 - cursor.len()
+/// Formats `value` with `{:e}` (or, with `precision`, `{:.precision$e}`) into `buf`; the
+/// length written.
+fn format_exp(buf: &mut [u8; 40], value: f64, precision: Option<usize>) -> usize {
+    let mut cursor = &mut buf[..];
+    let written = match precision {
+        Some(p) => write!(cursor, "{value:.p$e}"),
+        None => write!(cursor, "{value:e}"),
     };
-    let text = &buf[..len];
-    let (negative, text) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
+    if written.is_err() {
+        return 0; // can't happen: 40 bytes hold any f64 in this form
+    }
+    40 - cursor.len()
+}
+
+/// The significant digits of `{:e}` text (sign stripped) and its decimal exponent.
+fn split_exp(text: &[u8], digits: &mut [u8; 24]) -> (usize, i32) {
     let e = text.iter().position(|&b| b == b'e').unwrap_or(text.len());
     let exponent: i32 = std::str::from_utf8(text.get(e + 1..).unwrap_or(b"0"))
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let mut digits = [0u8; 24];
     let mut count = 0;
     for &b in &text[..e] {
         if b != b'.' && count < digits.len() {
@@ -83,11 +79,34 @@ pub fn write_f64(out: &mut Vec<u8>, value: f64) {
             count += 1;
         }
     }
+    (count, exponent)
+}
+
+/// Appends a finite `value` as Ruby's `Float#to_s` prints it (what the json gem writes):
+/// the shortest digits that read back to the same float (of two equally near, the even
+/// one), as `123.45`, `100.0`, `0.0001`, `1000000000000000.5`, or as `1.0e+15`, `2.5e-05`
+/// below 1e-4 and for whole numbers from 1e15 up. NaN and the infinities are the caller's
+/// to refuse or spell.
+pub fn write_f64(out: &mut Vec<u8>, value: f64) {
+    let negative = value.is_sign_negative();
+    let magnitude = value.abs();
+    // Rust's `{:e}` gives the shortest round-trip digits: `1.2345e-7`, `1e20`, `0e0`.
+    let mut buf = [0u8; 40];
+    let len = format_exp(&mut buf, magnitude, None);
+    let mut digits = [0u8; 24];
+    let (mut count, mut exponent) = split_exp(&buf[..len], &mut digits);
+    if count >= 15 {
+        // Two texts this long may both read back; Ruby's dtoa picks the nearer (the even
+        // one on a tie), which is the correctly rounded text of that length.
+        let len = format_exp(&mut buf, magnitude, Some(count - 1));
+        (count, exponent) = split_exp(&buf[..len], &mut digits);
+    }
     let digits = &digits[..count];
     if negative {
         out.push(b'-');
     }
-    if (-4..15).contains(&exponent) {
+    let fixed = (-4..15).contains(&exponent) || exponent == 15 && digits.len() > 16;
+    if fixed {
         if exponent >= 0 {
             let whole = exponent as usize + 1;
             if digits.len() > whole {
@@ -113,11 +132,7 @@ pub fn write_f64(out: &mut Vec<u8>, value: f64) {
             out.push(b'0');
         }
         // The exponent: a sign and at least two digits (`e+20`, `e-05`, `e+308`).
-        let _ = write!(
-            out,
-            "e{}{:02}",
-            if exponent < 0 { '-' } else { '+' },
-            exponent.abs()
-        );
+        let sign = if exponent < 0 { '-' } else { '+' };
+        let _ = write!(out, "e{sign}{:02}", exponent.abs());
     }
 }

@@ -26,9 +26,9 @@ use crate::gvl;
 /// Documents at least this long are tokenized without the GVL.
 const UNLOCKED_PARSE: usize = 64 * 1024;
 
-/// How deep `generate` goes when `max_nesting` is off: it recurses, and a Ruby thread's
+/// How deep `generate` goes when `max_nesting` is off (or higher): it recurses, and a Ruby thread's
 /// native stack is 1 MiB.
-const GENERATE_DEPTH_CAP: usize = 1000;
+const GENERATE_DEPTH_CAP: usize = 500;
 
 /// The options `parse` accepts but does not implement (the C gem warned about them too).
 const IGNORED: [&str; 4] = [
@@ -80,10 +80,57 @@ impl DataTypeFunctions for Stack {
     }
 }
 
+/// The most slots a [`KeyCache`] has (a power of two); small documents get fewer.
+const KEY_SLOTS: usize = 256;
+
+/// Keys up to this long are cached.
+const KEY_CACHED_LEN: usize = 32;
+
+/// The keys of one parse, by their text: a document of records repeats the same few keys,
+/// and finding one here is cheaper than Ruby's fstring table (or symbol table). Every key
+/// cached is also on the parse's [`Stack`] or in a container built from it, so none is
+/// collected while the parse runs.
+struct KeyCache {
+    slots: Vec<Option<(Box<str>, Opaque<Value>)>>,
+}
+
+impl KeyCache {
+    /// A cache for a document of `len` bytes.
+    fn new(len: usize) -> Self {
+        let slots = (len / 64).clamp(16, KEY_SLOTS).next_power_of_two();
+        KeyCache {
+            slots: vec![None; slots],
+        }
+    }
+
+    fn slot(&self, key: &str) -> usize {
+        // FNV-1a: short keys, one multiply per byte.
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (hash as usize) & (self.slots.len() - 1)
+    }
+
+    fn get(&self, key: &str) -> Option<Opaque<Value>> {
+        match &self.slots[self.slot(key)] {
+            Some((text, value)) if &**text == key => Some(*value),
+            _ => None,
+        }
+    }
+
+    fn put(&mut self, key: &str, value: Value) {
+        if key.len() <= KEY_CACHED_LEN {
+            let slot = self.slot(key);
+            self.slots[slot] = Some((key.into(), Opaque::from(value)));
+        }
+    }
+}
+
 /// Builds Ruby objects from the parser's calls.
 struct Builder<'r> {
     ruby: &'r Ruby,
     stack: Obj<Stack>,
+    keys: KeyCache,
     symbolize: bool,
     freeze: bool,
     /// The Ruby error that stopped the parse.
@@ -153,11 +200,16 @@ impl Sink for Builder<'_> {
     }
 
     fn key(&mut self, key: &str) -> Result<(), Stop> {
+        if let Some(v) = self.keys.get(key) {
+            let v = self.ruby.get_inner(v);
+            return self.push(v);
+        }
         let v = if self.symbolize {
             gvl::dynamic_symbol(key)
         } else {
             gvl::interned_str(key)
         };
+        self.keys.put(key, v);
         self.push(v)
     }
 
@@ -220,9 +272,9 @@ fn arguments(ruby: &Ruby, args: &[Value]) -> Result<(Value, Option<RHash>), Erro
 
 /// The option `name` of `opts` (nil when absent).
 fn option(ruby: &Ruby, opts: RHash, name: &str) -> Value {
+    let value = opts.get(ruby.to_symbol(name));
     // jump-safe: an Option (an absent key), no Ruby call.
-    opts.get(ruby.to_symbol(name))
-        .unwrap_or_else(|| ruby.qnil().as_value())
+    value.unwrap_or_else(|| ruby.qnil().as_value())
 }
 
 /// `max_nesting:` as a depth limit: an Integer (0 or less: none), or false/nil for none.
@@ -275,6 +327,7 @@ fn parse(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
     let mut builder = Builder {
         ruby,
         stack: ruby.obj_wrap(Stack(RefCell::new(Vec::with_capacity(32)))),
+        keys: KeyCache::new(bytes.len()),
         symbolize,
         freeze,
         failed: None,
@@ -290,8 +343,8 @@ fn parse(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
         )?;
         match taped {
             Ok(tape) => {
+                // jump-safe: the Stop carries nothing; the builder kept the Ruby error (a jump included).
                 if tape.replay(&mut builder).is_err() {
-                    // jump-safe: the Stop carries nothing; the builder kept the Ruby error (a jump included).
                     return Err(stopped(ruby, &mut builder));
                 }
                 Ok(())
@@ -466,6 +519,7 @@ impl Generator<'_> {
                 json::write_str(out, text);
                 true
             }
+            // jump-safe: a UTF-8 check (Rust), no Ruby call.
             Err(_) => false,
         });
         if written {
