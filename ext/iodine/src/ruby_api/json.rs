@@ -54,6 +54,11 @@ fn classes() -> &'static Classes {
         .expect("iodine: Iodine::JSON used before init")
 }
 
+fn keys() -> &'static Keys {
+    // Set by `init` when the extension loads, before `Iodine::JSON` has a method.
+    KEYS.get().expect("iodine: Iodine::JSON used before init")
+}
+
 fn parser_error(ruby: &Ruby, message: String) -> Error {
     exception(ruby.get_inner(classes().parser), message)
 }
@@ -80,57 +85,74 @@ impl DataTypeFunctions for Stack {
     }
 }
 
-/// The most slots a [`KeyCache`] has (a power of two); small documents get fewer.
-const KEY_SLOTS: usize = 256;
+/// Slots of a [`KeyCache`] (a power of two).
+const KEY_SLOTS: usize = 512;
 
 /// Keys up to this long are cached.
 const KEY_CACHED_LEN: usize = 32;
 
-/// The keys of one parse, by their text: a document of records repeats the same few keys,
-/// and finding one here is cheaper than Ruby's fstring table (or symbol table). Every key
-/// cached is also on the parse's [`Stack`] or in a container built from it, so none is
-/// collected while the parse runs.
+/// Object keys already made, by their text, shared by every parse: API payloads repeat the
+/// same few keys, and finding one here is cheaper than Ruby's fstring (or symbol) table.
+/// A slot holds the key's text on the Rust side; its Ruby value is also stored at the same
+/// index of `values`, an Array the GC marks for good, so a cached key is never collected
+/// (the cache is bounded: a new key replaces the one in its slot).
 struct KeyCache {
-    slots: Vec<Option<(Box<str>, Opaque<Value>)>>,
+    slots: parking_lot::Mutex<Vec<Option<(Box<str>, Opaque<Value>)>>>,
+    values: Opaque<RArray>,
 }
 
 impl KeyCache {
-    /// A cache for a document of `len` bytes.
-    fn new(len: usize) -> Self {
-        let slots = (len / 64).clamp(16, KEY_SLOTS).next_power_of_two();
+    fn new(ruby: &Ruby) -> Self {
+        let values = ruby.ary_new_from_values(&vec![ruby.qnil().as_value(); KEY_SLOTS]);
+        ruby.gc_register_mark_object(values);
         KeyCache {
-            slots: vec![None; slots],
+            slots: parking_lot::Mutex::new(vec![None; KEY_SLOTS]),
+            values: values.into(),
         }
     }
 
-    fn slot(&self, key: &str) -> usize {
+    fn slot(key: &str) -> usize {
         // FNV-1a: short keys, one multiply per byte.
         let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
-        (hash as usize) & (self.slots.len() - 1)
+        (hash as usize) & (KEY_SLOTS - 1)
     }
 
+    /// The key made for `key` before, if it is still cached.
     fn get(&self, key: &str) -> Option<Opaque<Value>> {
-        match &self.slots[self.slot(key)] {
+        match &self.slots.lock()[Self::slot(key)] {
             Some((text, value)) if &**text == key => Some(*value),
             _ => None,
         }
     }
 
-    fn put(&mut self, key: &str, value: Value) {
-        if key.len() <= KEY_CACHED_LEN {
-            let slot = self.slot(key);
-            self.slots[slot] = Some((key.into(), Opaque::from(value)));
+    /// Caches `value` as the key for `key` (short keys only).
+    fn put(&self, ruby: &Ruby, key: &str, value: Value) -> Result<(), Error> {
+        if key.len() > KEY_CACHED_LEN {
+            return Ok(());
         }
+        let slot = Self::slot(key);
+        // Marked first: the Rust side never names a value the Array does not hold.
+        ruby.get_inner(self.values).store(slot as isize, value)?;
+        self.slots.lock()[slot] = Some((key.into(), Opaque::from(value)));
+        Ok(())
     }
 }
+
+/// The caches of String keys and of Symbol keys, made by `init`.
+struct Keys {
+    strings: KeyCache,
+    symbols: KeyCache,
+}
+
+static KEYS: OnceLock<Keys> = OnceLock::new();
 
 /// Builds Ruby objects from the parser's calls.
 struct Builder<'r> {
     ruby: &'r Ruby,
     stack: Obj<Stack>,
-    keys: KeyCache,
+    keys: &'static KeyCache,
     symbolize: bool,
     freeze: bool,
     /// The Ruby error that stopped the parse.
@@ -209,7 +231,10 @@ impl Sink for Builder<'_> {
         } else {
             gvl::interned_str(key)
         };
-        self.keys.put(key, v);
+        if let Err(e) = self.keys.put(self.ruby, key, v) {
+            self.failed = Some(e);
+            return Err(Stop);
+        }
         self.push(v)
     }
 
@@ -327,7 +352,11 @@ fn parse(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
     let mut builder = Builder {
         ruby,
         stack: ruby.obj_wrap(Stack(RefCell::new(Vec::with_capacity(32)))),
-        keys: KeyCache::new(bytes.len()),
+        keys: if symbolize {
+            &keys().symbols
+        } else {
+            &keys().strings
+        },
         symbolize,
         freeze,
         failed: None,
@@ -570,6 +599,11 @@ pub fn init(ruby: &Ruby, iodine: RModule) -> Result<(), Error> {
         parser: parser.into(),
         nesting: nesting.into(),
         generator: generator.into(),
+    });
+    // jump-safe: OnceLock::set (Rust): a second init changes nothing.
+    let _ = KEYS.set(Keys {
+        strings: KeyCache::new(ruby),
+        symbols: KeyCache::new(ruby),
     });
     for name in ["parse", "parse!"] {
         module.define_module_function(name, function!(parse, -1))?;
