@@ -200,9 +200,9 @@ pub fn opaque_values(values: &[magnus::value::Opaque<magnus::Value>]) -> &[magnu
     unsafe { std::slice::from_raw_parts(values.as_ptr() as *const magnus::Value, values.len()) }
 }
 
-/// A frozen, deduplicated UTF-8 String of `s` (Ruby's fstring table): the keys of parsed JSON
+/// A frozen, deduplicated UTF-8 String of `s` (UTF-8 text; Ruby's fstring table): the keys of parsed JSON
 /// objects, so a key seen a thousand times is one object, and a frozen one as a Hash key must be.
-pub fn interned_str(s: &str) -> magnus::Value {
+pub fn interned_str(s: &[u8]) -> magnus::Value {
     use magnus::rb_sys::FromRawValue;
     // SAFETY: the GVL is held (only Ruby threads parse, inside a Ruby method call); the pointer
     // and length describe `s`, which Ruby copies; the UTF-8 encoding is a static of the VM.
@@ -216,9 +216,23 @@ pub fn interned_str(s: &str) -> magnus::Value {
     }
 }
 
-/// The Symbol of `s`, one the GC may collect again (parsed keys come from the network: they
+/// A new UTF-8 String of `s` (UTF-8 text), through `rb_utf8_str_new` (magnus' byte-slice
+/// constructors go through `rb_enc_str_new`, which looks the encoding up again per String).
+pub fn utf8_str(s: &[u8]) -> magnus::Value {
+    use magnus::rb_sys::FromRawValue;
+    // SAFETY: the GVL is held (only Ruby threads build parsed values); Ruby copies the bytes
+    // `s` describes. Like any allocation it raises only NoMemoryError.
+    unsafe {
+        magnus::Value::from_raw(rb_sys::rb_utf8_str_new(
+            s.as_ptr() as *const std::ffi::c_char,
+            s.len() as std::ffi::c_long,
+        ))
+    }
+}
+
+/// The Symbol of `s` (UTF-8 text), one the GC may collect again (parsed keys come from the network: they
 /// must not grow the immortal symbol table).
-pub fn dynamic_symbol(s: &str) -> magnus::Value {
+pub fn dynamic_symbol(s: &[u8]) -> magnus::Value {
     use magnus::rb_sys::{AsRawValue, FromRawValue};
     let name = interned_str(s);
     // SAFETY: the GVL is held; `name` is a live frozen UTF-8 String on this frame (valid

@@ -207,15 +207,20 @@ impl<'a> Parser<'a> {
         })
     }
 
-    /// The string whose opening quote is at `pos`; leaves `pos` after its closing quote.
-    fn string(&mut self) -> Result<&str, Error> {
+    /// The text of the string whose opening quote is at `pos` (valid UTF-8); leaves `pos`
+    /// after its closing quote.
+    fn string(&mut self) -> Result<&[u8], Error> {
         let input = self.input;
         let start = self.pos + 1;
-        let mut i = plain_run(input, start);
+        let (mut i, mut high) = plain_run(input, start);
         match input.get(i) {
             Some(b'"') => {
                 self.pos = i + 1;
-                return utf8(&input[start..i], start);
+                let text = &input[start..i];
+                if high {
+                    utf8(text, start)?;
+                }
+                return Ok(text);
             }
             Some(b'\\') => {}
             Some(_) => return Err(Error::new(ErrorKind::ControlCharacter, i)),
@@ -269,12 +274,18 @@ impl<'a> Parser<'a> {
                 self.scratch.push(byte);
             }
             let run = i;
-            i = plain_run(input, i);
+            let run_high;
+            (i, run_high) = plain_run(input, i);
+            high |= run_high;
             self.scratch.extend_from_slice(&input[run..i]);
             match input.get(i) {
                 Some(b'"') => {
                     self.pos = i + 1;
-                    return utf8(&self.scratch, start);
+                    // Escapes wrote UTF-8; only copied runs with non-ASCII bytes need a check.
+                    if high {
+                        utf8(&self.scratch, start)?;
+                    }
+                    return Ok(&self.scratch);
                 }
                 Some(b'\\') => {}
                 Some(_) => return Err(Error::new(ErrorKind::ControlCharacter, i)),
@@ -358,10 +369,12 @@ fn digits(input: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// `bytes` (a string's text starting at input offset `start`) as UTF-8.
-fn utf8(bytes: &[u8], start: usize) -> Result<&str, Error> {
-    std::str::from_utf8(bytes)
-        .map_err(|e| Error::new(ErrorKind::InvalidUtf8, start + e.valid_up_to()))
+/// Checks that `bytes` (a string's text starting at input offset `start`) are UTF-8.
+fn utf8(bytes: &[u8], start: usize) -> Result<(), Error> {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::new(ErrorKind::InvalidUtf8, start + e.valid_up_to())),
+    }
 }
 
 /// The four hex digits at `i` as a UTF-16 unit.
@@ -397,20 +410,27 @@ fn has_special_byte(word: u64) -> bool {
         || has_zero_byte(word ^ (ONES * u64::from(b'\\')))
 }
 
-/// The index of the first `"`, `\` or control character at or after `i` (or the end).
-fn plain_run(input: &[u8], mut i: usize) -> usize {
+/// The index of the first `"`, `\` or control character at or after `i` (or the end), and
+/// whether the bytes before it include non-ASCII ones.
+fn plain_run(input: &[u8], mut i: usize) -> (usize, bool) {
+    let mut seen = 0u64;
     loop {
         while let Some(chunk) = input.get(i..i + 8) {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
-            if has_special_byte(u64::from_le_bytes(word)) {
+            let word = u64::from_le_bytes(word);
+            if has_special_byte(word) {
                 break;
             }
+            seen |= word;
             i += 8;
         }
         match input.get(i) {
-            Some(b'"' | b'\\' | 0..=0x1f) | None => return i,
-            Some(_) => i += 1,
+            Some(b'"' | b'\\' | 0..=0x1f) | None => return (i, seen & HIGHS != 0),
+            Some(&b) => {
+                seen |= u64::from(b);
+                i += 1;
+            }
         }
     }
 }

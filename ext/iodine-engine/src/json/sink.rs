@@ -22,10 +22,11 @@ pub trait Sink {
     }
     /// The open object closes, holding the last `pairs` key/value pairs.
     fn end_object(&mut self, pairs: usize) -> Result<(), Stop>;
-    /// An object key (its value comes next).
-    fn key(&mut self, key: &str) -> Result<(), Stop>;
-    /// A string value (escapes resolved).
-    fn string(&mut self, value: &str) -> Result<(), Stop>;
+    /// An object key (its value comes next): its text, escapes resolved, valid UTF-8 (the
+    /// parser checked it).
+    fn key(&mut self, key: &[u8]) -> Result<(), Stop>;
+    /// A string value: its text, escapes resolved, valid UTF-8 (the parser checked it).
+    fn string(&mut self, value: &[u8]) -> Result<(), Stop>;
     /// An integer that fits `i64`.
     fn integer(&mut self, value: i64) -> Result<(), Stop>;
     /// An integer too large for `i64`: its decimal text (an optional `-`, then digits).
@@ -59,7 +60,7 @@ enum Event {
 #[derive(Debug, Default)]
 pub struct Tape {
     events: Vec<Event>,
-    text: String,
+    text: Vec<u8>,
 }
 
 impl Tape {
@@ -67,7 +68,7 @@ impl Tape {
     pub fn with_capacity(capacity_hint: usize) -> Self {
         Tape {
             events: Vec::with_capacity(capacity_hint / 8),
-            text: String::with_capacity(capacity_hint / 2),
+            text: Vec::with_capacity(capacity_hint / 2),
         }
     }
 
@@ -87,7 +88,11 @@ impl Tape {
                 Event::EndObject(pairs) => sink.end_object(pairs)?,
                 Event::Key(end) => sink.key(text(end))?,
                 Event::String(end) => sink.string(text(end))?,
-                Event::BigInteger(end) => sink.big_integer(text(end))?,
+                Event::BigInteger(end) => {
+                    // Digits the parser checked: ASCII.
+                    let digits = std::str::from_utf8(text(end)).map_err(|_| Stop)?;
+                    sink.big_integer(digits)?
+                }
                 Event::Integer(value) => sink.integer(value)?,
                 Event::Float(value) => sink.float(value)?,
                 Event::Boolean(value) => sink.boolean(value)?,
@@ -97,8 +102,8 @@ impl Tape {
         Ok(())
     }
 
-    fn push_text(&mut self, text: &str) -> usize {
-        self.text.push_str(text);
+    fn push_text(&mut self, text: &[u8]) -> usize {
+        self.text.extend_from_slice(text);
         self.text.len()
     }
 }
@@ -120,12 +125,12 @@ impl Sink for Tape {
         self.events.push(Event::EndObject(pairs));
         Ok(())
     }
-    fn key(&mut self, key: &str) -> Result<(), Stop> {
+    fn key(&mut self, key: &[u8]) -> Result<(), Stop> {
         let end = self.push_text(key);
         self.events.push(Event::Key(end));
         Ok(())
     }
-    fn string(&mut self, value: &str) -> Result<(), Stop> {
+    fn string(&mut self, value: &[u8]) -> Result<(), Stop> {
         let end = self.push_text(value);
         self.events.push(Event::String(end));
         Ok(())
@@ -135,7 +140,7 @@ impl Sink for Tape {
         Ok(())
     }
     fn big_integer(&mut self, digits: &str) -> Result<(), Stop> {
-        let end = self.push_text(digits);
+        let end = self.push_text(digits.as_bytes());
         self.events.push(Event::BigInteger(end));
         Ok(())
     }

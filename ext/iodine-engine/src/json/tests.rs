@@ -39,11 +39,13 @@ impl Sink for Tree {
         self.stack.push(Value::Object(entries));
         Ok(())
     }
-    fn key(&mut self, key: &str) -> Result<(), Stop> {
+    fn key(&mut self, key: &[u8]) -> Result<(), Stop> {
+        let key = std::str::from_utf8(key).map_err(|_| Stop)?;
         self.stack.push(Value::Str(key.to_owned()));
         Ok(())
     }
-    fn string(&mut self, value: &str) -> Result<(), Stop> {
+    fn string(&mut self, value: &[u8]) -> Result<(), Stop> {
+        let value = std::str::from_utf8(value).map_err(|_| Stop)?;
         self.stack.push(Value::Str(value.to_owned()));
         Ok(())
     }
@@ -290,10 +292,10 @@ fn a_sink_can_stop_the_parse() {
         fn end_object(&mut self, _: usize) -> Result<(), Stop> {
             Ok(())
         }
-        fn key(&mut self, _: &str) -> Result<(), Stop> {
+        fn key(&mut self, _: &[u8]) -> Result<(), Stop> {
             Ok(())
         }
-        fn string(&mut self, _: &str) -> Result<(), Stop> {
+        fn string(&mut self, _: &[u8]) -> Result<(), Stop> {
             Err(Stop)
         }
         fn integer(&mut self, _: i64) -> Result<(), Stop> {

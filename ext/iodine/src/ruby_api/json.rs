@@ -97,7 +97,7 @@ const KEY_CACHED_LEN: usize = 32;
 /// index of `values`, an Array the GC marks for good, so a cached key is never collected
 /// (the cache is bounded: a new key replaces the one in its slot).
 struct KeyCache {
-    slots: parking_lot::Mutex<Vec<Option<(Box<str>, Opaque<Value>)>>>,
+    slots: parking_lot::Mutex<Vec<Slot>>,
     values: Opaque<RArray>,
 }
 
@@ -111,34 +111,54 @@ impl KeyCache {
         }
     }
 
-    fn slot(key: &str) -> usize {
+    fn slot(key: &[u8]) -> usize {
         // FNV-1a: short keys, one multiply per byte.
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        let hash = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
         });
         (hash as usize) & (KEY_SLOTS - 1)
     }
 
+    /// The cache for one parse, or None when another parse holds it (parses run with the
+    /// GVL, one at a time: not expected, but never waited for).
+    fn take(&self) -> Option<HeldKeys<'_>> {
+        Some(HeldKeys {
+            slots: self.slots.try_lock()?,
+            values: self.values,
+        })
+    }
+}
+
+/// A [`KeyCache`] held by one parse (one lock per parse, not per key).
+struct HeldKeys<'a> {
+    slots: parking_lot::MutexGuard<'a, Vec<Slot>>,
+    values: Opaque<RArray>,
+}
+
+impl HeldKeys<'_> {
     /// The key made for `key` before, if it is still cached.
-    fn get(&self, key: &str) -> Option<Opaque<Value>> {
-        match &self.slots.lock()[Self::slot(key)] {
+    fn get(&self, key: &[u8]) -> Option<Opaque<Value>> {
+        match &self.slots[KeyCache::slot(key)] {
             Some((text, value)) if &**text == key => Some(*value),
             _ => None,
         }
     }
 
     /// Caches `value` as the key for `key` (short keys only).
-    fn put(&self, ruby: &Ruby, key: &str, value: Value) -> Result<(), Error> {
+    fn put(&mut self, ruby: &Ruby, key: &[u8], value: Value) -> Result<(), Error> {
         if key.len() > KEY_CACHED_LEN {
             return Ok(());
         }
-        let slot = Self::slot(key);
+        let slot = KeyCache::slot(key);
         // Marked first: the Rust side never names a value the Array does not hold.
         ruby.get_inner(self.values).store(slot as isize, value)?;
-        self.slots.lock()[slot] = Some((key.into(), Opaque::from(value)));
+        self.slots[slot] = Some((key.into(), Opaque::from(value)));
         Ok(())
     }
 }
+
+/// A cached key: its text and its Ruby value.
+type Slot = Option<(Box<[u8]>, Opaque<Value>)>;
 
 /// The caches of String keys and of Symbol keys, made by `init`.
 struct Keys {
@@ -152,7 +172,7 @@ static KEYS: OnceLock<Keys> = OnceLock::new();
 struct Builder<'r> {
     ruby: &'r Ruby,
     stack: Obj<Stack>,
-    keys: &'static KeyCache,
+    keys: Option<HeldKeys<'static>>,
     symbolize: bool,
     freeze: bool,
     /// The Ruby error that stopped the parse.
@@ -195,11 +215,11 @@ impl Builder<'_> {
         }
     }
 
-    fn string_value(&self, s: &str) -> Value {
+    fn string_value(&self, s: &[u8]) -> Value {
         if self.freeze {
             gvl::interned_str(s)
         } else {
-            self.ruby.str_new(s).as_value()
+            gvl::utf8_str(s)
         }
     }
 }
@@ -221,8 +241,8 @@ impl Sink for Builder<'_> {
         })
     }
 
-    fn key(&mut self, key: &str) -> Result<(), Stop> {
-        if let Some(v) = self.keys.get(key) {
+    fn key(&mut self, key: &[u8]) -> Result<(), Stop> {
+        if let Some(v) = self.keys.as_ref().and_then(|keys| keys.get(key)) {
             let v = self.ruby.get_inner(v);
             return self.push(v);
         }
@@ -231,14 +251,16 @@ impl Sink for Builder<'_> {
         } else {
             gvl::interned_str(key)
         };
-        if let Err(e) = self.keys.put(self.ruby, key, v) {
-            self.failed = Some(e);
-            return Err(Stop);
+        if let Some(keys) = self.keys.as_mut() {
+            if let Err(e) = keys.put(self.ruby, key, v) {
+                self.failed = Some(e);
+                return Err(Stop);
+            }
         }
         self.push(v)
     }
 
-    fn string(&mut self, value: &str) -> Result<(), Stop> {
+    fn string(&mut self, value: &[u8]) -> Result<(), Stop> {
         let v = self.string_value(value);
         self.push(v)
     }
@@ -352,11 +374,7 @@ fn parse(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
     let mut builder = Builder {
         ruby,
         stack: ruby.obj_wrap(Stack(RefCell::new(Vec::with_capacity(32)))),
-        keys: if symbolize {
-            &keys().symbols
-        } else {
-            &keys().strings
-        },
+        keys: None, // taken when the building starts
         symbolize,
         freeze,
         failed: None,
@@ -372,6 +390,7 @@ fn parse(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
         )?;
         match taped {
             Ok(tape) => {
+                builder.keys = key_cache(symbolize);
                 // jump-safe: the Stop carries nothing; the builder kept the Ruby error (a jump included).
                 if tape.replay(&mut builder).is_err() {
                     return Err(stopped(ruby, &mut builder));
@@ -381,6 +400,7 @@ fn parse(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
             Err(e) => Err(e),
         }
     } else {
+        builder.keys = key_cache(symbolize);
         json::parse(&bytes, &options, &mut builder)
     };
     let result = match parsed {
@@ -393,6 +413,15 @@ fn parse(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
     // The stack must outlive the building: keep it visibly in use until here.
     std::hint::black_box(&builder.stack);
     result.ok_or_else(|| parser_error(ruby, "Malformed JSON format: no value.".into()))
+}
+
+/// The key cache for a parse that builds now (its keys Symbols or Strings).
+fn key_cache(symbolize: bool) -> Option<HeldKeys<'static>> {
+    if symbolize {
+        keys().symbols.take()
+    } else {
+        keys().strings.take()
+    }
 }
 
 /// The Ruby error for a failed parse.
