@@ -46,9 +46,13 @@ enum Event {
     EndArray(usize),
     BeginObject,
     EndObject(usize),
-    /// A key: its end offset in `text` (it starts where the previous text ended).
+    /// A key copied to `text`: its end offset there (it starts where the previous copied
+    /// text ended).
     Key(usize),
+    /// A key that is a piece of the input: its start and end offsets.
+    InputKey(usize, usize),
     String(usize),
+    InputString(usize, usize),
     BigInteger(usize),
     Integer(i64),
     Float(f64),
@@ -56,41 +60,57 @@ enum Event {
     Null,
 }
 
-/// A parse recorded: the calls and their text, replayed with [`Tape::replay`].
+/// A parse recorded: the calls and their text, replayed with [`Tape::replay`]. Strings
+/// without escapes are recorded as places in the input (the parser hands them over as
+/// slices of it), so only escaped text is copied.
 #[derive(Debug, Default)]
 pub struct Tape {
     events: Vec<Event>,
     text: Vec<u8>,
+    /// The address and length of the input being recorded (0 and 0: none, copy everything).
+    input: (usize, usize),
 }
 
 impl Tape {
-    /// An empty tape; `capacity_hint` is the input's length (sizes the buffers).
-    pub fn with_capacity(capacity_hint: usize) -> Self {
+    /// An empty tape for a parse of `input` (sizes its buffers from it).
+    pub fn for_input(input: &[u8]) -> Self {
         Tape {
-            events: Vec::with_capacity(capacity_hint / 8),
-            text: Vec::with_capacity(capacity_hint / 2),
+            events: Vec::with_capacity(input.len() / 8),
+            text: Vec::new(),
+            input: (input.as_ptr() as usize, input.len()),
         }
     }
 
+    /// Where `piece` lies in the recorded input, if it is a slice of it.
+    fn in_input(&self, piece: &[u8]) -> Option<(usize, usize)> {
+        let (base, len) = self.input;
+        let at = (piece.as_ptr() as usize).checked_sub(base)?;
+        (at + piece.len() <= len).then_some((at, at + piece.len()))
+    }
+
     /// Plays the recorded calls into `sink`, in order; stops at the sink's first `Stop`.
-    pub fn replay<S: Sink>(&self, sink: &mut S) -> Result<(), Stop> {
+    /// `input` is the input the tape recorded (its strings are read from there).
+    pub fn replay<S: Sink>(&self, input: &[u8], sink: &mut S) -> Result<(), Stop> {
         let mut start = 0;
         let mut text = |end: usize| {
-            let piece = &self.text[start..end];
+            let piece = self.text.get(start..end).ok_or(Stop);
             start = end;
             piece
         };
+        let piece = |from: usize, to: usize| input.get(from..to).ok_or(Stop);
         for event in &self.events {
             match *event {
                 Event::BeginArray => sink.begin_array()?,
                 Event::EndArray(len) => sink.end_array(len)?,
                 Event::BeginObject => sink.begin_object()?,
                 Event::EndObject(pairs) => sink.end_object(pairs)?,
-                Event::Key(end) => sink.key(text(end))?,
-                Event::String(end) => sink.string(text(end))?,
+                Event::Key(end) => sink.key(text(end)?)?,
+                Event::InputKey(from, to) => sink.key(piece(from, to)?)?,
+                Event::String(end) => sink.string(text(end)?)?,
+                Event::InputString(from, to) => sink.string(piece(from, to)?)?,
                 Event::BigInteger(end) => {
                     // Digits the parser checked: ASCII.
-                    let digits = std::str::from_utf8(text(end)).map_err(|_| Stop)?;
+                    let digits = std::str::from_utf8(text(end)?).map_err(|_| Stop)?;
                     sink.big_integer(digits)?
                 }
                 Event::Integer(value) => sink.integer(value)?,
@@ -126,13 +146,19 @@ impl Sink for Tape {
         Ok(())
     }
     fn key(&mut self, key: &[u8]) -> Result<(), Stop> {
-        let end = self.push_text(key);
-        self.events.push(Event::Key(end));
+        let event = match self.in_input(key) {
+            Some((from, to)) => Event::InputKey(from, to),
+            None => Event::Key(self.push_text(key)),
+        };
+        self.events.push(event);
         Ok(())
     }
     fn string(&mut self, value: &[u8]) -> Result<(), Stop> {
-        let end = self.push_text(value);
-        self.events.push(Event::String(end));
+        let event = match self.in_input(value) {
+            Some((from, to)) => Event::InputString(from, to),
+            None => Event::String(self.push_text(value)),
+        };
+        self.events.push(event);
         Ok(())
     }
     fn integer(&mut self, value: i64) -> Result<(), Stop> {

@@ -380,11 +380,12 @@ fn parse(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
         failed: None,
     };
     let parsed = if bytes.len() >= UNLOCKED_PARSE {
+        let input = &bytes;
         let taped = gvl::without_gvl(
             ruby,
-            move || {
-                let mut tape = Tape::with_capacity(bytes.len());
-                json::parse(&bytes, &options, &mut tape).map(|()| tape)
+            || {
+                let mut tape = Tape::for_input(input);
+                json::parse(input, &options, &mut tape).map(|()| tape)
             },
             || {},
         )?;
@@ -392,7 +393,7 @@ fn parse(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
             Ok(tape) => {
                 builder.keys = key_cache(symbolize);
                 // jump-safe: the Stop carries nothing; the builder kept the Ruby error (a jump included).
-                if tape.replay(&mut builder).is_err() {
+                if tape.replay(&bytes, &mut builder).is_err() {
                     return Err(stopped(ruby, &mut builder));
                 }
                 Ok(())
