@@ -31,6 +31,7 @@ $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
 require "iodine"
 require "json"
 require_relative "support"
+require_relative "../spec/support/json_diff"
 
 ROUNDS = Integer(ENV.fetch("BENCH_ROUNDS", "5"))
 # Passes over a case's inputs per timing (40: 40 MB of JSON text per timing of a 1 MB case).
@@ -121,26 +122,9 @@ def small_payload(rng, id)
 end
 
 # Where `got` differs from `want` (a path and both values), or nil: same classes (1 is not 1.0),
-# Floats bit for bit, Strings with the same bytes, Hash keys in the same order.
-def difference(want, got, path = "$")
-  if want.class != got.class
-    return "#{path}: #{got.class} #{got.inspect[0, 50]}, expected #{want.class} #{want.inspect[0, 50]}"
-  end
-
-  case want
-  when Hash
-    return "#{path}: other keys" if want.keys != got.keys
-
-    want.each_key.lazy.filter_map { |k| difference(want[k], got[k], "#{path}.#{k}") }.first
-  when Array
-    return "#{path}: #{got.size} elements, expected #{want.size}" if want.size != got.size
-
-    want.each_index.lazy.filter_map { |i| difference(want[i], got[i], "#{path}[#{i}]") }.first
-  when Float
-    [want].pack("G") == [got].pack("G") ? nil : "#{path}: #{got.inspect}, expected #{want.inspect}"
-  else
-    want == got ? nil : "#{path}: #{got.inspect[0, 50]}, expected #{want.inspect[0, 50]}"
-  end
+# Floats bit for bit, Strings UTF-8 with the same bytes, Hash keys in the same order.
+def difference(want, got)
+  JsonDiff.call(want, got)
 end
 
 # Seconds for PASSES passes of `fn` over `inputs` (`while` loops: the least overhead Ruby has).

@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`gvl`]: every GVL crossing (the only hand-written `unsafe`).
+//! - [`marked`]: Ruby values Rust holds during one operation, marked by the GC meanwhile.
 //! - [`bridge`]: the task queue from IO threads to `Iodine.threads` Ruby worker threads.
 //! - [`blocks`]: Ruby blocks Rust schedules (timers, `Iodine.run`), kept by id in a marked Hash.
 //! - [`connection`]: WebSocket/SSE handlers' callbacks, in order per connection, and their
@@ -17,6 +18,7 @@ mod bridge;
 mod connection;
 mod errors;
 mod gvl;
+mod marked;
 mod rack;
 mod ruby_api;
 mod server;

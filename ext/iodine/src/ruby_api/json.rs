@@ -4,16 +4,14 @@
 //! A document of [`UNLOCKED_PARSE`] bytes or more is first read into a tape without the GVL,
 //! so other Ruby threads run meanwhile; the objects are then built from the tape with it.
 //!
-//! The values being built wait on a stack the GC marks ([`Stack`]): arrays and hashes are made
+//! The values being built wait on a stack the GC marks ([`Marked`]): arrays and hashes are made
 //! when they close, from the top of that stack, in one call each.
 
-use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use iodine_engine::json::{self, ErrorKind, Options, Sink, Stop, Tape};
 use magnus::exception::ExceptionClass;
-use magnus::gc::Marker;
-use magnus::typed_data::{DataTypeFunctions, Obj};
+use magnus::typed_data::Obj;
 use magnus::value::{Opaque, ReprValue};
 use magnus::{
     function, prelude::*, Error, Fixnum, Float, Integer, RArray, RHash, RModule, RString, Ruby,
@@ -22,6 +20,7 @@ use magnus::{
 
 use crate::errors::exception;
 use crate::gvl;
+use crate::marked::Marked;
 
 /// Documents at least this long are tokenized without the GVL.
 const UNLOCKED_PARSE: usize = 64 * 1024;
@@ -65,24 +64,6 @@ fn parser_error(ruby: &Ruby, message: String) -> Error {
 
 fn generator_error(ruby: &Ruby, message: impl AsRef<str>) -> Error {
     exception(ruby.get_inner(classes().generator), message)
-}
-
-/// The values of one parse that are not in a container yet, marked while the parse runs.
-#[derive(magnus::TypedData)]
-#[magnus(class = "Iodine::JSON::Stack", mark, free_immediately, size)]
-struct Stack(RefCell<Vec<Opaque<Value>>>);
-
-impl DataTypeFunctions for Stack {
-    fn mark(&self, marker: &Marker) {
-        // Only shared borrows are held across Ruby calls (the only place a GC starts), so
-        // this always succeeds.
-        // jump-safe: a RefCell borrow (Rust), no Ruby call.
-        if let Ok(values) = self.0.try_borrow() {
-            for v in values.iter() {
-                marker.mark(*v);
-            }
-        }
-    }
 }
 
 /// Slots of a [`KeyCache`] (a power of two).
@@ -171,7 +152,8 @@ static KEYS: OnceLock<Keys> = OnceLock::new();
 /// Builds Ruby objects from the parser's calls.
 struct Builder<'r> {
     ruby: &'r Ruby,
-    stack: Obj<Stack>,
+    /// The values not in a container yet.
+    stack: Obj<Marked>,
     keys: Option<HeldKeys<'static>>,
     symbolize: bool,
     freeze: bool,
@@ -373,7 +355,7 @@ fn parse(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
     gvl::append_str(&mut bytes, source);
     let mut builder = Builder {
         ruby,
-        stack: ruby.obj_wrap(Stack(RefCell::new(Vec::with_capacity(32)))),
+        stack: Marked::new(ruby, 32),
         keys: None, // taken when the building starts
         symbolize,
         freeze,
@@ -641,7 +623,5 @@ pub fn init(ruby: &Ruby, iodine: RModule) -> Result<(), Error> {
     for name in ["generate", "dump", "stringify"] {
         module.define_module_function(name, function!(generate, -1))?;
     }
-    let stack = module.define_class("Stack", ruby.class_object())?;
-    stack.undef_default_alloc_func();
     Ok(())
 }

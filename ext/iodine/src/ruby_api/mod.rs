@@ -46,6 +46,7 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     iodine::init(ruby, iodine)?;
     base::init(ruby, base)?;
     crate::errors::init(ruby, base)?;
+    crate::marked::init(ruby, base)?;
     crate::blocks::init(ruby);
     iodine_engine::reactor::set_locator(crate::server::reactor);
     mustache::init(ruby, iodine)?;

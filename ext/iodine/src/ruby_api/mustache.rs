@@ -4,7 +4,7 @@
 //! public zero-argument method of that name; other objects only by public method.
 //!
 //! The renderer holds Ruby values in Rust memory the GC does not scan (its context stack, the
-//! key Symbol cache). Every such value is also pushed to a [`Pins`] object on this stack
+//! key Symbol cache). Every such value is also pushed to a [`Marked`] object on this stack
 //! frame, which marks them (pinned, so compaction can't move them either) until the render
 //! ends: the key Symbols (`to_symbol` makes collectable dynamic Symbols), values found in
 //! Hashes and Arrays (a lambda or method may delete them from their container meanwhile),
@@ -13,9 +13,9 @@
 use std::cell::RefCell;
 use std::path::Path;
 
+use crate::marked::Marked;
 use iodine_engine::mustache::{Context, Error as TemplateError, FsLoader, Kind, Template};
-use magnus::gc::Marker;
-use magnus::typed_data::{DataTypeFunctions, Obj};
+use magnus::typed_data::Obj;
 use magnus::value::Opaque;
 use magnus::{
     function, method, prelude::*, Error, RArray, RClass, RHash, RModule, RString, Ruby, Symbol,
@@ -67,30 +67,12 @@ fn template_error(ruby: &Ruby, e: TemplateError) -> Error {
     crate::errors::exception(class, e.to_string())
 }
 
-/// The Ruby values one render holds, marked (and so pinned) while the render runs.
-#[derive(magnus::TypedData)]
-#[magnus(class = "Iodine::Mustache::Pins", mark, free_immediately, size)]
-struct Pins(RefCell<Vec<Opaque<Value>>>);
-
-impl DataTypeFunctions for Pins {
-    fn mark(&self, marker: &Marker) {
-        // A borrow is never held across a Ruby call (the only place a GC can start), so this
-        // always succeeds.
-        // jump-safe: a RefCell borrow (Rust), no Ruby call.
-        if let Ok(values) = self.0.try_borrow() {
-            for v in values.iter() {
-                marker.mark(*v);
-            }
-        }
-    }
-}
-
 impl Mustache {
     /// `render(data)`: the rendered String (UTF-8).
     fn render(ruby: &Ruby, rb_self: &Self, data: Value) -> Result<RString, Error> {
         let ctx = RubyContext {
             ruby,
-            pins: ruby.obj_wrap(Pins(RefCell::new(Vec::with_capacity(64)))),
+            pins: Marked::new(ruby, 64),
             symbols: RefCell::new(Vec::with_capacity(32)),
         };
         let mut out = Vec::with_capacity(4096);
@@ -108,7 +90,7 @@ impl Mustache {
 struct RubyContext<'a> {
     ruby: &'a Ruby,
     /// Every value the renderer may hold; itself reachable from the (scanned) native stack.
-    pins: Obj<Pins>,
+    pins: Obj<Marked>,
     /// Symbols of the template's keys, by the key's address: the keys live in the compiled
     /// template for the whole render, and interning each lookup's key dominated the cost.
     symbols: RefCell<Vec<(usize, usize, Symbol)>>,
@@ -238,7 +220,5 @@ pub fn init(ruby: &Ruby, iodine: RModule) -> Result<(), Error> {
     class.undef_default_alloc_func();
     class.define_singleton_method("__load", function!(load, 2))?;
     class.define_method("render", method!(Mustache::render, 1))?;
-    let pins = class.define_class("Pins", ruby.class_object())?;
-    pins.undef_default_alloc_func();
     Ok(())
 }
