@@ -404,6 +404,21 @@ RSpec.describe Iodine::JSON do
       end
     end
 
+    it "keeps its cached keys right when GC.compact moves objects (a child process: a stale key would crash)" do
+      out, err, status = in_subprocess(<<~RUBY)
+        doc = '{"alpha_key":1,"beta_key":[2],"gamma":{"delta_key":3}}'
+        want = {"alpha_key" => 1, "beta_key" => [2], "gamma" => {"delta_key" => 3}}
+        raise "before" unless Iodine::JSON.parse(doc) == want && Iodine::JSON.parse(doc, symbolize_names: true).key?(:alpha_key)
+        filler = Array.new(20_000) { |i| "filler \#{i}" }
+        GC.verify_compaction_references(double_heap: true, toward: :empty)
+        GC.compact
+        3.times { raise "after" unless Iodine::JSON.parse(doc) == want }
+        raise "symbols" unless Iodine::JSON.parse(doc, symbolize_names: true) == {alpha_key: 1, beta_key: [2], gamma: {delta_key: 3}}
+        puts filler.size
+      RUBY
+      expect([out, err, status.success?]).to eq(["20000\n", "", true])
+    end
+
     it "gives the right values under GC.stress" do
       text = '{"name":"日本 \\u00e9","list":[1,2.5,-3e2,12345678901234567890,true,false,null,"x"],' \
              '"o":{"k":[{"z":"w"}]}}'

@@ -74,17 +74,22 @@ const KEY_CACHED_LEN: usize = 32;
 
 /// Object keys already made, by their text, shared by every parse: API payloads repeat the
 /// same few keys, and finding one here is cheaper than Ruby's fstring (or symbol) table.
-/// A slot holds the key's text on the Rust side; its Ruby value is also stored at the same
-/// index of `values`, an Array the GC marks for good, so a cached key is never collected
-/// (the cache is bounded: a new key replaces the one in its slot).
+/// A slot holds the key's text on the Rust side; its Ruby value is also held at the same
+/// index of `values`, a [`Marked`] registered with the GC for good: a cached key is never
+/// collected, and (marked with `rb_gc_mark`) never moved by compaction, so the copy in the
+/// slot stays right. The cache is bounded: a new key replaces the one in its slot.
 struct KeyCache {
     slots: parking_lot::Mutex<Vec<Slot>>,
-    values: Opaque<RArray>,
+    values: Opaque<Obj<Marked>>,
 }
 
 impl KeyCache {
     fn new(ruby: &Ruby) -> Self {
-        let values = ruby.ary_new_from_values(&vec![ruby.qnil().as_value(); KEY_SLOTS]);
+        let values = Marked::new(ruby, KEY_SLOTS);
+        values
+            .0
+            .borrow_mut()
+            .resize(KEY_SLOTS, Opaque::from(ruby.qnil().as_value()));
         ruby.gc_register_mark_object(values);
         KeyCache {
             slots: parking_lot::Mutex::new(vec![None; KEY_SLOTS]),
@@ -113,7 +118,7 @@ impl KeyCache {
 /// A [`KeyCache`] held by one parse (one lock per parse, not per key).
 struct HeldKeys<'a> {
     slots: parking_lot::MutexGuard<'a, Vec<Slot>>,
-    values: Opaque<RArray>,
+    values: Opaque<Obj<Marked>>,
 }
 
 impl HeldKeys<'_> {
@@ -126,15 +131,18 @@ impl HeldKeys<'_> {
     }
 
     /// Caches `value` as the key for `key` (short keys only).
-    fn put(&mut self, ruby: &Ruby, key: &[u8], value: Value) -> Result<(), Error> {
+    fn put(&mut self, ruby: &Ruby, key: &[u8], value: Value) {
         if key.len() > KEY_CACHED_LEN {
-            return Ok(());
+            return;
         }
         let slot = KeyCache::slot(key);
-        // Marked first: the Rust side never names a value the Array does not hold.
-        ruby.get_inner(self.values).store(slot as isize, value)?;
-        self.slots[slot] = Some((key.into(), Opaque::from(value)));
-        Ok(())
+        let values = ruby.get_inner(self.values);
+        // No Ruby call while borrowed (a GC could start there and read the values).
+        let mut held = values.0.borrow_mut();
+        if let Some(entry) = held.get_mut(slot) {
+            *entry = Opaque::from(value);
+            self.slots[slot] = Some((key.into(), Opaque::from(value)));
+        }
     }
 }
 
@@ -234,10 +242,7 @@ impl Sink for Builder<'_> {
             gvl::interned_str(key)
         };
         if let Some(keys) = self.keys.as_mut() {
-            if let Err(e) = keys.put(self.ruby, key, v) {
-                self.failed = Some(e);
-                return Err(Stop);
-            }
+            keys.put(self.ruby, key, v);
         }
         self.push(v)
     }
@@ -606,6 +611,10 @@ pub fn init(ruby: &Ruby, iodine: RModule) -> Result<(), Error> {
     let parser = module.define_error("ParserError", ruby.exception_encoding_error())?;
     let nesting = module.define_error("NestingError", parser)?;
     let generator = module.define_error("GeneratorError", ruby.exception_encoding_error())?;
+    // Held in Rust: marked for good (and so never moved by compaction).
+    for class in [parser, nesting, generator] {
+        ruby.gc_register_mark_object(class);
+    }
     // jump-safe: OnceLock::set (Rust): a second init changes nothing.
     let _ = CLASSES.set(Classes {
         parser: parser.into(),
