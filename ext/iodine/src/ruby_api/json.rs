@@ -98,11 +98,15 @@ impl KeyCache {
     }
 
     fn slot(key: &[u8]) -> usize {
-        // FNV-1a: short keys, one multiply per byte.
-        let hash = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        (hash as usize) & (KEY_SLOTS - 1)
+        // Eight bytes at a time (keys are short): a multiply per word, the top bits as index.
+        let mut hash = key.len() as u64;
+        for chunk in key.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+        (hash >> (64 - KEY_SLOTS.trailing_zeros())) as usize
     }
 
     /// The cache for one parse, or None when another parse holds it (parses run with the
