@@ -125,10 +125,7 @@ where
 ///
 /// Holding the GVL is implied by having a `RString` at hand (it came from Ruby on this thread).
 pub fn append_str(out: &mut Vec<u8>, s: magnus::RString) {
-    // SAFETY: the slice is only read here, before any other Ruby call could run (no Ruby code
-    // runs between borrowing and copying), so the String can be neither changed nor freed
-    // meanwhile; `s` is on this stack frame, so the GC (which scans native stacks) keeps it.
-    out.extend_from_slice(unsafe { s.as_slice() });
+    with_str_bytes(s, |bytes| out.extend_from_slice(bytes));
 }
 
 /// A copy of a Hash through the C function (no method dispatch): the Rack env template.
@@ -253,8 +250,9 @@ pub fn integer_from_digits(ruby: &Ruby, digits: &str) -> magnus::Value {
 /// Runs `f` over the bytes of `s` without copying them. `f` must not call Ruby (it escapes
 /// them into a Rust buffer).
 pub fn with_str_bytes<R>(s: magnus::RString, f: impl FnOnce(&[u8]) -> R) -> R {
-    // SAFETY: as in `append_str`: no Ruby code runs while `f` reads the slice, so the String
-    // can be neither changed, moved nor freed meanwhile; `s` is on this stack frame.
+    // SAFETY: the GVL is held (we have an RString from Ruby on this thread) and no Ruby code
+    // runs while `f` reads the slice, so the String can be neither changed, moved nor freed
+    // meanwhile; `s` is on this stack frame, so the GC (which scans native stacks) keeps it.
     f(unsafe { s.as_slice() })
 }
 

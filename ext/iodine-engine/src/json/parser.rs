@@ -208,90 +208,86 @@ impl<'a> Parser<'a> {
     }
 
     /// The text of the string whose opening quote is at `pos` (valid UTF-8); leaves `pos`
-    /// after its closing quote.
+    /// after its closing quote. Text without escapes is a slice of the input; with escapes it
+    /// is built in `scratch`.
     fn string(&mut self) -> Result<&[u8], Error> {
         let input = self.input;
         let start = self.pos + 1;
-        let (mut i, mut high) = plain_run(input, start);
-        match input.get(i) {
-            Some(b'"') => {
-                self.pos = i + 1;
-                let text = &input[start..i];
-                if high {
-                    utf8(text, start)?;
-                }
-                return Ok(text);
-            }
-            Some(b'\\') => {}
-            Some(_) => return Err(Error::new(ErrorKind::ControlCharacter, i)),
-            None => return Err(Error::new(ErrorKind::UnexpectedEnd, i)),
-        }
-        // Escapes: build the text in `scratch`.
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&input[start..i]);
+        let mut run = start;
+        let mut escaped = false;
+        let mut high = false;
         loop {
-            // input[i] is a backslash.
-            let escape = i;
-            let Some(&kind) = input.get(i + 1) else {
-                return Err(Error::new(ErrorKind::UnexpectedEnd, input.len()));
-            };
-            i += 2;
-            let byte = match kind {
-                b'"' => b'"',
-                b'\\' => b'\\',
-                b'/' => b'/',
-                b'b' => 0x08,
-                b'f' => 0x0c,
-                b'n' => b'\n',
-                b'r' => b'\r',
-                b't' => b'\t',
-                b'u' => {
-                    let unit =
-                        hex4(input, i).ok_or(Error::new(ErrorKind::InvalidEscape, escape))?;
-                    i += 4;
-                    let c = match unit {
-                        0xD800..=0xDBFF => match low_surrogate(input, i) {
-                            Some(low) => {
-                                i += 6;
-                                let code = 0x10000
-                                    + ((unit as u32 - 0xD800) << 10)
-                                    + (low as u32 - 0xDC00);
-                                char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER)
-                            }
-                            None => char::REPLACEMENT_CHARACTER,
-                        },
-                        0xDC00..=0xDFFF => char::REPLACEMENT_CHARACTER,
-                        _ => char::from_u32(unit as u32).unwrap_or(char::REPLACEMENT_CHARACTER),
-                    };
-                    let mut buf = [0u8; 4];
-                    self.scratch
-                        .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                    0
-                }
-                _ => return Err(Error::new(ErrorKind::InvalidEscape, escape)),
-            };
-            if kind != b'u' {
-                self.scratch.push(byte);
-            }
-            let run = i;
-            let run_high;
-            (i, run_high) = plain_run(input, i);
+            let (end, run_high) = plain_run(input, run);
             high |= run_high;
-            self.scratch.extend_from_slice(&input[run..i]);
-            match input.get(i) {
+            match input.get(end) {
                 Some(b'"') => {
-                    self.pos = i + 1;
-                    // Escapes wrote UTF-8; only copied runs with non-ASCII bytes need a check.
+                    self.pos = end + 1;
+                    let text = if escaped {
+                        self.scratch.extend_from_slice(&input[run..end]);
+                        &self.scratch[..]
+                    } else {
+                        &input[start..end]
+                    };
+                    // Escapes wrote UTF-8; only runs with non-ASCII bytes need a check.
                     if high {
-                        utf8(&self.scratch, start)?;
+                        utf8(text, start)?;
                     }
-                    return Ok(&self.scratch);
+                    return Ok(text);
                 }
-                Some(b'\\') => {}
-                Some(_) => return Err(Error::new(ErrorKind::ControlCharacter, i)),
-                None => return Err(Error::new(ErrorKind::UnexpectedEnd, i)),
+                Some(b'\\') => {
+                    if !escaped {
+                        self.scratch.clear();
+                        escaped = true;
+                    }
+                    self.scratch.extend_from_slice(&input[run..end]);
+                    run = self.escape(end)?;
+                }
+                Some(_) => return Err(Error::new(ErrorKind::ControlCharacter, end)),
+                None => return Err(Error::new(ErrorKind::UnexpectedEnd, end)),
             }
         }
+    }
+
+    /// The escape whose backslash is at `at`, decoded onto `scratch`; the index after it.
+    fn escape(&mut self, at: usize) -> Result<usize, Error> {
+        let input = self.input;
+        let Some(&kind) = input.get(at + 1) else {
+            return Err(Error::new(ErrorKind::UnexpectedEnd, input.len()));
+        };
+        let byte = match kind {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let mut next = at + 6;
+                let unit = hex4(input, at + 2).ok_or(Error::new(ErrorKind::InvalidEscape, at))?;
+                let c = match unit {
+                    0xD800..=0xDBFF => match low_surrogate(input, next) {
+                        Some(low) => {
+                            next += 6;
+                            let code =
+                                0x10000 + ((unit as u32 - 0xD800) << 10) + (low as u32 - 0xDC00);
+                            char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER)
+                        }
+                        None => char::REPLACEMENT_CHARACTER,
+                    },
+                    0xDC00..=0xDFFF => char::REPLACEMENT_CHARACTER,
+                    _ => char::from_u32(unit as u32).unwrap_or(char::REPLACEMENT_CHARACTER),
+                };
+                let mut buf = [0u8; 4];
+                self.scratch
+                    .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                return Ok(next);
+            }
+            _ => return Err(Error::new(ErrorKind::InvalidEscape, at)),
+        };
+        self.scratch.push(byte);
+        Ok(at + 2)
     }
 
     /// The number at `pos` (a `-` or a digit), to the sink.

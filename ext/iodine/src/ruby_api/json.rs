@@ -74,12 +74,12 @@ const KEY_CACHED_LEN: usize = 32;
 
 /// Object keys already made, by their text, shared by every parse: API payloads repeat the
 /// same few keys, and finding one here is cheaper than Ruby's fstring (or symbol) table.
-/// A slot holds the key's text on the Rust side; its Ruby value is also held at the same
-/// index of `values`, a [`Marked`] registered with the GC for good: a cached key is never
-/// collected, and (marked with `rb_gc_mark`) never moved by compaction, so the copy in the
-/// slot stays right. The cache is bounded: a new key replaces the one in its slot.
+/// A slot holds the key's text; its Ruby value is at the same index of `values`, a
+/// [`Marked`] registered with the GC for good: a cached key is never collected, and (marked
+/// with `rb_gc_mark`) never moved by compaction. The cache is bounded: a new key replaces
+/// the one in its slot.
 struct KeyCache {
-    slots: parking_lot::Mutex<Vec<Slot>>,
+    texts: parking_lot::Mutex<Vec<Option<Box<[u8]>>>>,
     values: Opaque<Obj<Marked>>,
 }
 
@@ -92,7 +92,7 @@ impl KeyCache {
             .resize(KEY_SLOTS, Opaque::from(ruby.qnil().as_value()));
         ruby.gc_register_mark_object(values);
         KeyCache {
-            slots: parking_lot::Mutex::new(vec![None; KEY_SLOTS]),
+            texts: parking_lot::Mutex::new(vec![None; KEY_SLOTS]),
             values: values.into(),
         }
     }
@@ -113,7 +113,7 @@ impl KeyCache {
     /// GVL, one at a time: not expected, but never waited for).
     fn take(&self) -> Option<HeldKeys<'_>> {
         Some(HeldKeys {
-            slots: self.slots.try_lock()?,
+            texts: self.texts.try_lock()?,
             values: self.values,
         })
     }
@@ -121,15 +121,20 @@ impl KeyCache {
 
 /// A [`KeyCache`] held by one parse (one lock per parse, not per key).
 struct HeldKeys<'a> {
-    slots: parking_lot::MutexGuard<'a, Vec<Slot>>,
+    texts: parking_lot::MutexGuard<'a, Vec<Option<Box<[u8]>>>>,
     values: Opaque<Obj<Marked>>,
 }
 
 impl HeldKeys<'_> {
     /// The key made for `key` before, if it is still cached.
-    fn get(&self, key: &[u8]) -> Option<Opaque<Value>> {
-        match &self.slots[KeyCache::slot(key)] {
-            Some((text, value)) if &**text == key => Some(*value),
+    fn get(&self, ruby: &Ruby, key: &[u8]) -> Option<Value> {
+        let slot = KeyCache::slot(key);
+        match &self.texts[slot] {
+            Some(text) if &**text == key => {
+                let values = ruby.get_inner(self.values);
+                let value = values.0.borrow().get(slot).copied();
+                value.map(|v| ruby.get_inner(v))
+            }
             _ => None,
         }
     }
@@ -145,13 +150,10 @@ impl HeldKeys<'_> {
         let mut held = values.0.borrow_mut();
         if let Some(entry) = held.get_mut(slot) {
             *entry = Opaque::from(value);
-            self.slots[slot] = Some((key.into(), Opaque::from(value)));
+            self.texts[slot] = Some(key.into());
         }
     }
 }
-
-/// A cached key: its text and its Ruby value.
-type Slot = Option<(Box<[u8]>, Opaque<Value>)>;
 
 /// The caches of String keys and of Symbol keys, made by `init`.
 struct Keys {
@@ -185,18 +187,12 @@ impl Builder<'_> {
         n: usize,
         make: impl FnOnce(&[Value]) -> Result<Value, Error>,
     ) -> Result<(), Stop> {
-        let made = {
-            let values = self.stack.0.borrow();
-            let from = values.len().saturating_sub(n);
-            make(gvl::opaque_values(&values[from..]))
-        };
+        let from = self.stack.0.borrow().len().saturating_sub(n);
+        // Borrowed shared while `make` allocates (a GC reads the stack meanwhile).
+        let made = make(gvl::opaque_values(&self.stack.0.borrow()[from..]));
         match made {
             Ok(container) => {
-                {
-                    let mut values = self.stack.0.borrow_mut();
-                    let len = values.len().saturating_sub(n);
-                    values.truncate(len);
-                }
+                self.stack.0.borrow_mut().truncate(from);
                 if self.freeze {
                     container.freeze();
                 }
@@ -236,8 +232,7 @@ impl Sink for Builder<'_> {
     }
 
     fn key(&mut self, key: &[u8]) -> Result<(), Stop> {
-        if let Some(v) = self.keys.as_ref().and_then(|keys| keys.get(key)) {
-            let v = self.ruby.get_inner(v);
+        if let Some(v) = self.keys.as_ref().and_then(|keys| keys.get(self.ruby, key)) {
             return self.push(v);
         }
         let v = if self.symbolize {
@@ -317,10 +312,9 @@ fn option(ruby: &Ruby, opts: RHash, name: &str) -> Value {
 
 /// `max_nesting:` as a depth limit: an Integer (0 or less: none), or false/nil for none.
 fn max_nesting(ruby: &Ruby, opts: RHash, default: usize) -> Result<usize, Error> {
-    let v = option(ruby, opts, "max_nesting");
-    if v.is_nil() && opts.get(ruby.to_symbol("max_nesting")).is_none() {
+    let Some(v) = opts.get(ruby.to_symbol("max_nesting")) else {
         return Ok(default);
-    }
+    };
     if !v.to_bool() {
         return Ok(0);
     }
@@ -492,8 +486,7 @@ impl Generator<'_> {
             })?;
             self.out.push(b'}');
         } else if let Some(sym) = Symbol::from_value(v) {
-            let name = sym.name()?;
-            json::write_str(&mut self.out, &name);
+            self.symbol(sym)?;
         } else if let Some(n) = Integer::from_value(v) {
             // A Bignum (Fixnums were written above).
             let text: RString = n.funcall("to_s", ())?;
@@ -523,13 +516,18 @@ impl Generator<'_> {
         if let Some(s) = RString::from_value(key) {
             self.string(s)
         } else if let Some(sym) = Symbol::from_value(key) {
-            let name = sym.name()?;
-            json::write_str(&mut self.out, &name);
-            Ok(())
+            self.symbol(sym)
         } else {
             let text: RString = key.funcall("to_s", ())?;
             self.string(text)
         }
+    }
+
+    /// A Symbol as the JSON string of its name.
+    fn symbol(&mut self, sym: Symbol) -> Result<(), Error> {
+        let name = sym.name()?;
+        json::write_str(&mut self.out, &name);
+        Ok(())
     }
 
     fn float(&mut self, f: f64) -> Result<(), Error> {
