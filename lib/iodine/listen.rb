@@ -5,8 +5,9 @@ module Iodine
     # `Iodine.listen`: merges DEFAULT_SETTINGS, decides the service and address, and binds.
     module Listen
       # Keys filled from DEFAULT_SETTINGS when the caller did not pass them (or passed nil).
-      DEFAULTED = %i[address app body_timeout cache_control cookies handler head_timeout headers log max_body max_clients
-                     max_headers max_msg method min_upload_rate path ping port public timeout tls].freeze
+      DEFAULTED = %i[address app body_timeout cache_control cookies handler head_timeout headers http2 log max_body
+                     max_clients max_headers max_msg max_streams method min_upload_rate path ping port public timeout
+                     tls].freeze
       # Connections kept free of `max_clients` for files, pipes and the rest (the C gem's 64).
       FD_MARGIN = 64
       # The C gem's cap on connections per process (FIO_MAX_SOCK_CAPACITY).
@@ -22,6 +23,7 @@ module Iodine
         max_headers: 1_048_576, # KiB (1 GiB)
         max_msg: 4_194_304, # KiB (4 GiB)
         max_clients: 16_777_216,
+        max_streams: 65_536,
         head_timeout: 86_400, # seconds (a day)
         body_timeout: 86_400,
         min_upload_rate: 1_048_576, # KiB/s
@@ -145,7 +147,9 @@ module Iodine
           max_clients: max_clients(opts[:max_clients]),
           max_msg: limited(:max_msg, positive(opts[:max_msg], 256)) * 1024,
           ping: timeout(opts[:ping]),
-          tls: opts[:tls]
+          tls: opts[:tls],
+          http2: opts[:http2] != false,
+          max_streams: limited(:max_streams, positive(opts[:max_streams], 100))
         }
         if opts[:public]
           folder = opts[:public].to_s

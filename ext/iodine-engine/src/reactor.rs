@@ -421,6 +421,19 @@ where
     spawn_session(stream, make)
 }
 
+/// Spawns `fut` on the caller's runtime; on the reactor, its wakes are deferred as a
+/// session's are (HTTP/2 streams and the sessions inside them).
+pub fn spawn_here<F>(fut: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if on_reactor() {
+        tokio::spawn(Deferring::new(fut));
+    } else {
+        tokio::spawn(fut);
+    }
+}
+
 /// Whether this thread runs a reactor's tasks now (the caller is one of them).
 pub fn on_reactor() -> bool {
     ON_REACTOR.get()

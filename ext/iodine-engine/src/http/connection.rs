@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use super::access_log::Entry;
 use super::body::{self, BodyError, Pace};
 use super::errors::{error_response, ServerMade};
+use super::h2::{self, Sniffed};
 use super::handler::{Handler, Reply};
 use super::hijack::{Hijack, HijackableIo};
 use super::idle::{Busy, Expired, Idle};
@@ -26,10 +27,12 @@ use crate::server::{accept_loop, Listener, Peer, Shutdown, Stream, Ticket};
 use crate::{sse, websocket};
 
 /// What every connection of one listener shares.
-struct Site {
-    settings: HttpSettings,
+pub(super) struct Site {
+    pub(super) settings: HttpSettings,
     handler: Arc<dyn Handler>,
     builder: http1::Builder,
+    /// HTTP/2 (None when the listener serves HTTP/1.x only).
+    pub(super) h2: Option<hyper::server::conn::http2::Builder<h2::Exec>>,
     port: u16,
 }
 
@@ -37,6 +40,7 @@ impl Site {
     fn new(settings: HttpSettings, handler: Arc<dyn Handler>, port: u16) -> Arc<Self> {
         Arc::new(Site {
             builder: builder(&settings),
+            h2: settings.http2.then(|| h2::builder(&settings)),
             port,
             settings,
             handler,
@@ -114,10 +118,25 @@ async fn serve_one(
     shutdown: Shutdown,
     ticket: Ticket,
 ) {
+    // HTTP/2 or HTTP/1.x? (Boxed: neither future weighs on the other's connections.)
+    let (stream, ahead) = match &site.h2 {
+        None => (stream, bytes::Bytes::new()),
+        Some(_) => match Box::pin(h2::sniff(stream, site.settings.timeout, &shutdown)).await {
+            Sniffed::Http1(stream, ahead) => (stream, ahead),
+            Sniffed::Http2(io) => {
+                return Box::pin(h2::serve(io, peer, site, shutdown, ticket)).await;
+            }
+            Sniffed::Gone => return,
+        },
+    };
     let svc_site = site.clone();
     let idle = Arc::new(Idle::new());
     let svc_idle = idle.clone();
-    let (io, hijack) = HijackableIo::new(stream, idle.clone());
+    let (mut io, hijack) = HijackableIo::new(stream, idle.clone());
+    if !ahead.is_empty() {
+        idle.note_read(); // a request head has begun: its deadline runs
+        io.unread(ahead);
+    }
     let spool = io.spool();
     let slot: Slot = Arc::default();
     let svc_slot = slot.clone();
@@ -178,7 +197,6 @@ async fn serve_one(
             Ok::<_, Infallible>(res)
         }
     });
-    let mut io = io;
     // One hyper connection per spell of activity: a keep-alive connection quiet for
     // PARK_AFTER lets hyper (and its read and write buffers) go, waits for the client's next
     // bytes holding none, then starts a new one (idle.rs).
@@ -306,7 +324,8 @@ async fn serve_one(
 /// then each request still arriving is answered, with `Connection: close`).
 const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Checks, receives and dispatches one request.
+/// Checks, receives and dispatches one HTTP/1.x request; takes over the connection when the
+/// app accepted an upgrade.
 async fn respond(
     req: hyper::Request<Incoming>,
     peer: Peer,
@@ -314,60 +333,19 @@ async fn respond(
     hijack: &Hijack,
     slot: &Slot,
 ) -> hyper::Response<ResponseBody> {
-    let (parts, incoming) = req.into_parts();
-    let head_request = parts.method == Method::HEAD;
-    if let Err(rejected) = check(&parts, &site.settings) {
-        return rejected;
-    }
-    // Static files first, on this IO thread (requests that ask for an upgrade never).
-    if let Some(public) = &site.settings.public {
-        if !parts.headers.contains_key(header::UPGRADE) {
-            if let Some(file) = public.serve(&parts.method, parts.uri.path(), &parts.headers) {
-                return file.into_hyper(head_request);
-            }
-        }
-    }
+    let head_request = req.method() == Method::HEAD;
     // Settled now, while the headers are at hand: the app may accept an upgrade.
-    let websocket = (parts.headers.contains_key(header::UPGRADE)
-        && websocket::is_upgrade_request(&parts.headers))
-    .then(|| websocket::accept_key(&parts.headers));
-    let pace = Pace {
-        base: site.settings.body_timeout,
-        min_rate: site.settings.min_upload_rate,
-    };
-    let body = match body::receive(incoming, site.settings.max_body, pace).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => return error_response(StatusCode::PAYLOAD_TOO_LARGE, true),
-        Err(BodyError::Timeout) => return error_response(StatusCode::REQUEST_TIMEOUT, true),
-        Err(BodyError::Client(e)) => {
-            crate::debug!("request body failed: {e}");
-            return error_response(StatusCode::BAD_REQUEST, true);
-        }
-        Err(BodyError::Server(e)) => {
-            crate::error!("couldn't store a request body: {e}");
-            return error_response(StatusCode::INTERNAL_SERVER_ERROR, true);
-        }
-    };
-    let request = Request {
-        method: parts.method,
-        uri: parts.uri,
-        version: parts.version,
-        headers: parts.headers,
-        body,
-        peer,
-        local_port: site.port,
-        tls: site.settings.tls.is_some(),
-        hijack: Some(hijack.clone()),
-    };
-    let (reply, answer) = Reply::new();
-    site.handler.call(request, reply);
-    let answer = answer.await;
+    let websocket = (req.headers().contains_key(header::UPGRADE)
+        && websocket::is_upgrade_request(req.headers()))
+    .then(|| websocket::accept_key(req.headers()));
+    let answer = dispatch(req, peer, site, Some(hijack)).await;
     if hijack.is_taken() {
         // Whatever the app answered is discarded; closing ends hyper's part.
         return error_response(StatusCode::OK, true);
     }
     match answer {
-        Ok(mut r) => {
+        Answer::Server(res) => res,
+        Answer::App(mut r) => {
             if matches!(r.body, Body::Upgrade(_)) {
                 if let Body::Upgrade(upgrade) = std::mem::take(&mut r.body) {
                     return take_over(r, upgrade, websocket, hijack, slot);
@@ -375,9 +353,75 @@ async fn respond(
             }
             r.into_hyper(head_request)
         }
-        // The handler dropped the reply: it failed or is shutting down.
-        Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, true),
     }
+}
+
+/// What a request got: the server's own answer, or the app's.
+pub(super) enum Answer {
+    /// Made by the server (an error, a static file).
+    Server(hyper::Response<ResponseBody>),
+    /// The app's answer (maybe an upgrade it accepted).
+    App(Response),
+}
+
+/// The path every request takes, HTTP/1.x or HTTP/2: the checks, the static files, the
+/// body within its limits and pace, then the handler.
+pub(super) async fn dispatch(
+    req: hyper::Request<Incoming>,
+    peer: Peer,
+    site: &Site,
+    hijack: Option<&Hijack>,
+) -> Answer {
+    let (parts, incoming) = req.into_parts();
+    let head_request = parts.method == Method::HEAD;
+    if let Err(rejected) = check(&parts, &site.settings) {
+        return Answer::Server(rejected);
+    }
+    // Static files first, on this IO thread (requests that ask for an upgrade never).
+    if let Some(public) = &site.settings.public {
+        if !parts.headers.contains_key(header::UPGRADE) {
+            if let Some(file) = public.serve(&parts.method, parts.uri.path(), &parts.headers) {
+                return Answer::Server(file.into_hyper(head_request));
+            }
+        }
+    }
+    let pace = Pace {
+        base: site.settings.body_timeout,
+        min_rate: site.settings.min_upload_rate,
+    };
+    let status = match body::receive(incoming, site.settings.max_body, pace).await {
+        Ok(body) => {
+            let request = Request {
+                method: parts.method,
+                uri: parts.uri,
+                version: parts.version,
+                headers: parts.headers,
+                body,
+                peer,
+                local_port: site.port,
+                tls: site.settings.tls.is_some(),
+                hijack: hijack.cloned(),
+            };
+            let (reply, answer) = Reply::new();
+            site.handler.call(request, reply);
+            match answer.await {
+                Ok(r) => return Answer::App(r),
+                // The handler dropped the reply: it failed or is shutting down.
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            }
+        }
+        Err(BodyError::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+        Err(BodyError::Timeout) => StatusCode::REQUEST_TIMEOUT,
+        Err(BodyError::Client(e)) => {
+            crate::debug!("request body failed: {e}");
+            StatusCode::BAD_REQUEST
+        }
+        Err(BodyError::Server(e)) => {
+            crate::error!("couldn't store a request body: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    Answer::Server(error_response(status, true))
 }
 
 /// Starts an upgrade the app accepted: parks the takeover for the connection to run once

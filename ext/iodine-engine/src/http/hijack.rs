@@ -198,6 +198,9 @@ impl AsyncRead for HijackableIo {
         if !this.ahead.is_empty() {
             let n = this.ahead.len().min(buf.remaining());
             buf.put_slice(&this.ahead.split_to(n));
+            if this.ahead.is_empty() {
+                this.ahead = bytes::Bytes::new(); // let the allocation go
+            }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();

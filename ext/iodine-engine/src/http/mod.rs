@@ -1,4 +1,4 @@
-//! HTTP/1.1 on hyper: requests become owned [`Request`]s handed to a [`Handler`]; the handler
+//! HTTP/1.1 and HTTP/2 (see `h2.rs`) on hyper: requests become owned [`Request`]s handed to a [`Handler`]; the handler
 //! answers with an owned [`Response`] through a [`Reply`].
 //!
 //! Everything the network can get wrong is settled here, before an app sees it: a missing or
@@ -10,6 +10,7 @@ mod access_log;
 mod body;
 mod connection;
 mod errors;
+mod h2;
 mod handler;
 mod head;
 mod hijack;

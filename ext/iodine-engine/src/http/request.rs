@@ -12,7 +12,7 @@ pub struct Request {
     pub method: Method,
     /// The request target.
     pub uri: Uri,
-    /// HTTP/1.0 or HTTP/1.1.
+    /// HTTP/1.0, HTTP/1.1 or HTTP/2.
     pub version: Version,
     /// Header fields in arrival order (names lower-case).
     pub headers: HeaderMap,
@@ -39,7 +39,7 @@ impl Request {
         self.uri.query().unwrap_or("")
     }
 
-    /// "HTTP/1.1" or "HTTP/1.0".
+    /// "HTTP/1.1", "HTTP/1.0" or "HTTP/2".
     pub fn version_str(&self) -> &'static str {
         version_str(self.version)
     }
@@ -63,6 +63,7 @@ pub(crate) fn version_str(v: Version) -> &'static str {
     match v {
         Version::HTTP_10 => "HTTP/1.0",
         Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_2 => "HTTP/2",
         _ => "HTTP/1.1",
     }
 }

@@ -98,7 +98,12 @@ enum Kind {
         remaining: u64,
     },
     Stream(StreamReceiver),
+    /// What a session writes to the other end of an in-memory pipe (SSE over HTTP/2).
+    Pipe(tokio::io::DuplexStream),
 }
+
+/// The most one piece of a piped body takes.
+const PIPE_CHUNK: usize = 16 * 1024;
 
 impl ResponseBody {
     fn new(kind: Kind) -> Self {
@@ -141,6 +146,12 @@ impl ResponseBody {
         }
     }
 
+    /// A body read from `pipe` until its writer closes (dropping the body closes the
+    /// pipe: the writer's reads then end).
+    pub(crate) fn pipe(pipe: tokio::io::DuplexStream) -> Self {
+        Self::new(Kind::Pipe(pipe))
+    }
+
     /// Keeps `guard` until hyper has taken the whole body (or dropped it).
     pub(crate) fn hold_until_sent(&mut self, guard: Busy) {
         self.busy = Some(guard);
@@ -162,7 +173,7 @@ impl ResponseBody {
             Kind::Empty => Some(0),
             Kind::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::File { remaining, .. } => Some(*remaining),
-            Kind::Stream(_) => None,
+            Kind::Stream(_) | Kind::Pipe(_) => None,
         }
     }
 }
@@ -194,6 +205,20 @@ impl hyper::body::Body for ResponseBody {
                         Poll::Ready(Some(Ok(Frame::data(chunk))))
                     }
                     other => other.map(|c| c.map(|r| r.map(Frame::data))),
+                }
+            }
+            Kind::Pipe(pipe) => {
+                let mut room = [0u8; PIPE_CHUNK];
+                let mut buf = tokio::io::ReadBuf::new(&mut room);
+                match tokio::io::AsyncRead::poll_read(Pin::new(pipe), cx, &mut buf) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+                    Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(None),
+                    Poll::Ready(Ok(())) => {
+                        let chunk = Bytes::copy_from_slice(buf.filled());
+                        this.sent += chunk.len() as u64;
+                        Poll::Ready(Some(Ok(Frame::data(chunk))))
+                    }
                 }
             }
             Kind::File {
@@ -241,7 +266,7 @@ impl hyper::body::Body for ResponseBody {
             Kind::Empty => true,
             Kind::Full(b) => b.is_none(),
             Kind::File { remaining, .. } => *remaining == 0,
-            Kind::Stream(_) => false,
+            Kind::Stream(_) | Kind::Pipe(_) => false,
         }
     }
 

@@ -42,6 +42,12 @@ pub struct HttpSettings {
     pub websocket: crate::websocket::WsSettings,
     /// The public folder served before the application (`public:` / `-www`), if any.
     pub public: Option<std::sync::Arc<crate::public::Public>>,
+    /// Serves HTTP/2 too: h2 by ALPN on TLS, h2c with prior knowledge on cleartext.
+    /// Default true.
+    pub http2: bool,
+    /// Most streams an HTTP/2 client may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    /// Default 100.
+    pub max_streams: u32,
 }
 
 impl Default for HttpSettings {
@@ -60,6 +66,8 @@ impl Default for HttpSettings {
             shutdown_grace: Duration::from_secs(8),
             websocket: crate::websocket::WsSettings::default(),
             public: None,
+            http2: true,
+            max_streams: 100,
         }
     }
 }

@@ -34,6 +34,9 @@ struct Keys {
     empty: Opaque<RString>,
     http_1_1: Opaque<RString>,
     http_1_0: Opaque<RString>,
+    http_2: Opaque<RString>,
+    hijack_p: Opaque<RString>,
+    hijack_key: Opaque<RString>,
     get: Opaque<RString>,
     /// `Iodine::Base::Hijack`, the `rack.hijack` callable.
     hijack: Opaque<Value>,
@@ -112,6 +115,9 @@ pub fn init(ruby: &Ruby, hijacker: Value) {
         empty: interned(ruby, ""),
         http_1_1: interned(ruby, "HTTP/1.1"),
         http_1_0: interned(ruby, "HTTP/1.0"),
+        http_2: interned(ruby, "HTTP/2"),
+        hijack_p: interned(ruby, "rack.hijack?"),
+        hijack_key: interned(ruby, "rack.hijack"),
         get: interned(ruby, "GET"),
         methods: COMMON_METHODS
             .iter()
@@ -273,6 +279,13 @@ pub fn build(
         let version = ruby.get_inner(k.http_1_0);
         env.aset(ruby.get_inner(k.server_protocol), version)?;
         env.aset(ruby.get_inner(k.http_version), version)?;
+    } else if req.version == http::Version::HTTP_2 {
+        let version = ruby.get_inner(k.http_2);
+        env.aset(ruby.get_inner(k.server_protocol), version)?;
+        env.aset(ruby.get_inner(k.http_version), version)?;
+        // One socket carries every stream: there is nothing to hijack.
+        env.aset(ruby.get_inner(k.hijack_p), false)?;
+        env.delete::<_, Value>(ruby.get_inner(k.hijack_key))?;
     }
     let (name, port) = req.server_name_and_port();
     env.aset(ruby.get_inner(k.server_name), recurring(ruby, name))?;

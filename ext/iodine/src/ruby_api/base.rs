@@ -15,7 +15,8 @@ use crate::{bridge, server};
 /// nil), `:max_body` (bytes), `:max_head` (bytes), `:timeout`, `:head_timeout`,
 /// `:body_timeout` (seconds), `:min_upload_rate` (bytes/s), `:max_clients`, `:log`,
 /// `:max_msg` (bytes), `:ping` (seconds), `:tls` (an `Iodine::TLS` or nil; its handshake
-/// must end within the head timeout).
+/// must end within the head timeout), `:http2` (true/false), `:max_streams` (HTTP/2 streams
+/// open at once per connection).
 fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
     let defaults = HttpSettings::default();
     let public = match opts.lookup::<_, Option<String>>(ruby.to_symbol("public"))? {
@@ -57,6 +58,8 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
         min_upload_rate: option(ruby, opts, "min_upload_rate", defaults.min_upload_rate)?,
         max_clients: option(ruby, opts, "max_clients", defaults.max_clients)?,
         log: option(ruby, opts, "log", false)?,
+        http2: option(ruby, opts, "http2", defaults.http2)?,
+        max_streams: option(ruby, opts, "max_streams", defaults.max_streams)?,
         websocket: WsSettings {
             max_msg: option(ruby, opts, "max_msg", defaults.websocket.max_msg)?,
             ping: secs("ping", defaults.websocket.ping)?,
@@ -68,7 +71,12 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
     let tls = super::tls::acceptor(
         ruby,
         opts.lookup(ruby.to_symbol("tls"))?,
-        &["http/1.1"],
+        // h2 first: the server's order decides when a client offers both.
+        if settings.http2 {
+            &["h2", "http/1.1"]
+        } else {
+            &["http/1.1"]
+        },
         settings.head_timeout,
         &host,
         true,
