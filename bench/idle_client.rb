@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-# The idle client of bench/http.rb and bench/tls.rb (run as its own process, pinned by
+# The idle client of bench/http.rb, bench/tls.rb and bench/h2.rb (run as its own process, pinned by
 # `with_idle_client` in bench/support.rb):
 #
 #   ruby bench/idle_client.rb PORT COUNT OPEN_SECONDS HOLD_SECONDS MODE
@@ -10,7 +10,10 @@
 # - `plain`: connects;
 # - `tls`: connects and completes a TLS handshake (no verification; SNI localhost);
 # - `get`: connects, sends one keep-alive GET / and reads the whole answer (head and
-#   Content-Length bytes).
+#   Content-Length bytes);
+# - `h2c`: connects, speaks HTTP/2 with prior knowledge (preface, SETTINGS), sends one GET /
+#   on stream 1, acknowledges the server's SETTINGS and reads frames until that stream ends
+#   (its :status must be 200).
 # Then prints "ready OPEN FAILED" and holds them, sending nothing, until its stdin closes or
 # HOLD_SECONDS pass.
 
@@ -19,7 +22,7 @@ require "openssl"
 
 port, count, open_for, hold = ARGV.first(4).map { |a| Integer(a) }
 mode = ARGV.fetch(4)
-raise ArgumentError, "mode must be plain, tls or get, got #{mode.inspect}" unless %w[plain tls get].include?(mode)
+raise ArgumentError, "mode must be plain, tls, get or h2c, got #{mode.inspect}" unless %w[plain tls get h2c].include?(mode)
 
 _, hard = Process.getrlimit(:NOFILE)
 Process.setrlimit(:NOFILE, hard, hard)
@@ -67,6 +70,51 @@ read_response = lambda do |sock, by|
   end
 end
 
+# An HTTP/2 frame: 24-bit length, type, flags, 31-bit stream id, payload.
+frame = lambda do |type, flags, stream, payload = ""|
+  [payload.bytesize >> 8, payload.bytesize & 0xff, type, flags, stream].pack("nCCCN") + payload
+end
+# The client preface, an empty SETTINGS frame, then HEADERS (END_STREAM | END_HEADERS) on
+# stream 1 with GET, http, / from HPACK's static table and :authority as a literal.
+authority = "127.0.0.1"
+h2c_request = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".b + frame.call(4, 0, 0) +
+              frame.call(1, 0x5, 1, [0x82, 0x86, 0x84, 0x41, authority.bytesize].pack("C*") + authority)
+
+# Reads frames from `sock` before `by` until stream 1 ends, acknowledging the server's
+# SETTINGS; raises if the answer is not a 200 or the server sends GOAWAY.
+read_h2_response = lambda do |sock, by|
+  data = "".b
+  loop do
+    while data.bytesize >= 9
+      high, low, type, flags, stream = data.unpack("nCCCN")
+      length = (high << 8) | low
+      break if data.bytesize < 9 + length
+
+      payload = data.byteslice(9, length)
+      data = data.byteslice(9 + length, data.bytesize)
+      stream &= 0x7fff_ffff
+      case type
+      when 4 then sock.write(frame.call(4, 0x1, 0)) if flags.nobits?(0x1) # SETTINGS: ack it
+      when 7 then raise "GOAWAY from the server"
+      when 1
+        # :status 200 is HPACK static entry 8 (0x88); the server sends no padding or priority.
+        if stream == 1 && payload.getbyte(0) != 0x88
+          raise "answered a HEADERS block starting #{payload.byteslice(0, 4).inspect}"
+        end
+      end
+      return if stream == 1 && [0, 1].include?(type) && flags.anybits?(0x1) # END_STREAM
+    end
+    left = by - now.call
+    raise "no whole answer within 10 s" if left <= 0
+
+    case (chunk = sock.read_nonblock(16_384, exception: false))
+    when :wait_readable then IO.select([sock], nil, nil, left)
+    when nil then raise "closed by the server after #{data.bytesize} bytes"
+    else data << chunk
+    end
+  end
+end
+
 held = []
 failed = 0
 started = 0
@@ -84,6 +132,9 @@ workers = Array.new([count, 8].min) do
         when "get"
           sock.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
           read_response.call(sock, now.call + 10)
+        when "h2c"
+          sock.write(h2c_request)
+          read_h2_response.call(sock, now.call + 10)
         end
         lock.synchronize { held << sock }
       rescue StandardError => e

@@ -72,47 +72,6 @@ def make_public(dir)
   end
 end
 
-# The full path of the executable `name` on PATH or in the sbin folders (nginx lives in
-# /usr/sbin, which a non-root PATH may lack), or nil.
-def executable(name)
-  dirs = ENV.fetch("PATH", "").split(File::PATH_SEPARATOR) + %w[/usr/local/sbin /usr/sbin /sbin]
-  dirs.map { |d| File.join(d, name) }.find { |f| File.file?(f) && File.executable?(f) }
-end
-
-# An nginx configuration serving `public` on 127.0.0.1:`port`, with every file it writes
-# (pid, lock, error log, temp folders) inside `dir`, so it runs without touching /var.
-def nginx_conf(dir, public, port)
-  # Run as root, nginx's worker would switch to `nobody`, who can't read the private temp
-  # folder: keep the worker as the user running this (as another user the line is ignored
-  # with a warning, so it is only written for root).
-  user = Process.uid.zero? ? "user #{Etc.getpwuid(Process.uid).name} #{Etc.getgrgid(Process.gid).name};" : ""
-  temps = %w[client_body proxy fastcgi uwsgi scgi].map { |t| "  #{t}_temp_path \"#{dir}/nginx-#{t}\";" }
-  <<~CONF.lstrip
-    #{user}
-    daemon off;
-    worker_processes 1;
-    pid "#{dir}/nginx.pid";
-    lock_file "#{dir}/nginx.lock";
-    error_log "#{dir}/nginx-error.log" warn;
-    events { worker_connections 1024; }
-    http {
-      types { text/plain txt; application/octet-stream bin; }
-      default_type application/octet-stream;
-      access_log off;
-      sendfile on;
-      tcp_nopush on;
-      gzip_static on;
-      # wrk keeps its connections: don't close each after nginx's default 1,000 requests.
-      keepalive_requests 1000000;
-    #{temps.join("\n")}
-      server {
-        listen 127.0.0.1:#{port};
-        root "#{public}";
-      }
-    }
-  CONF
-end
-
 # Why puma + Rack::Files can't run here, or nil.
 def puma_missing
   return "puma is missing (apt-get install puma)" unless executable("puma")
@@ -132,11 +91,7 @@ def servers(dir, public)
     end }
   }
   if (nginx = executable("nginx"))
-    list["nginx"] = { twins: true, cmd: lambda do |port|
-      conf = File.join(dir, "nginx-#{port}.conf")
-      File.write(conf, nginx_conf(dir, public, port))
-      [nginx, "-p", "#{dir}/", "-e", File.join(dir, "nginx-error.log"), "-c", conf]
-    end }
+    list["nginx"] = { twins: true, cmd: ->(port) { nginx_command(nginx, dir, public, port) } }
   else
     puts "bench: skipping the nginx baseline: nginx is missing (apt-get install nginx)"
   end

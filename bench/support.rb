@@ -1,8 +1,9 @@
 # frozen_string_literal: true
 
 # What the benchmark scripts share: free ports, a server pinned to a core for one run, its
-# resident memory and its connections per process, where the C gem (iodine 0.7) is, and the
-# medians and rates of the result tables.
+# resident memory and its connections per process, where the C gem (iodine 0.7) is, nginx's
+# configuration, a self-signed certificate, a load tool run pinned to a core, and the medians
+# and rates of the result tables.
 
 require "json"
 require "rbconfig"
@@ -114,6 +115,97 @@ def c_gem_server
   c_exe = c_paths && c_gem_exe(c_paths)
   why ||= "no exe/iodine beside #{c_paths.join(', ')}" if c_paths && !c_exe
   [c_paths, c_exe, why]
+end
+
+# The full path of the executable `name` on PATH or in the sbin folders (nginx lives in
+# /usr/sbin, which a non-root PATH may lack), or nil.
+def executable(name)
+  dirs = ENV.fetch("PATH", "").split(File::PATH_SEPARATOR) + %w[/usr/local/sbin /usr/sbin /sbin]
+  dirs.map { |d| File.join(d, name) }.find { |f| File.file?(f) && File.executable?(f) }
+end
+
+# The version of the nginx at `nginx` as [major, minor, patch] (`nginx -v` prints it on stderr).
+def nginx_version(nginx)
+  text = IO.popen([nginx, "-v"], err: %i[child out], &:read)
+  (text[%r{nginx/([\d.]+)}, 1] || "0").split(".").map(&:to_i)
+end
+
+# The `listen` line (and the HTTP/2 switch) of an nginx server on 127.0.0.1:`port`: plain
+# HTTP/1.1, or, with `tls`, TLS serving h2 by ALPN. nginx 1.25.1 made `http2 on;` the switch
+# and deprecated the `http2` parameter of `listen`, which older ones (Debian 12: 1.22) need.
+def nginx_listen(nginx, port, tls)
+  return "listen 127.0.0.1:#{port};" unless tls
+  return "listen 127.0.0.1:#{port} ssl;\n    http2 on;" if (nginx_version(nginx) <=> [1, 25, 1]) >= 0
+
+  "listen 127.0.0.1:#{port} ssl http2;"
+end
+
+# An nginx configuration serving `public` on 127.0.0.1:`port` (with `tls`, [cert, key]: over
+# TLS with h2), with every file it writes (pid, lock, error log, temp folders) inside `dir`,
+# so it runs without touching /var.
+def nginx_conf(nginx, dir, public, port, tls: nil)
+  # Run as root, nginx's worker would switch to `nobody`, who can't read the private temp
+  # folder: keep the worker as the user running this (as another user the line is ignored
+  # with a warning, so it is only written for root).
+  user = Process.uid.zero? ? "user #{Etc.getpwuid(Process.uid).name} #{Etc.getgrgid(Process.gid).name};" : ""
+  temps = %w[client_body proxy fastcgi uwsgi scgi].map { |t| "  #{t}_temp_path \"#{dir}/nginx-#{t}\";" }
+  certificate = tls ? "\n    ssl_certificate \"#{tls[0]}\";\n    ssl_certificate_key \"#{tls[1]}\";" : ""
+  <<~CONF.lstrip
+    #{user}
+    daemon off;
+    worker_processes 1;
+    pid "#{dir}/nginx.pid";
+    lock_file "#{dir}/nginx.lock";
+    error_log "#{dir}/nginx-error.log" warn;
+    events { worker_connections 1024; }
+    http {
+      types { text/plain txt; application/octet-stream bin; }
+      default_type application/octet-stream;
+      access_log off;
+      sendfile on;
+      tcp_nopush on;
+      gzip_static on;
+      # wrk keeps its connections: don't close each after nginx's default 1,000 requests.
+      keepalive_requests 1000000;
+    #{temps.join("\n")}
+      server {
+        #{nginx_listen(nginx, port, tls)}#{certificate}
+        root "#{public}";
+      }
+    }
+  CONF
+end
+
+# Writes nginx_conf's configuration for `port` into `dir` and returns the command that runs
+# `nginx` (its path) with it, in the foreground.
+def nginx_command(nginx, dir, public, port, tls: nil)
+  conf = File.join(dir, "nginx-#{port}.conf")
+  File.write(conf, nginx_conf(nginx, dir, public, port, tls: tls))
+  [nginx, "-p", "#{dir}/", "-e", File.join(dir, "nginx-error.log"), "-c", conf]
+end
+
+# Makes a self-signed certificate (CN=localhost, SAN localhost and 127.0.0.1, valid 2 days)
+# in `dir` with openssl: ECDSA P-256, or RSA 2048 when `type` is "rsa". Returns [cert, key]
+# (their paths); aborts if openssl fails.
+def self_signed_cert(dir, type = "ec")
+  cert = File.join(dir, "cert.pem")
+  key = File.join(dir, "key.pem")
+  new_key = type == "rsa" ? ["rsa:2048"] : ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+  out = IO.popen(["openssl", "req", "-x509", "-newkey", *new_key, "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                  "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
+                 err: %i[child out], &:read)
+  abort "bench: openssl could not make the certificate:\n#{out}" unless $?.success?
+
+  [cert, key]
+end
+
+# Runs the load tool `cmd` pinned to `cpu` and waits for it; returns [its output (stderr
+# included), the CPU seconds it used].
+def run_pinned(cmd, cpu:, env: {})
+  t0 = Process.times
+  out = IO.popen(env, ["taskset", "-c", cpu.to_s, *cmd], err: %i[child out], &:read)
+  t1 = Process.times
+  [out, (t1.cutime + t1.cstime) - (t0.cutime + t0.cstime)]
 end
 
 # The ids of the processes whose parent is `pid`.
@@ -271,4 +363,25 @@ ensure
   in_w&.close
   out_r&.close
   reap(pid, 10) if pid
+end
+
+# The resident memory `count` idle connections of bench/idle_client.rb's `mode` cost the
+# server `pid` listening on `port`: { held:, failed:, before:, after:, per_1000: } (MiB; held:
+# what both the server and the client hold at the end), nil if the client never got ready
+# within `ready_within` seconds or nothing was held. 100 connections come first and go, so
+# what loads on the first connections is not counted.
+def idle_growth(pid, port, count, mode, cpu:, ready_within:)
+  with_idle_client(port, 100, mode, cpu: cpu, open_for: ready_within, ready_within: ready_within) { nil }
+  sleep 0.5
+  before = rss_mb(pid)
+  result = nil
+  with_idle_client(port, count, mode, cpu: cpu, open_for: ready_within, ready_within: ready_within) do |open, failed|
+    sleep 0.5 # the server settles
+    held = [connections_by_process([pid], port)[pid], open].min
+    after = rss_mb(pid)
+    if held.positive?
+      result = { held: held, failed: failed, before: before, after: after, per_1000: (after - before) * 1000 / held }
+    end
+  end
+  result
 end

@@ -294,14 +294,7 @@ if IDLE < REQUESTED_IDLE
 end
 
 Dir.mktmpdir("bench-tls") do |tmp|
-  cert = File.join(tmp, "cert.pem")
-  key = File.join(tmp, "key.pem")
-  new_key = KEY_TYPE == "rsa" ? ["rsa:2048"] : ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
-  out = IO.popen(["openssl", "req", "-x509", "-newkey", *new_key, "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                  "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
-                 err: %i[child out], &:read)
-  abort "bench: openssl could not make the certificate:\n#{out}" unless $?.success?
-  tls = [cert, key]
+  tls = self_signed_cert(tmp, KEY_TYPE)
   shim = CASES.any? { |name, _, s| s && (!ONLY || name.include?(ONLY)) } ? fresh_session_shim(tmp) : nil
 
   puts "TLS: #{KEY_TYPE == 'rsa' ? 'RSA 2048' : 'ECDSA P-256'} certificate; servers -t 1 pinned to CPU #{SERVER_CPU}, " \

@@ -91,13 +91,6 @@ fn content_length_with_transfer_encoding_is_framed_by_chunks() {
 }
 
 #[test]
-fn http2_preface_is_closed_without_a_response() {
-    let srv = TestServer::start(HttpSettings::default(), echo());
-    let r = srv.roundtrip_close(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-    assert!(r.is_empty() || r.starts_with("HTTP/1.1 4"), "{r}");
-}
-
-#[test]
 fn body_limits() {
     let settings = HttpSettings {
         max_body: 1000,
