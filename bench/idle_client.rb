@@ -22,7 +22,8 @@ require "openssl"
 
 port, count, open_for, hold = ARGV.first(4).map { |a| Integer(a) }
 mode = ARGV.fetch(4)
-raise ArgumentError, "mode must be plain, tls, get or h2c, got #{mode.inspect}" unless %w[plain tls get h2c].include?(mode)
+MODES = %w[plain tls get h2c].freeze
+raise ArgumentError, "mode must be one of #{MODES.join(', ')}, got #{mode.inspect}" unless MODES.include?(mode)
 
 _, hard = Process.getrlimit(:NOFILE)
 Process.setrlimit(:NOFILE, hard, hard)

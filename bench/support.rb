@@ -149,7 +149,9 @@ def nginx_conf(nginx, dir, public, port, tls: nil)
   # with a warning, so it is only written for root).
   user = Process.uid.zero? ? "user #{Etc.getpwuid(Process.uid).name} #{Etc.getgrgid(Process.gid).name};" : ""
   temps = %w[client_body proxy fastcgi uwsgi scgi].map { |t| "  #{t}_temp_path \"#{dir}/nginx-#{t}\";" }
-  certificate = tls ? "\n    ssl_certificate \"#{tls[0]}\";\n    ssl_certificate_key \"#{tls[1]}\";" : ""
+  # TLS 1.3 as well: nginx before 1.23.4 offers only up to TLS 1.2 by default.
+  certificate = tls ? "\n    ssl_certificate \"#{tls[0]}\";\n    ssl_certificate_key \"#{tls[1]}\";" \
+                      "\n    ssl_protocols TLSv1.2 TLSv1.3;" : ""
   <<~CONF.lstrip
     #{user}
     daemon off;
