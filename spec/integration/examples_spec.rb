@@ -65,10 +65,15 @@ RSpec.describe "examples/" do
     server&.stop
   end
 
-  # Over TLS (`-tls`: a self-signed certificate), the page uses wss:// and https.
-  it "chat.ru does the same over TLS: https, wss and an EventSource over TLS" do
-    server = ServerProcess.new(["-t", "2", "-tls", File.join(ROOT, "examples", "chat.ru")])
+  # Over TLS (`-tls`: a self-signed certificate), the page uses wss:// and https; Chromium
+  # agrees on HTTP/2 (ALPN), and opens its WebSocket as an extended CONNECT stream (RFC 8441)
+  # on the same connection.
+  it "chat.ru does the same over TLS and HTTP/2: the page, the EventSource and the WebSocket on h2 streams" do
+    server = ServerProcess.new(["-t", "2", "-tls", "-v", File.join(ROOT, "examples", "chat.ru")])
     chat_round_trip(server, "https", "--ignore-certificate-errors")
+    log = server.log_with(%r{"CONNECT /ws HTTP/2" 200})
+    expect(log).to match(%r{"GET /\?auto=1&nick=chromium HTTP/2" 200|"GET / HTTP/2" 200})
+    expect(log).to match(%r{"CONNECT /ws HTTP/2" 200})
   ensure
     server&.stop
   end

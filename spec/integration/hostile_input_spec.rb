@@ -441,6 +441,24 @@ module HostileInput
     Process.clock_gettime(Process::CLOCK_MONOTONIC)
   end
 
+  # After the HTTP/2 preface and garbage: HTTP/2 frames, the server's SETTINGS first, and
+  # a GOAWAY if anything more (the garbage is a connection error).
+  def h2_verdict(out)
+    return nil if out.empty? # closed before it wrote (the client left first)
+    return "not HTTP/2 SETTINGS after the preface: #{out.byteslice(0, 40).inspect}" unless out.bytesize >= 9 && out.getbyte(3) == 4
+
+    types = []
+    pos = 0
+    while pos + 9 <= out.bytesize
+      len = (out.getbyte(pos) << 16) | (out.getbyte(pos + 1) << 8) | out.getbyte(pos + 2)
+      types << out.getbyte(pos + 3)
+      pos += 9 + len
+    end
+    return "HTTP/2 frames of unknown types #{types.inspect}" unless (types - [0, 1, 3, 4, 6, 7, 8]).empty?
+
+    nil
+  end
+
   # Splits a byte stream into HTTP/1.x responses. `methods` (when known): the requests'
   # methods in order, so HEAD responses are read without a body. Anything that is not a
   # response where one must start is an error; a response cut short is just incomplete.
@@ -538,8 +556,13 @@ module HostileInput
     end
   end
 
+  # What every HTTP/2 client sends first: the server answers it in HTTP/2.
+  H2_PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".b
+
   # What is wrong with this exchange, if anything (nil when fine).
   def verdict(c, out, notes)
+    return h2_verdict(out) if c.bytes.b.start_with?(H2_PREFACE)
+
     parsed = parse(out, c.methods)
     return parsed.error if parsed.error
 

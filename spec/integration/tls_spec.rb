@@ -171,7 +171,8 @@ module TlsHelpers
             ctx.load_cert_chain(req["cert"], req["key"])
         if req.get("max"):
             ctx.maximum_version = getattr(ssl.TLSVersion, req["max"])
-        ctx.set_alpn_protocols(req.get("alpn", ["h2", "http/1.1"]))
+        # It speaks HTTP/1.1, so it offers only that (offered h2 too, the server picks h2).
+        ctx.set_alpn_protocols(req.get("alpn", ["http/1.1"]))
         with socket.create_connection(("127.0.0.1", req["port"]), timeout=5) as raw:
             with ctx.wrap_socket(raw, server_hostname=req["servername"]) as tls:
                 out["version"] = tls.version()
@@ -733,23 +734,28 @@ RSpec.describe "TLS", skip: (TlsCerts.openssl? ? false : "the openssl command is
         expect(http_get(port("control"), "/hijack").body).to eq("true true")
       end
 
-      it "speaks TLS 1.2 and TLS 1.3 (curl --tlsv1.2 --tls-max 1.2, --tlsv1.3) and offers http/1.1 by ALPN" do
+      it "speaks TLS 1.2 and TLS 1.3 (curl --tlsv1.2 --tls-max 1.2, --tlsv1.3) and offers h2 and http/1.1 by ALPN" do
         need("curl")
         { %w[--tlsv1.2 --tls-max 1.2] => "TLSv1.2", %w[--tlsv1.3] => "TLSv1.3" }.each do |flags, version|
           out, err, status = curl("-v", "--cacert", certs.ca, *flags, *https(port("main"), "/scheme"))
           expect([status.success?, out]).to eq([true, "https"]), err
           expect(err).to match(/SSL connection using #{Regexp.escape(version)} /)
+          expect(err).to include("ALPN: server accepted h2")
+          out, err, status = curl("-v", "--http1.1", "--cacert", certs.ca, *flags, *https(port("main"), "/scheme"))
+          expect([status.success?, out]).to eq([true, "https"]), err
           expect(err).to include("ALPN: server accepted http/1.1")
         end
       end
 
-      it "answers openssl s_client's ALPN h2,http/1.1 with http/1.1, over TLS 1.2 and 1.3" do
+      it "answers openssl s_client's ALPN h2,http/1.1 with h2 and http/1.1 alone with http/1.1, over TLS 1.2 and 1.3" do
         need("openssl")
         %w[-tls1_2 -tls1_3].each do |version|
-          output = s_client(port("main"), version, "-servername", "localhost", "-alpn", "h2,http/1.1", "-CAfile", certs.ca)
-          expect(s_client_connected?(output)).to be(true), output
-          expect(output).to include("ALPN protocol: http/1.1")
-          expect(output).to include("Verify return code: 0 (ok)")
+          { "h2,http/1.1" => "h2", "http/1.1" => "http/1.1", "http/1.1,h2" => "h2" }.each do |offered, agreed|
+            output = s_client(port("main"), version, "-servername", "localhost", "-alpn", offered, "-CAfile", certs.ca)
+            expect(s_client_connected?(output)).to be(true), output
+            expect(output).to include("ALPN protocol: #{agreed}")
+            expect(output).to include("Verify return code: 0 (ok)")
+          end
         end
       end
 
