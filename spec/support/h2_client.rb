@@ -121,24 +121,25 @@ class H2Client
   end
 
   # Frames until `stream` ends (or is reset, or the connection ends): [status, body, frames].
-  # Each DATA frame's length is given back with WINDOW_UPDATEs unless `window: false`.
+  # Each DATA frame's length is given back with WINDOW_UPDATEs (the connection's for every
+  # stream, the stream's for `stream`) unless `window: false`.
   def response(stream, timeout: 10, window: true)
     status = nil
     body = "".b
     frames = []
     while (f = next_frame(timeout))
       frames << f
+      # Any stream's data took from the connection's window: it is given back.
+      if window && f.type == :data && !f.payload.empty?
+        increment = [f.payload.bytesize].pack("N")
+        send_frame(:window_update, 0, 0, increment)
+        send_frame(:window_update, 0, stream, increment) if f.stream == stream && !f.end_stream?
+      end
       next unless f.stream == stream || f.type == :goaway
 
       case f.type
       when :headers then status ||= H2Client.status(f.payload)
-      when :data
-        body << f.payload
-        if window && !f.payload.empty?
-          increment = [f.payload.bytesize].pack("N")
-          send_frame(:window_update, 0, 0, increment)
-          send_frame(:window_update, 0, stream, increment) unless f.end_stream?
-        end
+      when :data then body << f.payload
       when :rst_stream then return [:reset, body, frames]
       when :goaway then return [:goaway, body, frames] if status.nil? || f.stream < stream
       end

@@ -303,6 +303,22 @@ fn at_shutdown_a_keep_alive_request_still_gets_its_answer_with_connection_close(
 }
 
 #[test]
+fn at_shutdown_a_connection_accepted_before_its_first_request_is_still_answered() {
+    let srv = TestServer::start(HttpSettings::default(), echo());
+    let mut s = srv.connect();
+    std::thread::sleep(Duration::from_millis(50)); // accepted, nothing sent yet
+    srv.shutdown.trigger();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let first = read_response(&mut s);
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "then it closes");
+}
+
+#[test]
 fn a_public_folder_is_served_before_the_app_and_nothing_escapes_it() {
     let dir = tempfile::tempdir().unwrap();
     let outside = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@
 #   /big              a 4 MiB body in memory
 #   /slow?s=S         "slow" after sleeping S seconds (default 1)
 #   /count            how many requests reached the app (all routes)
+#   /raise            raises
 #   /sendfile         an X-Sendfile answer for ENV["H2_FILE"]
 #   /sse              an event stream writing "hi" (its on_close is logged "sse closed")
 #   /ws               a WebSocket echo (its on_close is logged "ws closed")
@@ -68,6 +69,7 @@ run(lambda do |env|
     sleep((env["QUERY_STRING"][/s=([\d.]+)/, 1] || 1).to_f)
     [200, {}, ["slow"]]
   when "/count" then [200, {}, [COUNT.size.to_s]]
+  when "/raise" then raise "boom over h2"
   when "/sendfile" then [200, { "x-sendfile" => ENV.fetch("H2_FILE") }, []]
   when "/sse"
     env["rack.upgrade"] = H2Events.new if env["rack.upgrade?"] == :sse

@@ -121,13 +121,15 @@ async fn serve_one(
     // HTTP/2 or HTTP/1.x? (Boxed: neither future weighs on the other's connections.)
     let (stream, ahead) = match &site.h2 {
         None => (stream, bytes::Bytes::new()),
-        Some(_) => match Box::pin(h2::sniff(stream, site.settings.timeout, &shutdown)).await {
-            Sniffed::Http1(stream, ahead) => (stream, ahead),
-            Sniffed::Http2(io) => {
-                return Box::pin(h2::serve(io, peer, site, shutdown, ticket)).await;
+        Some(_) => {
+            match Box::pin(h2::sniff(stream, site.settings.timeout, LINGER, &shutdown)).await {
+                Sniffed::Http1(stream, ahead) => (stream, ahead),
+                Sniffed::Http2(io) => {
+                    return Box::pin(h2::serve(io, peer, site, shutdown, ticket)).await;
+                }
+                Sniffed::Gone => return,
             }
-            Sniffed::Gone => return,
-        },
+        }
     };
     let svc_site = site.clone();
     let idle = Arc::new(Idle::new());

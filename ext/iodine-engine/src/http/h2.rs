@@ -93,8 +93,15 @@ pub(super) enum Sniffed {
 
 /// Tells HTTP/2 from HTTP/1.x: by ALPN under TLS, else by the preface. On cleartext the
 /// first bytes are read here (the read hyper would have made: no extra system call), and
-/// only a connection whose bytes so far could be the preface is read further.
-pub(super) async fn sniff(mut stream: Stream, wait: Duration, shutdown: &Shutdown) -> Sniffed {
+/// only a connection whose bytes so far could be the preface is read further. A shutdown
+/// leaves the client `linger` more to send its first request (it was accepted: it gets an
+/// answer, as keep-alive connections do while the server drains).
+pub(super) async fn sniff(
+    mut stream: Stream,
+    wait: Duration,
+    linger: Duration,
+    shutdown: &Shutdown,
+) -> Sniffed {
     if stream.is_tls() {
         return match stream.alpn_protocol() {
             Some(b"h2") => Sniffed::Http2(Resumed::new(stream, Bytes::new())),
@@ -102,10 +109,16 @@ pub(super) async fn sniff(mut stream: Stream, wait: Duration, shutdown: &Shutdow
         };
     }
     let mut buf = BytesMut::with_capacity(4096);
+    let mut deadline = tokio::time::Instant::now() + wait;
+    let mut stopping = false;
     loop {
         let read = tokio::select! {
-            read = tokio::time::timeout(wait, stream.read_buf(&mut buf)) => read,
-            _ = shutdown.triggered() => return Sniffed::Gone,
+            read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
+            _ = shutdown.triggered(), if !stopping => {
+                stopping = true;
+                deadline = deadline.min(tokio::time::Instant::now() + linger);
+                continue;
+            }
         };
         match read {
             Ok(Ok(0)) if buf.is_empty() => return Sniffed::Gone,
