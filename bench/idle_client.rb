@@ -49,6 +49,18 @@ handshake = lambda do |sock, by|
   end
 end
 
+# Appends what `sock` has to `data`, waiting until `by`; raises at the deadline or on close.
+read_more = lambda do |sock, data, by|
+  left = by - now.call
+  raise "no whole answer within 10 s" if left <= 0
+
+  case (chunk = sock.read_nonblock(16_384, exception: false))
+  when :wait_readable then IO.select([sock], nil, nil, left)
+  when nil then raise "closed by the server after #{data.bytesize} bytes"
+  else data << chunk
+  end
+end
+
 # One whole answer from `sock` before `by`, or an exception.
 read_response = lambda do |sock, by|
   data = +""
@@ -60,14 +72,7 @@ read_response = lambda do |sock, by|
       raise "no content-length in #{data[0, head_end].inspect}" unless length
       return data if data.bytesize >= head_end + 4 + length.to_i
     end
-    left = by - now.call
-    raise "no whole answer within 10 s" if left <= 0
-
-    case (chunk = sock.read_nonblock(16_384, exception: false))
-    when :wait_readable then IO.select([sock], nil, nil, left)
-    when nil then raise "closed by the server after #{data.bytesize} bytes"
-    else data << chunk
-    end
+    read_more.call(sock, data, by)
   end
 end
 
@@ -105,14 +110,7 @@ read_h2_response = lambda do |sock, by|
       end
       return if stream == 1 && [0, 1].include?(type) && flags.anybits?(0x1) # END_STREAM
     end
-    left = by - now.call
-    raise "no whole answer within 10 s" if left <= 0
-
-    case (chunk = sock.read_nonblock(16_384, exception: false))
-    when :wait_readable then IO.select([sock], nil, nil, left)
-    when nil then raise "closed by the server after #{data.bytesize} bytes"
-    else data << chunk
-    end
+    read_more.call(sock, data, by)
   end
 end
 

@@ -36,6 +36,7 @@ module Iodine
         [%w[-warmup -preload --preload], :bool, :warmup, "Warm the app up before serving: load its autoloaded constants, then answer one GET / (in the master, before forking)."]
       ].freeze
       HELP_FLAGS = %w[-? -h -help --help].freeze
+      VERSION_FLAGS = %w[--version -version].freeze
 
       # A command-line mistake: the message is shown with a pointer to the help.
       class Error < StandardError; end
@@ -66,6 +67,10 @@ module Iodine
           arg = args.shift
           if HELP_FLAGS.include?(arg.downcase)
             puts help
+            exit 0
+          end
+          if VERSION_FLAGS.include?(arg)
+            puts "iodine #{Iodine::VERSION} (Rust edition) on Ruby #{RUBY_VERSION}"
             exit 0
           end
           if arg == "--"
@@ -204,6 +209,7 @@ module Iodine
 
           #{lines.join("\n")}
             -?, -h, -help, --help              Show this help.
+            --version                          Show the version.
 
           Environment: PORT, THREADS, WEB_CONCURRENCY / WORKERS, IODINE_REDIS_URL, SCRIPT_NAME.
         HELP

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "spec_helper"
+require_relative "../../lib/iodine/version"
 require "open3"
 
 RSpec.describe "the iodine command" do
@@ -13,6 +14,14 @@ RSpec.describe "the iodine command" do
       out, _err, status = iodine(flag)
       expect(status.exitstatus).to eq(0)
       expect(out).to include("Usage: iodine").and include("-threads, -t")
+    end
+  end
+
+  it "prints its version for --version and exits 0" do
+    %w[--version -version].each do |flag|
+      out, _err, status = iodine(flag)
+      expect(status.exitstatus).to eq(0)
+      expect(out).to eq("iodine #{Iodine::VERSION} (Rust edition) on Ruby #{RUBY_VERSION}\n")
     end
   end
 

@@ -12,7 +12,7 @@ require_relative "../support/command"
 RSpec.describe "HTTP/2" do
   include CommandHelpers
 
-  APP = File.join(ServerProcess::APPS, "http2.ru")
+  H2_APP = File.join(ServerProcess::APPS, "http2.ru")
 
   def h2_tools!
     %w[curl nghttp h2load].each do |tool|
@@ -22,7 +22,7 @@ RSpec.describe "HTTP/2" do
   end
 
   def start(*flags, env: {})
-    ServerProcess.new(["-t", "4", "-w", "1", *flags, APP], env: env)
+    ServerProcess.new(["-t", "4", "-w", "1", *flags, H2_APP], env: env)
   end
 
   def curl(*args, seconds: 20)
@@ -464,7 +464,7 @@ RSpec.describe "HTTP/2" do
     # example above).
     it "loses no request it took when USR1 replaces the workers under h2load" do
       h2_tools!
-      server = ServerProcess.new(["-t", "2", "-w", "2", APP])
+      server = ServerProcess.new(["-t", "2", "-w", "2", H2_APP])
       signaller = Thread.new do
         sleep 1.5
         server.signal("USR1")

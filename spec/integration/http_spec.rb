@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "spec_helper"
+require_relative "../../lib/iodine/version"
 require "json"
 
 RSpec.describe "HTTP/1.1 serving a Rack app" do
@@ -38,7 +39,7 @@ RSpec.describe "HTTP/1.1 serving a Rack app" do
       "HTTP_VERSION" => "HTTP/1.1", "REMOTE_ADDR" => "127.0.0.1", "SCRIPT_NAME" => "",
       "HTTP_COOKIE" => "k=v", "HTTP_X_CUSTOM" => "yes", "rack.url_scheme" => "http",
       "input_class" => "Iodine::Base::RackIO", "rack.version" => [1, 3], "rack.multithread" => true,
-      "rack.hijack?" => true
+      "rack.hijack?" => true, "SERVER_SOFTWARE" => "iodine/#{Iodine::VERSION}"
     )
   end
 

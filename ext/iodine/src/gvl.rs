@@ -271,6 +271,20 @@ pub fn dup_fd(fd: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(copy) })
 }
 
+/// Takes ownership of descriptor `fd`, handed to this process by a service manager
+/// (`LISTEN_FDS`, see the engine's `server::activation`); None when it isn't open.
+pub fn inherited_fd(fd: std::os::fd::RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl(F_GETFD) only reads its integer argument; -1 means `fd` is not open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: sd_listen_fds(3): the descriptors LISTEN_FDS names are this process's to own
+    // (LISTEN_PID is this process). Their numbers are read once (the variables are removed
+    // then), and nothing else in the process takes them.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 /// Writes one byte to `fd` (a pipe the main thread waits on) to wake it; ignores errors (a
 /// full pipe already wakes it). Any thread, no GVL needed.
 pub fn write_wake(fd: std::os::fd::RawFd) {

@@ -34,5 +34,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[magnus::init(name = "iodine")]
 fn init(ruby: &Ruby) -> Result<(), Error> {
     gvl::register_fork_handler();
+    // systemd socket activation: the listening sockets handed to this process, for the
+    // listeners of their addresses (read once, in the process that loads the gem).
+    let inherited = iodine_engine::server::activation::descriptors_for_us()
+        .filter_map(gvl::inherited_fd)
+        .collect();
+    iodine_engine::server::activation::offer(inherited);
     ruby_api::init(ruby)
 }

@@ -235,7 +235,10 @@ async fn respond(
     }
     let head_request = req.method() == Method::HEAD;
     let mut res = match dispatch(req, peer, &site, None).await {
-        Answer::Server(res) => res,
+        Answer::Server(mut res) => {
+            res.body_mut().hold_until_sent(busy); // a static file keeps the connection busy
+            res
+        }
         Answer::App(mut r) => match std::mem::take(&mut r.body) {
             Body::Upgrade(upgrade) => take_over(r, upgrade, tunnel, &site, busy, shutdown),
             body => {

@@ -55,6 +55,15 @@ pub struct SocketFile {
 }
 
 impl SocketFile {
+    /// A socket file another process made (a service manager's): never removed here.
+    pub(super) fn not_ours(path: &Path) -> Self {
+        SocketFile {
+            path: path.to_path_buf(),
+            id: (0, 0),
+            creator: 0,
+        }
+    }
+
     fn created(path: &Path) -> io::Result<Self> {
         let meta = std::fs::symlink_metadata(path)?;
         Ok(SocketFile {
@@ -217,7 +226,13 @@ pub fn bind(address: &Address) -> io::Result<BoundListener> {
 
 /// [`bind`], with the permission bits a Unix socket file gets (`unix_mode`, e.g. `0o660`;
 /// ignored for TCP).
+///
+/// A socket inherited from a service manager for this address (see `activation.rs`) is used
+/// instead of binding.
 pub fn bind_with_mode(address: &Address, unix_mode: u32) -> io::Result<BoundListener> {
+    if let Some(inherited) = super::activation::take(address) {
+        return Ok(inherited);
+    }
     match address {
         Address::Unix(path) => bind_unix(path, unix_mode & 0o7777),
         Address::Tcp { host, port } => bind_tcp(host.as_deref(), *port),

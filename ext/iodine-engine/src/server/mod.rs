@@ -6,6 +6,7 @@
 //! `SO_REUSEPORT` socket per worker) before it forks.
 
 mod accept;
+pub mod activation;
 mod listener;
 mod shutdown;
 mod spread;

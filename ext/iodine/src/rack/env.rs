@@ -190,6 +190,10 @@ pub fn template(ruby: &Ruby, tls: bool, port: u16) -> Result<RHash, Error> {
         script_name
     };
     t.aset("SCRIPT_NAME", frozen(&script_name))?;
+    t.aset(
+        "SERVER_SOFTWARE",
+        frozen(concat!("iodine/", env!("CARGO_PKG_VERSION"))),
+    )?;
     t.aset("QUERY_STRING", ruby.get_inner(keys().empty))?;
     Ok(t)
 }

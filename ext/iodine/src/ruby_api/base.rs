@@ -100,6 +100,8 @@ fn start_server(ruby: &Ruby, io_threads: usize, ruby_threads: usize) -> Result<R
     // The bridge opens first: connections the kernel queued since `listen` are accepted as
     // soon as the runtime starts, and their requests must find it open.
     crate::rack::batch_replies(ruby_threads <= 1);
+    // Inherited sockets no listener asked for are closed, as puma does.
+    iodine_engine::server::activation::close_unclaimed();
     bridge::open(ruby_threads);
     let described = server::start(io_threads).map_err(|e| {
         bridge::close();
