@@ -22,6 +22,7 @@ module Iodine
         [%w[-head-timeout -htout], :int, :head_timeout, "Seconds a client may take to send a request head (default 20)."],
         [%w[-body-timeout -btout], :int, :body_timeout, "Seconds a request body may take, plus 1 s per min-rate KiB received (default 30)."],
         [%w[-min-rate], :int, :min_upload_rate, "Slowest upload accepted, in KiB/s (default 4; 0 = no minimum)."],
+        [%w[-metrics], :string, :metrics, "Serve Iodine.stats as Prometheus text on this path (e.g. /metrics), before the app."],
         [%w[-max-streams], :int, :max_streams, "Most HTTP/2 streams a connection may have open at once (default 100)."],
         [%w[-ping], :int, :ping, "WebSocket/SSE ping interval in seconds (1..255, default 40)."],
         [%w[-tls], :bool, :tls_self, "Serve TLS with a self-signed certificate."],

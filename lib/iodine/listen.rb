@@ -6,8 +6,8 @@ module Iodine
     module Listen
       # Keys filled from DEFAULT_SETTINGS when the caller did not pass them (or passed nil).
       DEFAULTED = %i[address app body_timeout cache_control cookies handler head_timeout headers http2 log max_body
-                     max_clients max_headers max_msg max_streams method min_upload_rate path ping port public timeout
-                     tls].freeze
+                     max_clients max_headers max_msg max_streams method metrics min_upload_rate path ping port public
+                     timeout tls].freeze
       # Connections kept free of `max_clients` for files, pipes and the rest (the C gem's 64).
       FD_MARGIN = 64
       # The C gem's cap on connections per process (FIO_MAX_SOCK_CAPACITY).
@@ -149,6 +149,7 @@ module Iodine
           ping: timeout(opts[:ping]),
           tls: opts[:tls],
           http2: opts[:http2] != false,
+          metrics: metrics_path(opts[:metrics]),
           max_streams: limited(:max_streams, positive(opts[:max_streams], 100))
         }
         if opts[:public]
@@ -160,6 +161,14 @@ module Iodine
           native[:cache_control] = opts[:cache_control].to_s if opts[:cache_control]
         end
         Base.listen_http(handler, native)
+      end
+
+      # The metrics page's path (`metrics:` / `-metrics`): nil for none; it must start with "/".
+      def metrics_path(value)
+        return nil if value.nil? || value == false || value.to_s.empty?
+        raise OptionError, "metrics must be a path starting with /, got #{value.inspect}" unless value.to_s.start_with?("/")
+
+        value.to_s
       end
 
       # The permission bits of a Unix socket file: 0777 unless `unix_mode:` says otherwise (an

@@ -83,6 +83,7 @@ pub async fn run_raw(
     match connect(&target, tls.as_ref(), timeout).await {
         Ok(stream) => {
             let (link, events) = upgrade.start();
+            link.mark_client();
             crate::raw::session(stream, link, events, settings, shutdown, ticket).await
         }
         Err(e) => {
@@ -132,6 +133,7 @@ pub async fn run_websocket(
     match opened {
         Ok(io) => {
             let (link, events) = upgrade.start();
+            link.mark_client();
             let ws = crate::websocket::open(io, Role::Client, &settings);
             crate::websocket::session(ws, link, events, settings, shutdown, ticket).await
         }

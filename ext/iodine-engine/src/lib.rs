@@ -47,6 +47,7 @@ pub mod redis;
 pub mod server;
 mod session;
 pub mod sse;
+pub mod stats;
 pub mod timers;
 pub mod tls;
 pub mod util;

@@ -120,6 +120,8 @@ pub struct Link {
     /// The backlog overflowed: the session must end at once (read without the lock, on
     /// every poll of the session).
     aborted: AtomicBool,
+    /// This process opened the connection (`Iodine.connect`): counted as a client.
+    client: AtomicBool,
     /// Ping / keep-alive interval in seconds (0: the listener's default).
     timeout: AtomicU32,
     /// The listener's default interval in seconds, as the session last applied it.
@@ -149,6 +151,7 @@ impl Link {
             signalled: AtomicBool::new(false),
             polling: AtomicU8::new(NOT_POLLING),
             aborted: AtomicBool::new(false),
+            client: AtomicBool::new(false),
             timeout: AtomicU32::new(0),
             default_timeout: AtomicU32::new(0),
             inbound_bytes: AtomicUsize::new(0),
@@ -160,6 +163,24 @@ impl Link {
     /// The protocol.
     pub fn protocol(&self) -> Protocol {
         self.protocol
+    }
+
+    /// Marks a connection this process opened (before its session starts).
+    pub(crate) fn mark_client(&self) {
+        self.client.store(true, Ordering::Relaxed);
+    }
+
+    /// What [`crate::stats`] counts the connection as.
+    pub(crate) fn kind(&self) -> crate::stats::Kind {
+        use crate::stats::Kind;
+        if self.client.load(Ordering::Relaxed) {
+            return Kind::Client;
+        }
+        match self.protocol {
+            Protocol::WebSocket => Kind::WebSocket,
+            Protocol::Sse => Kind::Sse,
+            Protocol::Raw => Kind::Raw,
+        }
     }
 
     /// Queues a message; never blocks. Past [`OUTGOING_LIMIT`] of backlog the connection is
@@ -181,6 +202,7 @@ impl Link {
                 out.queue.clear();
                 drop(out);
                 self.aborted.store(true, Ordering::Release);
+                crate::stats::dropped();
                 crate::warning!(
                     "closing a client that stopped reading ({OUTGOING_LIMIT} bytes unsent)"
                 );

@@ -88,6 +88,8 @@ struct Bridge {
     interrupts: AtomicU64,
     /// Size of the Ruby worker pool.
     workers: AtomicUsize,
+    /// Workers running a task now (`Iodine.stats`).
+    busy: AtomicUsize,
     /// The standby drives the reactor (a worker that waits for work wakes it to take over).
     standby_driving: AtomicBool,
 }
@@ -102,6 +104,7 @@ impl Bridge {
             open: AtomicBool::new(false),
             interrupts: AtomicU64::new(0),
             workers: AtomicUsize::new(1),
+            busy: AtomicUsize::new(0),
             standby_driving: AtomicBool::new(false),
         }
     }
@@ -219,6 +222,32 @@ pub fn kick() {
     }
 }
 
+/// A worker running a task, counted until dropped (a task that jumps out counts too).
+struct Busy;
+
+impl Busy {
+    fn new() -> Busy {
+        bridge().busy.fetch_add(1, Ordering::Relaxed);
+        Busy
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        bridge().busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The worker pool now: (threads, busy, tasks queued); threads is 0 before the server runs.
+pub fn pool() -> (usize, usize, usize) {
+    let b = bridge();
+    let threads = match b.open.load(Ordering::Relaxed) {
+        true => b.workers.load(Ordering::Relaxed),
+        false => 0,
+    };
+    (threads, b.busy.load(Ordering::Relaxed), b.queue.len())
+}
+
 /// Lets `workers` Ruby threads run (called by `Iodine.start` before they start).
 pub fn open(workers: usize) {
     discard_pending(); // anything a previous run left behind belongs to dead connections
@@ -267,6 +296,7 @@ pub fn work(ruby: &Ruby) -> Result<bool, Error> {
     loop {
         while let Some(task) = bridge().queue.pop() {
             (hooks.before_job)();
+            let _busy = Busy::new();
             if let Err(jump) = task.run(ruby) {
                 leave(); // this thread may not come back: another takes the reactor now
                 return Err(jump);

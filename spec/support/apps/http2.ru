@@ -9,9 +9,12 @@
 #   /slow?s=S         "slow" after sleeping S seconds (default 1)
 #   /count            how many requests reached the app (all routes)
 #   /raise            raises
+#   /stats            Iodine.stats as JSON
+#   /publish          subscribes (once) to "stats-channel" with a block, publishes "hi" there
 #   /sendfile         an X-Sendfile answer for ENV["H2_FILE"]
 #   /sse              an event stream writing "hi" (its on_close is logged "sse closed")
 #   /ws               a WebSocket echo (its on_close is logged "ws closed")
+require "json"
 require "stringio"
 
 COUNT = Queue.new
@@ -70,6 +73,12 @@ run(lambda do |env|
     [200, {}, ["slow"]]
   when "/count" then [200, {}, [COUNT.size.to_s]]
   when "/raise" then raise "boom over h2"
+  when "/stats" then [200, { "content-type" => "application/json" }, [JSON.generate(Iodine.stats)]]
+  when "/publish"
+    Iodine.subscribe("stats-channel") { |_ch, _msg| nil } unless defined?(@subscribed) && @subscribed
+    @subscribed = true
+    Iodine.publish("stats-channel", "hi")
+    [200, {}, ["published"]]
   when "/sendfile" then [200, { "x-sendfile" => ENV.fetch("H2_FILE") }, []]
   when "/sse"
     env["rack.upgrade"] = H2Events.new if env["rack.upgrade?"] == :sse

@@ -57,6 +57,7 @@ pub fn is_clustered() -> bool {
 /// Publishes `message` to `channel` for the processes of `reach` (None: this process only).
 /// Outside a cluster `Cluster` and `Root` deliver here and `Siblings` reaches nobody.
 pub fn publish(reach: Option<Reach>, channel: Bytes, message: Bytes) {
+    crate::stats::published();
     let uplink = UPLINK.read().clone();
     match (reach, uplink) {
         (Some(reach), Some(uplink)) => uplink.publish(reach, channel, message),

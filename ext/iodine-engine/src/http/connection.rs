@@ -118,6 +118,7 @@ async fn serve_one(
     shutdown: Shutdown,
     ticket: Ticket,
 ) {
+    let _open = crate::stats::Open::new(crate::stats::Kind::Http);
     // HTTP/2 or HTTP/1.x? (Boxed: neither future weighs on the other's connections.)
     let (stream, ahead) = match &site.h2 {
         None => (stream, bytes::Bytes::new()),
@@ -162,6 +163,7 @@ async fn serve_one(
                 )
             });
             let mut res = respond(req, peer, &site, &hijack, &slot).await;
+            count(&res);
             if res.status().as_u16() >= 400 && res.extensions().get::<ServerMade>().is_some() {
                 if let Some(page) = site
                     .settings
@@ -379,6 +381,12 @@ pub(super) async fn dispatch(
     if let Err(rejected) = check(&parts, &site.settings) {
         return Answer::Server(rejected);
     }
+    if let Some(page) = &site.settings.metrics {
+        let asked = parts.uri.path() == &**page;
+        if asked && (parts.method == Method::GET || head_request) {
+            return Answer::Server(metrics(head_request));
+        }
+    }
     // Static files first, on this IO thread (requests that ask for an upgrade never).
     if let Some(public) = &site.settings.public {
         if !parts.headers.contains_key(header::UPGRADE) {
@@ -454,6 +462,34 @@ fn take_over(
     *slot.lock() = Some(Takeover { head, upgrade });
     hijack.mark_taken();
     error_response(StatusCode::OK, true)
+}
+
+/// The metrics page (Prometheus text), not counted as a request.
+fn metrics(head_request: bool) -> hyper::Response<ResponseBody> {
+    let text = crate::stats::page();
+    let mut res = hyper::Response::new(match head_request {
+        true => ResponseBody::empty(),
+        false => ResponseBody::full(bytes::Bytes::from(text.clone())),
+    });
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    headers.insert(header::CONTENT_LENGTH, http::HeaderValue::from(text.len()));
+    headers.insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    res.extensions_mut().insert(crate::stats::NotCounted);
+    res
+}
+
+/// Counts `res` among the requests answered, unless it is the metrics page.
+pub(super) fn count(res: &hyper::Response<ResponseBody>) {
+    if res.extensions().get::<crate::stats::NotCounted>().is_none() {
+        crate::stats::answered(res.status().as_u16());
+    }
 }
 
 /// Rejects requests no app should see: RFC 9112 §3.2 Host rules (required from HTTP/1.1

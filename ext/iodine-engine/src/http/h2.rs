@@ -249,6 +249,7 @@ async fn respond(
             }
         },
     };
+    super::connection::count(&res);
     if let Some((method, path)) = logged {
         let status = res.status().as_u16();
         res.body_mut().log_when_sent(Entry {

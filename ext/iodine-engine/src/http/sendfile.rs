@@ -160,7 +160,10 @@ pub(crate) fn poll_send(
         Ok(0) => {
             return Poll::Ready(Err(shrank()));
         }
-        Ok(n) => n,
+        Ok(n) => {
+            crate::stats::written(n);
+            n
+        }
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
             ready!(poll_copy(stream, &file, offset, len, cx))?
         }

@@ -45,6 +45,9 @@ pub struct HttpSettings {
     /// Serves HTTP/2 too: h2 by ALPN on TLS, h2c with prior knowledge on cleartext.
     /// Default true.
     pub http2: bool,
+    /// The path of the metrics page (`-metrics`): Prometheus text of [`crate::stats`],
+    /// answered before static files and the application, for GET and HEAD. None: no page.
+    pub metrics: Option<std::sync::Arc<str>>,
     /// Most streams an HTTP/2 client may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
     /// Default 100.
     pub max_streams: u32,
@@ -67,6 +70,7 @@ impl Default for HttpSettings {
             websocket: crate::websocket::WsSettings::default(),
             public: None,
             http2: true,
+            metrics: None,
             max_streams: 100,
         }
     }

@@ -187,6 +187,7 @@ impl Broker {
         for target in &targets {
             target.deliver(channel, message);
         }
+        crate::stats::delivered(targets.len());
         targets.len()
     }
 
@@ -203,6 +204,7 @@ impl Broker {
         for target in &targets {
             target.deliver(channel, message);
         }
+        crate::stats::delivered(targets.len());
         targets.len()
     }
 
@@ -219,6 +221,7 @@ impl Broker {
         for target in &targets {
             target.deliver(channel, message);
         }
+        crate::stats::delivered(targets.len());
         targets.len()
     }
 

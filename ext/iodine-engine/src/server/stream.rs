@@ -251,13 +251,25 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
+        // Bytes are counted on the socket (under TLS: the records, once).
+        let before = buf.filled().len();
+        let polled = match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Moving => Poll::Ready(Err(moving())),
-        }
+            Stream::Tls(s) => return Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Moving => return Poll::Ready(Err(moving())),
+        };
+        crate::stats::read(buf.filled().len() - before);
+        polled
     }
+}
+
+/// A socket write's result, its bytes counted ([`crate::stats`]).
+fn counted(polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+    if let Poll::Ready(Ok(n)) = &polled {
+        crate::stats::written(*n);
+    }
+    polled
 }
 
 impl AsyncWrite for Stream {
@@ -266,12 +278,13 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
+        let polled = match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Stream::Moving => Poll::Ready(Err(moving())),
-        }
+            Stream::Tls(s) => return Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Moving => return Poll::Ready(Err(moving())),
+        };
+        counted(polled)
     }
 
     fn poll_write_vectored(
@@ -279,12 +292,13 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
+        let polled = match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-            Stream::Moving => Poll::Ready(Err(moving())),
-        }
+            Stream::Tls(s) => return Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Stream::Moving => return Poll::Ready(Err(moving())),
+        };
+        counted(polled)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -168,6 +168,7 @@ where
     let interval = link.interval(timing.quiet);
     let stopping = shutdown.signal();
     let counts_inbound = events.reports_handled();
+    let link_kind = link.kind();
     Session {
         state: State {
             io,
@@ -176,6 +177,7 @@ where
             events,
             shutdown,
             _ticket: ticket,
+            _open: crate::stats::Open::new(link_kind),
             timing,
             interval,
             timer_for: TimerFor::Quiet,
@@ -237,6 +239,8 @@ struct State<S, C> {
     events: Arc<dyn Events>,
     shutdown: Shutdown,
     _ticket: Ticket,
+    /// Counted as open ([`crate::stats`]) for the session's life.
+    _open: crate::stats::Open,
     timing: Timing,
     /// The quiet interval in use (the link's timeout may change it).
     interval: Duration,

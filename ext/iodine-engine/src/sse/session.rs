@@ -25,6 +25,7 @@ pub async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let _open = crate::stats::Open::new(link.kind());
     events.on_open();
     events.on_drained();
     let hard_stop = async {

@@ -16,7 +16,7 @@ use crate::{bridge, server};
 /// `:body_timeout` (seconds), `:min_upload_rate` (bytes/s), `:max_clients`, `:log`,
 /// `:max_msg` (bytes), `:ping` (seconds), `:tls` (an `Iodine::TLS` or nil; its handshake
 /// must end within the head timeout), `:http2` (true/false), `:max_streams` (HTTP/2 streams
-/// open at once per connection).
+/// open at once per connection), `:metrics` (the path of the metrics page, or nil).
 fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
     let defaults = HttpSettings::default();
     let public = match opts.lookup::<_, Option<String>>(ruby.to_symbol("public"))? {
@@ -59,6 +59,9 @@ fn listen_http(ruby: &Ruby, app: Value, opts: RHash) -> Result<Value, Error> {
         max_clients: option(ruby, opts, "max_clients", defaults.max_clients)?,
         log: option(ruby, opts, "log", false)?,
         http2: option(ruby, opts, "http2", defaults.http2)?,
+        metrics: opts
+            .lookup::<_, Option<String>>(ruby.to_symbol("metrics"))?
+            .map(std::sync::Arc::from),
         max_streams: option(ruby, opts, "max_streams", defaults.max_streams)?,
         websocket: WsSettings {
             max_msg: option(ruby, opts, "max_msg", defaults.websocket.max_msg)?,

@@ -124,6 +124,10 @@ pub fn is_master() -> bool {
 fn master_init(ruby: &Ruby, workers: usize) -> Result<(), Error> {
     let hub = Hub::new().map_err(|e| exception(ruby.exception_runtime_error(), e.to_string()))?;
     server::spread_listeners(workers);
+    // Where the workers leave their figures for Iodine.stats and the metrics page.
+    if let Err(e) = iodine_engine::stats::board::create(workers) {
+        iodine_engine::warning!("Iodine.stats will show this process only: no stats board ({e})");
+    }
     cluster::set_uplink(Some(hub.uplink()));
     *WAKER.lock() = Some(hub.waker());
     *HUB.lock() = Some(hub);
@@ -207,6 +211,7 @@ fn forked_child(slot: usize) {
     if let Some(mine) = FORKING.lock().take() {
         server::set_cluster_link(mine, slot);
     }
+    iodine_engine::stats::board::join(slot, super::stats::this_pool);
 }
 
 /// `cluster_poll(ms)`: routes what the workers sent, for up to `ms` milliseconds (returns at

@@ -9,6 +9,7 @@ mod mustache;
 mod pubsub;
 mod redis;
 mod sockets;
+pub mod stats;
 mod tls;
 mod utils;
 
@@ -44,6 +45,7 @@ pub fn init(ruby: &Ruby) -> Result<(), Error> {
     let iodine = ruby.define_module("Iodine")?;
     let base = iodine.define_module("Base")?;
     iodine::init(ruby, iodine)?;
+    stats::init(ruby, iodine)?;
     base::init(ruby, base)?;
     crate::errors::init(ruby, base)?;
     crate::marked::init(ruby, base)?;
