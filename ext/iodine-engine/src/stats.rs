@@ -276,7 +276,7 @@ pub fn prometheus(processes: &[Process]) -> String {
             }
         },
     );
-    let simple: [Simple; 8] = [
+    let simple: [Simple; 9] = [
         (
             "iodine_bytes_in_total",
             "counter",
@@ -325,6 +325,12 @@ pub fn prometheus(processes: &[Process]) -> String {
             "Tasks waiting for a Ruby thread.",
             |_, p| p.queued,
         ),
+        (
+            "iodine_pubsub_channels",
+            "gauge",
+            "Channels and patterns subscribed to.",
+            |_, p| p.channels,
+        ),
     ];
     for (name, kind, help, value) in simple {
         metric(name, kind, help, &mut |out| {
@@ -333,21 +339,6 @@ pub fn prometheus(processes: &[Process]) -> String {
             }
         });
     }
-    metric(
-        "iodine_pubsub_channels",
-        "gauge",
-        "Channels and patterns subscribed to.",
-        &mut |out| {
-            for (worker, _, p) in &rows {
-                let _ = writeln!(
-                    out,
-                    "iodine_pubsub_channels{} {}",
-                    labels(*worker, ""),
-                    p.channels
-                );
-            }
-        },
-    );
     out
 }
 
