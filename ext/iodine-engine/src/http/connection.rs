@@ -467,11 +467,7 @@ fn take_over(
 /// The metrics page (Prometheus text), not counted as a request.
 fn metrics(head_request: bool) -> hyper::Response<ResponseBody> {
     let text = crate::stats::page();
-    let mut res = hyper::Response::new(match head_request {
-        true => ResponseBody::empty(),
-        false => ResponseBody::full(bytes::Bytes::from(text.clone())),
-    });
-    let headers = res.headers_mut();
+    let mut headers = http::HeaderMap::with_capacity(3);
     headers.insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -481,6 +477,8 @@ fn metrics(head_request: bool) -> hyper::Response<ResponseBody> {
         header::CACHE_CONTROL,
         http::HeaderValue::from_static("no-store"),
     );
+    let body = Body::Full(bytes::Bytes::from(text));
+    let mut res = super::response::server_made(200, headers, body, head_request);
     res.extensions_mut().insert(crate::stats::NotCounted);
     res
 }
