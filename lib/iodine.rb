@@ -87,6 +87,7 @@ module Iodine
 
       @starting = Process.pid
       begin
+        Cable.install # an app that loaded Action Cable gets its WebSockets served natively
         Base::Runner.new(threads: @threads, workers: @workers).run { |mode| @mode = mode }
       ensure
         @starting = nil
@@ -230,6 +231,7 @@ require_relative "iodine/pubsub"
 require_relative "iodine/redis"
 require_relative "iodine/connection"
 require_relative "iodine/rack_utils"
+require_relative "iodine/cable"
 require_relative "iodine/deprecated"
 require_relative "iodine/rack_handler"
 require_relative "iodine/warmup"

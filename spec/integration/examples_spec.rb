@@ -2,6 +2,7 @@
 
 require "spec_helper"
 require "open3"
+require_relative "../support/chromium"
 require "tmpdir"
 
 # Every example in examples/ must run.
@@ -22,27 +23,12 @@ RSpec.describe "examples/" do
     server&.stop
   end
 
-  # The DOM headless Chromium ends up with for `url` ("" if it hung for a minute); `flags`
-  # are more command-line switches.
-  def dump_dom(chromium, url, *flags)
-    out, writer = IO.pipe
-    pid = Process.spawn(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=#{Dir.mktmpdir}",
-                        "--virtual-time-budget=5000", *flags, "--dump-dom", url, out: writer, err: File::NULL)
-    writer.close
-    reader = Thread.new { out.read }
-    Process.kill("KILL", pid) unless reader.join(60)
-    Process.wait(pid)
-    reader.value.to_s
-  ensure
-    out&.close
-  end
-
   # A real browser: the page opens a WebSocket and an EventSource, and once both are open it
   # sends one message, which comes back through both (pub/sub without a block, from Rust).
   # The same page from `server` in headless Chromium (`flags` added): true once its message
   # came back through both the WebSocket and the EventSource; else the last DOM.
   def chat_round_trip(server, scheme, *flags)
-    chromium = %w[chromium chromium-browser].map { |c| `command -v #{c} 2>/dev/null`.strip }.find { |p| !p.empty? }
+    chromium = Chromium.path
     skip "chromium is not installed (bin/setup installs it)" unless chromium
 
     url = "#{scheme}://127.0.0.1:#{server.port}/?auto=1&nick=chromium"
@@ -52,7 +38,7 @@ RSpec.describe "examples/" do
     # retried (the server stays the same), and the last DOM is shown if none made it.
     dom = nil
     3.times do
-      dom = dump_dom(chromium, url, *flags)
+      dom = Chromium.dump_dom(chromium, url, "--virtual-time-budget=5000", *flags)
       break if wanted.all? { |line| dom.include?(line) }
     end
     wanted.each { |line| expect(dom).to include(line) }

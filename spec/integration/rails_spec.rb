@@ -2,6 +2,8 @@
 
 require "spec_helper"
 require_relative "../support/framework_apps"
+require_relative "../support/chromium"
+require_relative "../support/ws_frames"
 
 # A real Rails 6.1 app (spec/support/apps/rails/: production mode, no database, Action Cable
 # on /cable with the async adapter) served by `exe/iodine`, spoken to with Net::HTTP, raw
@@ -175,10 +177,9 @@ RSpec.describe "A Rails 6.1 app on iodine" do
     end
   end
 
-  describe "Action Cable (stock, full rack.hijack)" do
-    # After its `rack.hijack`, Action Cable returns [-1, {}, []], which a server ignores (the
-    # socket is no longer its own); the last example checks that nothing is logged for it.
-
+  # Each connection's WebSocket, whichever way it is carried (iodine's own layer, or stock
+  # Action Cable's rack.hijack + websocket-driver), behaves the same to Action Cable's clients.
+  shared_examples "Action Cable's protocol" do
     it "welcomes, subscribes and relays broadcasts between two clients (and from an HTTP request)" do
       result = action_cable_client(url: "ws://127.0.0.1:#{port}/cable", clients: %w[alice bob],
                                    channel: "ChatChannel", text: "hello", timeout: 5,
@@ -220,16 +221,155 @@ RSpec.describe "A Rails 6.1 app on iodine" do
       expect(result["clients"]["c0"]["received"].size).to eq(10)
       expect(eventually(5) { open_fds(@server.pid) <= fds + 2 }).to be(true),
                                                                      "open descriptors went from #{fds} to #{open_fds(@server.pid)}"
+      expect(eventually(5) { cable_state["connections"].zero? }).to be(true), "Action Cable still counts #{cable_state}"
       codes, failures = concurrent_gets(port, clients: 4, requests: 5)
       expect(failures).to be_empty
       expect(codes.uniq).to eq(["200"])
     end
 
+    it "forgets a client that vanished without a close frame (Action Cable runs its close)" do
+      socket = TCPSocket.new("127.0.0.1", port)
+      socket.write(WsFrames.upgrade_request("/cable?name=vanisher", port: port, key: "dGhlIHNhbXBsZSBub25jZQ==",
+                                                                   headers: { "Sec-WebSocket-Protocol" => "actioncable-v1-json" }))
+      head = +""
+      head << socket.readpartial(4096) until head.include?("\r\n\r\n")
+      expect(head).to start_with("HTTP/1.1 101").and match(/^sec-websocket-protocol: actioncable-v1-json\r$/i)
+      subscribe = JSON.generate(command: "subscribe", identifier: JSON.generate(channel: "ChatChannel"))
+      socket.write(WsFrames.encode(:text, subscribe))
+      expect(eventually(5) { cable_state["connections"] == 1 }).to be(true), "Action Cable counts #{cable_state}"
+      socket.close # no close frame: the peer is just gone
+      expect(eventually(5) { cable_state["connections"].zero? }).to be(true), "Action Cable still counts #{cable_state}"
+    ensure
+      socket&.close unless socket&.closed?
+    end
+
+    it "serves Rails' own JavaScript client in headless Chromium: it connects, subscribes, speaks and receives",
+       log_allows: [/favicon/] do
+      chromium = Chromium.path
+      skip "chromium is not installed (bin/setup installs it)" unless chromium
+
+      wanted = ["<li>connected</li>", "<li>chromium: hi from chromium</li>"]
+      dom = nil
+      # The page's load (when Chromium dumps it) waits 2 s for an iframe; a loaded machine may
+      # need longer for the page's own traffic: retried, with a longer hold.
+      [2, 4, 8].each do |hold|
+        dom = Chromium.dump_dom(chromium, "http://127.0.0.1:#{port}/chat?name=chromium&hold=#{hold}")
+        break if wanted.all? { |line| dom.include?(line) }
+      end
+      wanted.each { |line| expect(dom).to include(line) }
+    end
+  end
+
+  def cable_state
+    JSON.parse(http_get(port, "/status/cable").body)
+  end
+
+  # Runs the Action Cable client (connect mode) in a thread: its result is the thread's value.
+  def cable_listener(**request)
+    Thread.new { action_cable_client(mode: "connect", timeout: 5, **request) }
+  end
+
+  describe "Action Cable, served by iodine's own WebSocket layer (the default on iodine)" do
+    include_examples "Action Cable's protocol"
+
+    it "is a WebSocket of iodine's, not a hijacked socket" do
+      listener = cable_listener(url: "ws://127.0.0.1:#{port}/cable?name=counted", subscribe: "ChatChannel", listen: 3)
+      seen = eventually(5) { cable_state["connections"] == 1 }
+      state = cable_state
+      expect(seen).to be(true), "Action Cable counts #{state}"
+      expect(state).to include("native" => true, "iodine_websockets" => 1)
+      expect(listener.value["error"]).to be_nil
+      expect(eventually(5) { cable_state.values_at("connections", "iodine_websockets") == [0, 0] }).to be(true), cable_state.to_s
+    end
+
+    it "asks its clients to reconnect when the server stops (Action Cable's server_restart)" do
+      server = ServerProcess.new(["-t", "2", "-w", "1", app_path("rails/config.ru")], env: { "RAILS_ENV" => "production" })
+      listener = Thread.new do
+        action_cable_client(mode: "connect", url: "ws://127.0.0.1:#{server.port}/cable?name=leaving",
+                            subscribe: "ChatChannel", listen: 15, timeout: 5)
+      end
+      expect(eventually(10) { JSON.parse(http_get(server.port, "/status/cable").body)["connections"] == 1 }).to be(true)
+      server.stop
+      result = listener.value
+      expect(result["error"]).to be_nil
+      expect(result["messages"]).to include({ "type" => "disconnect", "reason" => "server_restart", "reconnect" => true })
+      expect(result["closed_by_server"]).to be(true)
+    ensure
+      server&.stop
+    end
+
+    it "serves Action Cable over HTTP/2 too: Chromium's client opens /cable as an extended CONNECT stream" do
+      chromium = Chromium.path
+      skip "chromium is not installed (bin/setup installs it)" unless chromium
+
+      server = ServerProcess.new(["-t", "4", "-w", "1", "-v", "-tls", app_path("rails/config.ru")], env: { "RAILS_ENV" => "production" })
+      wanted = ["<li>connected</li>", "<li>h2: hi from h2</li>"]
+      dom = nil
+      [2, 4, 8].each do |hold|
+        dom = Chromium.dump_dom(chromium, "https://127.0.0.1:#{server.port}/chat?name=h2&hold=#{hold}", "--ignore-certificate-errors")
+        break if wanted.all? { |line| dom.include?(line) }
+      end
+      wanted.each { |line| expect(dom).to include(line) }
+      expect(server.log).to include('"CONNECT /cable HTTP/2" 200') # the access log shows the path
+    ensure
+      server&.stop
+    end
+  end
+
+  describe "Action Cable, stock (IODINE_ACTION_CABLE=hijack: full rack.hijack and websocket-driver)" do
+    before(:all) do
+      @server = ServerProcess.new(["-t", "4", "-w", "1", app_path("rails/config.ru")],
+                                  env: { "RAILS_ENV" => "production", "IODINE_ACTION_CABLE" => "hijack" })
+    end
+    after(:all) { @server&.stop }
+
+    include_examples "Action Cable's protocol"
+
+    it "leaves the socket to Action Cable: iodine counts no WebSocket for it" do
+      listener = cable_listener(url: "ws://127.0.0.1:#{port}/cable?name=hijacked", subscribe: "ChatChannel", listen: 2)
+      seen = eventually(5) { cable_state["connections"] == 1 }
+      state = cable_state
+      expect(seen).to be(true), "Action Cable counts #{state}"
+      expect(state).to include("native" => false, "iodine_websockets" => 0)
+      expect(listener.value["error"]).to be_nil
+    end
+
     it "logs no error for the response Action Cable returns after hijacking the socket" do
+      # After its `rack.hijack`, Action Cable returns [-1, {}, []], which a server ignores
+      # (the socket is no longer its own); the after hook checks the log for it.
       result = action_cable_client(url: "ws://127.0.0.1:#{port}/cable", clients: %w[quiet], timeout: 5)
       expect(result["error"]).to be_nil
       expect(result["clients"]["quiet"]["received"]).to eq([{ "text" => "hello from quiet", "from" => "quiet" }])
-      # the after hook checks the log: no "invalid Rack response" for the [-1, {}, []]
+    end
+  end
+
+  describe "Action Cable with `adapter: iodine` in a 2-worker cluster" do
+    before(:all) do
+      @server = ServerProcess.new(["-t", "4", "-w", "2", app_path("rails/config.ru")],
+                                  env: { "RAILS_ENV" => "production", "CABLE_ADAPTER" => "iodine", "CABLE_MASTER_TICKS" => "1" })
+    end
+    after(:all) { @server&.stop }
+
+    it "loads the adapter from cable.yml's name" do
+      expect(cable_state["adapter"]).to eq("ActionCable::SubscriptionAdapter::Iodine")
+    end
+
+    include_examples "Action Cable's protocol"
+
+    it "delivers broadcasts made in another process (the master's, which serves no WebSocket)" do
+      result = action_cable_client(mode: "connect", url: "ws://127.0.0.1:#{port}/cable?name=ticked",
+                                   subscribe: "TickChannel", listen: 2, timeout: 5)
+      expect(result["error"]).to be_nil
+      ticks = result["messages"].select { |m| m["message"] == { "text" => "tick", "from" => "master" } }
+      expect(ticks.size).to be >= 3
+    end
+
+    it "ends its iodine subscriptions when the last stream of a channel stops" do
+      result = action_cable_client(url: "ws://127.0.0.1:#{port}/cable", clients: %w[one two], timeout: 5)
+      expect(result["error"]).to be_nil
+      # "chat" and each connection's internal channel were subscribed; none is left (the
+      # counts of the other worker are at most 0.5 s old).
+      expect(eventually(5) { cable_state["iodine_channels"].zero? }).to be(true), cable_state.to_s
     end
   end
 end

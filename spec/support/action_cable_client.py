@@ -27,7 +27,9 @@ until the server closes it or `listen` seconds pass.
   {"mode": "connect", "url": "ws://127.0.0.1:3000/cable?name=intruder", "listen": 3}
   -> {"subprotocol": "...", "messages": [{"type": "welcome"}, ...], "close": {"code": 1000,
       "reason": ""}, "closed_by_server": true, "status": null, "error": null}
-  "status" is the HTTP status of a refused handshake.
+  "status" is the HTTP status of a refused handshake. With "subscribe": "<channel>", a
+  subscribe command for that channel is sent right after the connection opens (the welcome,
+  the confirmation and every broadcast are then among "messages", pings too).
 """
 
 import asyncio
@@ -184,6 +186,9 @@ async def connect_only(request):
     result["subprotocol"] = ws.subprotocol
     deadline = time.monotonic() + listen
     try:
+        if request.get("subscribe"):
+            await ws.send(compact({"command": "subscribe",
+                                   "identifier": compact({"channel": request["subscribe"]})}))
         while True:
             left = deadline - time.monotonic()
             if left <= 0:

@@ -3,7 +3,7 @@
 # A minimal single-file Rails 6.1 application, served by `exe/iodine` in
 # spec/integration/rails_spec.rb (config.ru next to this file runs it). Production mode, no
 # database, Rails' own exception pages (public/404.html, public/500.html), a quiet logger,
-# and stock Action Cable on /cable (async adapter: one process).
+# and Action Cable on /cable (async adapter unless CABLE_ADAPTER says otherwise).
 #
 #   GET  /                  an inline ERB template rendered by ActionView (no layout)
 #   GET  /page?name=N       the same, with N HTML-escaped into the page
@@ -17,9 +17,23 @@
 #                           (with Last-Modified, so that Rack::ETag lets it stream)
 #   GET  /live-buffered     the same without Last-Modified: Rack::ETag buffers it whole
 #   GET  /live-state        JSON: Live actions started, chunks they wrote, how many ran their ensure
+#   GET  /status/cable      JSON: Action Cable's open connections, whether iodine serves them
+#                           natively, iodine's WebSocket count, the adapter's class, the pid
+#   GET  /chat              a page whose script is Rails' own Action Cable JavaScript client:
+#                           it connects as ?name=N, subscribes to ChatChannel, speaks "hi from N"
+#                           and lists what it receives in <ul id="log">; its load event waits
+#                           for an iframe of /hold?seconds=S (S = ?hold=, 2 unless given), so
+#                           that headless Chromium's --dump-dom shows the list after S seconds
+#   GET  /hold?seconds=S    answers "held" after S (at most 10) seconds
+#   GET  /js/action_cable.js Rails' Action Cable client (from the actioncable gem)
 #   /cable                  Action Cable: ApplicationCable::Connection (?name=N identifies it;
 #                           no name, or "intruder", is rejected) and ChatChannel (stream_from
 #                           "chat"; speak(data) broadcasts {"text", "from"} to "chat")
+#
+# CABLE_ADAPTER chooses the cable adapter (async unless set, e.g. "iodine"). With
+# CABLE_MASTER_TICKS set, a cluster's master broadcasts {"text" => "tick", "from" => "master"}
+# to "ticks" (TickChannel streams it) every 0.2 s: a process that serves no WebSocket, so
+# whoever receives it got it from another process.
 ENV["RAILS_ENV"] ||= "production"
 
 require "rails"
@@ -40,7 +54,7 @@ class RailsApp < Rails::Application
 
   config.action_cable.mount_path = "/cable"
   config.action_cable.disable_request_forgery_protection = true
-  config.action_cable.cable = { "adapter" => "async" }
+  config.action_cable.cable = { "adapter" => ENV.fetch("CABLE_ADAPTER", "async") }
   config.action_cable.worker_pool_size = 4
 end
 
@@ -69,6 +83,12 @@ class ChatChannel < ApplicationCable::Channel
   end
 end
 
+class TickChannel < ApplicationCable::Channel
+  def subscribed
+    stream_from "ticks"
+  end
+end
+
 class PagesController < ActionController::Base
   PAGE = <<~ERB
     <!DOCTYPE html>
@@ -86,6 +106,40 @@ class PagesController < ActionController::Base
 
   def boom
     raise ArgumentError, "deliberate boom from the Rails app"
+  end
+
+  CABLE_PAGE = <<~HTML
+    <!DOCTYPE html>
+    <html><head><title>cable</title><link rel="icon" href="data:,"><script src="/js/action_cable.js"></script></head>
+    <body><ul id="log"></ul>
+    <script>
+      const query = new URLSearchParams(location.search);
+      const nick = query.get("name");
+      const hold = document.createElement("iframe");
+      hold.src = "/hold?seconds=" + (query.get("hold") || "2");
+      document.body.appendChild(hold);
+      const log = (text) => { const li = document.createElement("li"); li.textContent = text; document.getElementById("log").appendChild(li); };
+      const consumer = ActionCable.createConsumer("/cable?name=" + encodeURIComponent(nick));
+      const chat = consumer.subscriptions.create({ channel: "ChatChannel" }, {
+        connected() { log("connected"); chat.perform("speak", { text: "hi from " + nick }); },
+        received(data) { log(data.from + ": " + data.text); }
+      });
+    </script></body></html>
+  HTML
+  ACTION_CABLE_JS = Gem.loaded_specs["actioncable"] &&
+                    File.join(Gem.loaded_specs["actioncable"].full_gem_path, "app/assets/javascripts/action_cable.js")
+
+  def cable_page
+    render html: CABLE_PAGE.html_safe, layout: false
+  end
+
+  def hold
+    sleep params.fetch(:seconds, 2).to_f.clamp(0, 10)
+    render plain: "held"
+  end
+
+  def action_cable_js
+    send_file ACTION_CABLE_JS, type: "text/javascript", disposition: "inline"
   end
 end
 
@@ -108,6 +162,15 @@ class ApiController < ActionController::API
 
   def live_state
     render json: LIVE_LOCK.synchronize { LIVE_STATE.dup }
+  end
+
+  def cable_state
+    iodine = defined?(Iodine::Cable)
+    render json: { "connections" => ActionCable.server.connections.size,
+                   "native" => iodine ? Iodine::Cable.installed? : false,
+                   "iodine_websockets" => iodine ? Iodine.stats[:connections][:websocket] : nil,
+                   "iodine_channels" => iodine ? Iodine.stats[:pubsub][:channels] : nil,
+                   "adapter" => ActionCable.server.pubsub.class.name, "pid" => Process.pid }
   end
 
   def announce
@@ -139,6 +202,12 @@ end
 
 Rails.application.initialize!
 
+if ENV["CABLE_MASTER_TICKS"] && defined?(Iodine)
+  Iodine.on_state(:enter_master) do # (after each fork: one timer is enough)
+    $master_ticks ||= Iodine.run_every(200) { ActionCable.server.broadcast("ticks", { "text" => "tick", "from" => "master" }) }
+  end
+end
+
 Rails.application.routes.draw do
   root "pages#index"
   get "/page" => "pages#index"
@@ -151,4 +220,8 @@ Rails.application.routes.draw do
   get "/live" => "live#index"
   get "/live-buffered" => "live#index", defaults: { buffered: "1" }
   get "/live-state" => "api#live_state"
+  get "/status/cable" => "api#cable_state"
+  get "/chat" => "pages#cable_page"
+  get "/hold" => "pages#hold"
+  get "/js/action_cable.js" => "pages#action_cable_js"
 end
