@@ -13,6 +13,15 @@ module Iodine
   # `transmit`, `identified_by` and `connect`/`reject_unauthorized_connection` run unchanged,
   # on Action Cable's worker pool as before.
   #
+  # A stream with Action Cable's default handler (`stream_from name` with no block, callback
+  # or coder) on such a connection takes a shorter road too. Stock Action Cable posts each
+  # broadcast, once per subscriber, to its worker pool, which decodes the JSON, logs (the
+  # debug line is built even when not written), instruments and encodes it again, to send
+  # what it received wrapped in `{"identifier":...,"message":...}`. Here the broadcast's text
+  # is checked to be JSON once, and each subscriber gets the wrapper written around it
+  # directly. A stream keeps the stock road when its channel gives a handler or a coder, when
+  # the logger writes debug lines, or when something listens to `transmit.action_cable`.
+  #
   # Set IODINE_ACTION_CABLE=hijack in the environment to keep the stock path.
   module Cable
     class << self
@@ -25,11 +34,38 @@ module Iodine
 
         socket = ::ActionCable::Connection::WebSocket # autoloaded: this loads it
         socket.prepend(Upgrade) unless socket <= Upgrade
+        channel = ::ActionCable::Channel::Base
+        channel.prepend(Streaming) unless channel <= Streaming
+        connection = ::ActionCable::Connection::Base
+        connection.include(Connected) unless connection <= Connected
         true
       rescue LoadError, NameError => e
         # An Action Cable this doesn't know: it keeps its own (hijack) path.
         Base.log(2, "Action Cable stays on rack.hijack: #{e.class}: #{e.message}")
         false
+      end
+
+      # Whether `message` (a broadcast, handed to every subscriber as the same String) is
+      # JSON; parsed once per broadcast, not once per subscriber.
+      def json?(message)
+        last = @last_checked
+        return last[1] if last && last[0].equal?(message)
+
+        valid = begin
+          ::Iodine::JSON.parse(message, max_nesting: false)
+          true
+        rescue ::Iodine::JSON::ParserError
+          false
+        end
+        @last_checked = [message, valid].freeze
+        valid
+      end
+
+      # Whether Action Cable's logger writes debug lines (which the stock road writes per
+      # transmission).
+      def debugging?(server)
+        logger = server.logger
+        logger.respond_to?(:debug?) ? logger.debug? : true
       end
 
       # Whether install took effect (for logs and tests).
@@ -48,6 +84,38 @@ module Iodine
         else
           super
         end
+      end
+    end
+
+    # Prepended to ActionCable::Channel::Base: the handler of a default stream on an iodine
+    # socket writes the broadcast straight to it (see Cable).
+    module Streaming
+      private
+
+      def worker_pool_stream_handler(broadcasting, user_handler, coder: nil)
+        socket = !user_handler && !coder && connection.respond_to?(:iodine_socket, true) && connection.send(:iodine_socket)
+        return super unless socket && !Cable.debugging?(connection.server) &&
+                            !::ActiveSupport::Notifications.notifier.listening?("transmit.action_cable")
+
+        via = "streamed from #{broadcasting}"
+        prefix = %({"identifier":#{::ActiveSupport::JSON.encode(identifier)},"message":).freeze
+        lambda do |message|
+          if Cable.json?(message)
+            socket.transmit("#{prefix}#{message}}")
+          else
+            logger.error "#{self.class.name} dropped a broadcast that is not JSON (#{via}): #{message.inspect.truncate(300)}"
+          end
+        end
+      end
+    end
+
+    # Given to ActionCable::Connection::Base: its iodine Socket, or nil.
+    module Connected
+      private
+
+      def iodine_socket
+        socket = websocket.instance_variable_get(:@websocket)
+        socket if socket.is_a?(Socket)
       end
     end
 

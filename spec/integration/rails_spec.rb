@@ -227,6 +227,15 @@ RSpec.describe "A Rails 6.1 app on iodine" do
       expect(codes.uniq).to eq(["200"])
     end
 
+    it "runs a stream's own block (ShoutChannel transmits each broadcast with a field added)" do
+      result = action_cable_client(url: "ws://127.0.0.1:#{port}/cable", clients: %w[ann ben], channel: "ShoutChannel",
+                                   text: "hey", timeout: 5)
+      expect(result["error"]).to be_nil
+      expected = [{ "text" => "hey from ann", "from" => "ann", "shout" => true },
+                  { "text" => "hey from ben", "from" => "ben", "shout" => true }]
+      expect(result["clients"].values.map { |c| c["received"] }).to eq([expected, expected])
+    end
+
     it "forgets a client that vanished without a close frame (Action Cable runs its close)" do
       socket = TCPSocket.new("127.0.0.1", port)
       socket.write(WsFrames.upgrade_request("/cable?name=vanisher", port: port, key: "dGhlIHNhbXBsZSBub25jZQ==",
@@ -264,6 +273,43 @@ RSpec.describe "A Rails 6.1 app on iodine" do
     JSON.parse(http_get(port, "/status/cable").body)
   end
 
+  # A raw WebSocket to /cable?name=`name` (Action Cable's subprotocol), subscribed to
+  # `channel` and confirmed: [socket, bytes read past the confirmation].
+  def subscribed_socket(name, channel)
+    socket = TCPSocket.new("127.0.0.1", port)
+    socket.write(WsFrames.upgrade_request("/cable?name=#{name}", port: port, key: "dGhlIHNhbXBsZSBub25jZQ==",
+                                                                 headers: { "Sec-WebSocket-Protocol" => "actioncable-v1-json" }))
+    buffer = +""
+    buffer << socket.readpartial(4096) until buffer.include?("\r\n\r\n")
+    expect(buffer).to start_with("HTTP/1.1 101")
+    buffer = buffer.split("\r\n\r\n", 2).last.b
+    socket.write(WsFrames.encode(:text, JSON.generate(command: "subscribe", identifier: JSON.generate(channel: channel))))
+    _, buffer = next_text(socket, buffer, /confirm_subscription/)
+    [socket, buffer]
+  end
+
+  # The next text frame's payload that matches `pattern` (others are skipped), within 5 s:
+  # [payload, what was read past it].
+  def next_text(socket, buffer, pattern)
+    deadline = FrameworkApps.now + 5
+    loop do
+      while (frame, used = WsFrames.parse(buffer))
+        buffer = buffer.byteslice(used..)
+        return [frame.payload.force_encoding(Encoding::UTF_8), buffer] if frame.opcode == :text && frame.payload.match?(pattern)
+      end
+      raise "no frame matching #{pattern.inspect} within 5 s" if FrameworkApps.now > deadline
+      next unless socket.wait_readable(0.2)
+
+      buffer << socket.readpartial(65_536)
+    end
+  end
+
+  def post_raw(path, body)
+    Net::HTTP.start("127.0.0.1", port, read_timeout: 10, open_timeout: 5) do |http|
+      http.request(Net::HTTP::Post.new(path, "Content-Type" => "text/plain"), body)
+    end
+  end
+
   # Runs the Action Cable client (connect mode) in a thread: its result is the thread's value.
   def cable_listener(**request)
     Thread.new { action_cable_client(mode: "connect", timeout: 5, **request) }
@@ -296,6 +342,26 @@ RSpec.describe "A Rails 6.1 app on iodine" do
       expect(result["closed_by_server"]).to be(true)
     ensure
       server&.stop
+    end
+
+    # A default stream (`stream_from` with no block or coder) writes the broadcast's JSON text
+    # around Action Cable's wrapper as it came, where the stock road decodes and encodes it
+    # again per subscriber: the spacing of a hand-written broadcast shows which one ran.
+    it "writes a default stream's broadcast as it came, once checked to be JSON, and drops one that is not",
+       log_allows: [/dropped a broadcast that is not JSON/] do
+      socket, buffer = subscribed_socket("raw", "ChatChannel")
+      expect(post_raw("/announce-raw", '{"text": "spaced",  "from": "elsewhere"}').code).to eq("204")
+      payload, buffer = next_text(socket, buffer, /spaced/)
+      expect(payload).to eq(%({"identifier":#{JSON.generate(JSON.generate(channel: 'ChatChannel'))},) +
+                            %("message":{"text": "spaced",  "from": "elsewhere"}}))
+      expect(post_raw("/announce-raw", '{"text": "cut short"').code).to eq("204")
+      expect(post_raw("/announce", "").code).to eq("204") # text=nil: {"text":null,"from":"server"}
+      payload, = next_text(socket, buffer, /"from":"server"/)
+      expect(payload).not_to include("cut short")
+      expect(JSON.parse(payload)["message"]).to eq("text" => nil, "from" => "server")
+      expect(log_since(@server, @log_mark)).to include("dropped a broadcast that is not JSON")
+    ensure
+      socket&.close
     end
 
     it "serves Action Cable over HTTP/2 too: Chromium's client opens /cable as an extended CONNECT stream" do

@@ -69,7 +69,7 @@ async fn open_checked(target: &Target) -> Result<Ws, String> {
 
 /// Raises the soft open-files limit to the hard one; returns the new limit.
 #[allow(unsafe_code)]
-fn raise_open_files_limit() -> Result<u64, String> {
+pub fn raise_open_files_limit() -> Result<u64, String> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

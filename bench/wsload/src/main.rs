@@ -6,13 +6,15 @@
 //! Modules: `args` reads the options and `target` the URLs; `setup` opens many connections at
 //! a bounded pace; `ws` is the WebSocket client; `stats` counts and times; the modes are
 //! `echo`, `fanout` (with `publisher`, and `sse` + `event_stream` for SSE subscribers),
-//! `idle`, and `raw` (plain TCP echo, no WebSocket); `report` writes the result line. In the
+//! `idle`, `cable` (Action Cable clients and broadcasts), and `raw` (plain TCP echo, no
+//! WebSocket); `report` writes the result line. In the
 //! fan-out modes `stamp` puts the publish time and a sequence number in each message,
 //! `receiver` checks and times them per subscriber, and `latency` keeps the histogram;
 //! `redis` waits for the servers' subscriptions in a shared Redis and publishes to it.
 #![deny(unsafe_code)]
 
 mod args;
+mod cable;
 mod echo;
 mod event_stream;
 mod fanout;
@@ -66,6 +68,11 @@ usage: wsload MODE --option value ...
   idle   --url ws://HOST:PORT/echo [--count 10000] [--hold 5] [--parallel 200]
          opens COUNT connections, checks each with one echo, prints
          {\"mode\":\"idle\",\"open\":N,\"failed\":M}, holds them HOLD seconds
+  cable  --url ws://HOST:PORT/cable --trigger http://HOST:PORT/announce [--clients 1000]
+         [--channel ChatChannel] [--rounds 5] [--pause 1] [--parallel 100]
+         Action Cable clients subscribed to one channel; each round POSTs the trigger
+         (text=rN) and times until every client received the broadcast
+         -> {\"mode\":\"cable\",\"subscribed\":N,...}, one line per round, the median
   raw    --url tcp://HOST:PORT [--clients 100] [--size 64] [--window 1]
          [--seconds 5] [--warmup 1]
          plain TCP echo: each client keeps WINDOW messages of SIZE bytes in flight; a
@@ -107,6 +114,7 @@ fn run(mode: &str, args: &Args) -> Result<(), String> {
             "sse" => fanout::run(args, Mode::Sse).await,
             "idle" => idle::run(args).await,
             "raw" => raw::run(args).await,
+            "cable" => cable::run(args).await,
             _ => Err(format!("unknown mode\n{USAGE}")),
         }
     })

@@ -10,6 +10,8 @@
 #   GET  /api/items/:id     render json: of a hash
 #   POST /api/items         a JSON body parsed by Rails, echoed back with 201
 #   POST /announce          ActionCable.server.broadcast("chat", text: params[:text], from: "server")
+#   POST /announce-raw      the request body, as it is, to Action Cable's pub/sub on "chat"
+#                           (what another program publishing to the stream would send)
 #   GET  /moved             redirect_to "/page?name=moved" (302)
 #   POST /api/invalid       render json: with status 422
 #   GET  /boom              raises: Rails' 500 page
@@ -28,7 +30,9 @@
 #   GET  /js/action_cable.js Rails' Action Cable client (from the actioncable gem)
 #   /cable                  Action Cable: ApplicationCable::Connection (?name=N identifies it;
 #                           no name, or "intruder", is rejected) and ChatChannel (stream_from
-#                           "chat"; speak(data) broadcasts {"text", "from"} to "chat")
+#                           "chat"; speak(data) broadcasts {"text", "from"} to "chat"), and
+#                           ShoutChannel (the same, its stream has a block: it transmits each
+#                           broadcast with "shout" => true added)
 #
 # CABLE_ADAPTER chooses the cable adapter (async unless set, e.g. "iodine"). With
 # CABLE_MASTER_TICKS set, a cluster's master broadcasts {"text" => "tick", "from" => "master"}
@@ -80,6 +84,12 @@ class ChatChannel < ApplicationCable::Channel
 
   def speak(data)
     ActionCable.server.broadcast("chat", { "text" => data["text"], "from" => nickname })
+  end
+end
+
+class ShoutChannel < ChatChannel
+  def subscribed
+    stream_from("chat") { |message| transmit(ActiveSupport::JSON.decode(message).merge("shout" => true)) }
   end
 end
 
@@ -177,6 +187,11 @@ class ApiController < ActionController::API
     ActionCable.server.broadcast("chat", { "text" => params[:text], "from" => "server" })
     head :no_content
   end
+
+  def announce_raw
+    ActionCable.server.pubsub.broadcast("chat", request.raw_post)
+    head :no_content
+  end
 end
 
 class LiveController < ActionController::Base
@@ -217,6 +232,7 @@ Rails.application.routes.draw do
   post "/api/items" => "api#create"
   post "/api/invalid" => "api#invalid"
   post "/announce" => "api#announce"
+  post "/announce-raw" => "api#announce_raw"
   get "/live" => "live#index"
   get "/live-buffered" => "live#index", defaults: { buffered: "1" }
   get "/live-state" => "api#live_state"
