@@ -18,11 +18,11 @@ use futures_util::SinkExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio_tungstenite::client_async_with_config;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::client_async_with_config;
 
 use crate::args::Args;
 use crate::idle::raise_open_files_limit;
@@ -43,7 +43,9 @@ const ROUND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs the mode (see the module's documentation).
 pub async fn run(args: &Args) -> Result<(), String> {
-    args.only(&["url", "clients", "channel", "trigger", "rounds", "pause", "parallel"])?;
+    args.only(&[
+        "url", "clients", "channel", "trigger", "rounds", "pause", "parallel",
+    ])?;
     let target = Target::parse(args.required("url")?, "ws")?;
     let trigger = Target::parse(args.required("trigger")?, "http")?;
     let clients = args.get("clients", 1000_usize)?;
@@ -165,7 +167,10 @@ async fn subscribed(target: &Target, identifier: &str, i: usize) -> Result<Ws, S
             .await
             .map_err(|e| format!("connect {}: {e}", target.addr))?;
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-        let mut request = url.as_str().into_client_request().map_err(|e| e.to_string())?;
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| e.to_string())?;
         request
             .headers_mut()
             .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(PROTOCOL));
@@ -196,10 +201,7 @@ async fn expect(conn: &mut Ws, mark: &str) -> Result<(), String> {
             return Ok(());
         }
         if memchr::memmem::find(payload, b"\"type\":\"disconnect\"").is_some() {
-            return Err(format!(
-                "refused: {}",
-                String::from_utf8_lossy(payload)
-            ));
+            return Err(format!("refused: {}", String::from_utf8_lossy(payload)));
         }
     }
 }
@@ -225,7 +227,9 @@ async fn post(trigger: &Target, text: &str) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let mut answer = Vec::new();
-        tcp.read_to_end(&mut answer).await.map_err(|e| e.to_string())?;
+        tcp.read_to_end(&mut answer)
+            .await
+            .map_err(|e| e.to_string())?;
         if answer.starts_with(b"HTTP/1.1 2") || answer.starts_with(b"HTTP/1.0 2") {
             Ok(())
         } else {
