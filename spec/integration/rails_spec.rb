@@ -364,6 +364,26 @@ RSpec.describe "A Rails 6.1 app on iodine" do
       socket&.close
     end
 
+    # Stock Action Cable buffers in Ruby, without a bound, what a client does not read; here
+    # iodine's outgoing limit (16 MiB) closes such a client, and Action Cable forgets it.
+    it "closes a subscriber that stops reading once 16 MiB wait for it, and Action Cable forgets it",
+       log_allows: [/closing a client that stopped reading/] do
+      socket, = subscribed_socket("sleeper", "ChatChannel")
+      socket.setsockopt(Socket::SOL_SOCKET, Socket::SO_RCVBUF, 64 * 1024)
+      big = JSON.generate("text" => "x" * (1024 * 1024), "from" => "flood")
+      sent = 0
+      until cable_state["connections"].zero? || sent == 60
+        expect(post_raw("/announce-raw", big).code).to eq("204")
+        sent += 1
+      end
+      expect(eventually(5) { cable_state["connections"].zero? }).to be(true), "after #{sent} MiB: #{cable_state}"
+      expect(sent).to be < 60
+      expect(log_since(@server, @log_mark)).to include("closing a client that stopped reading")
+      expect(http_get(port, "/page").code).to eq("200")
+    ensure
+      socket&.close
+    end
+
     it "serves Action Cable over HTTP/2 too: Chromium's client opens /cable as an extended CONNECT stream" do
       chromium = Chromium.path
       skip "chromium is not installed (bin/setup installs it)" unless chromium
