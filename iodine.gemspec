@@ -15,7 +15,7 @@ Gem::Specification.new do |spec|
 
   spec.files = Dir[
     "lib/**/*.rb", "exe/*", "ext/iodine/extconf.rb", "ext/**/Cargo.toml", "ext/**/*.rs",
-    "Cargo.toml", "Cargo.lock", "rust-toolchain.toml", "README.md", "LICENSE", "examples/*"
+    "Cargo.toml", "Cargo.lock", "rust-toolchain.toml", "README.md", "LICENSE", "examples/**/*"
   ].reject { |f| f.include?("/target/") }
   spec.bindir = "exe"
   spec.executables = ["iodine"]

@@ -5,7 +5,26 @@ require "monitor"
 require "socket"
 require "uri" # Rack 2.2's Lint and Request use URI without requiring it
 require_relative "iodine/version"
-require "iodine/iodine" # the Rust extension: lib/iodine/iodine.so
+
+# The Rust extension. The platform gem (`rake native_gem`) carries it prebuilt for each Ruby
+# ABI it supports, lib/iodine/3.1/iodine.so, and builds nothing at install; the source gem
+# (extconf + cargo at install) and the dev tree (`rake compile`) have iodine/iodine.so.
+# require_relative for the prebuilt one: this gem's own copy, never another installed iodine's.
+iodine_abi = RUBY_VERSION[/\d+\.\d+/]
+begin
+  require_relative "iodine/#{iodine_abi}/iodine"
+rescue LoadError
+  raise if File.directory?(File.join(__dir__, "iodine", iodine_abi)) # there but unloadable: that error
+  begin
+    require "iodine/iodine"
+  rescue LoadError
+    bundled = Dir[File.join(__dir__, "iodine", "[0-9]*.[0-9]*", "iodine.*")].map { |so| File.basename(File.dirname(so)) }
+    raise if bundled.empty? # not a platform gem: the plain "cannot load such file"
+    raise LoadError, "iodine #{Iodine::VERSION}: this precompiled gem holds the extension for Ruby " \
+                     "#{bundled.sort.join(', ')} only, not for Ruby #{RUBY_VERSION}; install the source gem " \
+                     "(builds with Rust): gem install iodine --platform ruby", cause: nil
+  end
+end
 
 # Iodine: a fast, concurrent web application server for real-time Ruby apps, written in Rust.
 #
