@@ -4,6 +4,7 @@ require "spec_helper"
 require_relative "../support/framework_apps"
 require_relative "../support/chromium"
 require_relative "../support/ws_frames"
+require_relative "../support/redis_server"
 
 # A real Rails 6.1 app (spec/support/apps/rails/: production mode, no database, Action Cable
 # on /cable with the async adapter) served by `exe/iodine`, spoken to with Net::HTTP, raw
@@ -456,6 +457,35 @@ RSpec.describe "A Rails 6.1 app on iodine" do
       # "chat" and each connection's internal channel were subscribed; none is left (the
       # counts of the other worker are at most 0.5 s old).
       expect(eventually(5) { cable_state["iodine_channels"].zero? }).to be(true), cable_state.to_s
+    end
+  end
+
+  # Two servers, as on two machines, sharing one redis-server (`-r`): iodine's default engine
+  # is then Redis, so `adapter: iodine` carries a broadcast made on one to clients of the other.
+  describe "Action Cable with `adapter: iodine` on two servers sharing Redis (-r)", skip: RedisServer.skip_reason do
+    before(:all) do
+      @redis = RedisServer.new
+      env = { "RAILS_ENV" => "production", "CABLE_ADAPTER" => "iodine" }
+      @other = ServerProcess.new(["-t", "2", "-w", "1", "-r", @redis.url, app_path("rails/config.ru")], env: env)
+      @server = ServerProcess.new(["-t", "2", "-w", "1", "-r", @redis.url, app_path("rails/config.ru")], env: env)
+    end
+    after(:all) do
+      @server&.stop
+      @other&.stop
+      @redis&.close
+    end
+
+    it "delivers a broadcast made on one server to the clients of the other" do
+      listener = cable_listener(url: "ws://127.0.0.1:#{@other.port}/cable?name=far", subscribe: "ChatChannel", listen: 4)
+      other_state = -> { JSON.parse(http_get(@other.port, "/status/cable").body) }
+      expect(eventually(5) { other_state.call["connections"] == 1 }).to be(true), other_state.call.to_s
+      # Both servers subscribed "chat" (Action Cable's confirmation may come before Redis' answer).
+      expect(eventually(5) { @redis.cli("PUBSUB", "NUMSUB", "chat").split("\n").last.to_i >= 1 }).to be(true)
+      expect(post_raw("/announce?text=across", "").code).to eq("204")
+      result = listener.value
+      expect(result["error"]).to be_nil
+      broadcasts = result["messages"].filter_map { |m| m["message"] if m.key?("identifier") && m["message"].is_a?(Hash) }
+      expect(broadcasts).to include({ "text" => "across", "from" => "server" })
     end
   end
 end
