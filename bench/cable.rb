@@ -106,3 +106,13 @@ puts
   puts "iodine / #{base}: deliveries/s #{ratio(runs, 'iodine', base, 'deliveries_per_sec')}; " \
        "memory per 1,000 #{ratio(runs, 'iodine', base, 'mib_per_1000')}; CPU per delivery #{ratio(runs, 'iodine', base, 'cpu_us')}"
 end
+
+# The headline figures, for bench/RESULTS.md.
+record_results("cable", [
+  result_row("Action Cable broadcast", runs, "deliveries_per_sec", unit: "deliveries/s", others: { "puma" => "puma" },
+             note: "#{rate(CLIENTS.to_f)} clients, #{ROUNDS} broadcasts per run; stock Action Cable on puma -t 4"),
+  result_row("Action Cable memory", runs, "mib_per_1000", unit: "MiB per 1,000 clients", better: "lower",
+             others: { "puma" => "puma" }),
+  result_row("Action Cable CPU per delivery", runs, "cpu_us", unit: "µs CPU per delivery", better: "lower",
+             others: { "puma" => "puma" })
+])

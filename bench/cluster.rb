@@ -234,3 +234,16 @@ unless results.empty?
   puts "(a/b: the median of the per-pair ratios, each pair's in brackets; delivered/s: higher is " \
        "better, p99: lower is better)"
 end
+
+# The headline figures, for bench/RESULTS.md: iodine -w 1's delivered/s per case against the
+# C gem -w 1 (else puma + faye), with p99 and what -w 2 keeps of -w 1 in the notes.
+rows = results.map do |name, runs|
+  p99 = ->(server) { runs[server] && median(runs[server].map { |r| r[:p99] }).then { |v| v.nan? ? nil : ms(v) } }
+  w2 = runs["iodine-w2"] && note_times(median(runs["iodine-w2"].zip(runs["iodine-w1"]).map { |a, b| a[:rate] / b[:rate] }))
+  ours_p99 = p99.call("iodine-w1")
+  faye_p99 = p99.call("faye")
+  result_row("cluster #{name.sub(' x ', ' ×')}", runs, :rate, unit: "delivered/s", ours: "iodine-w1",
+             cgem: "iodine-C-w1", others: { "faye" => "puma + faye" },
+             note: [ours_p99 && "p99 #{ours_p99} ms", faye_p99 && "puma + faye #{faye_p99} ms", w2 && "-w 2 #{w2} of -w 1"])
+end
+record_results("cluster", rows)

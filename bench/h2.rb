@@ -53,6 +53,8 @@ H1_CONNECTIONS = 100
 FILE_SIZE = 4 * 1024
 GOAL_HELLO = 1.0  # h2c / HTTP/1.1 req/s, iodine's hello, at least
 GOAL_STATIC = 1.0 # iodine / nginx req/s, 4 KiB over h2 + TLS, at least
+# The headline figures each part adds, recorded at the end for bench/RESULTS.md.
+ROWS = []
 
 # Whether the part `name` runs (BENCH_CASES narrows them).
 def wanted?(name)
@@ -188,6 +190,12 @@ def summary(runs, a, b, goal)
   value
 end
 
+# "CPU per request 0.64× `whose`" (the median of the per-pair ratios a/b), or nil.
+def cpu_note(runs, a, b, whose)
+  value = note_times(median(runs[a].zip(runs[b]).map { |x, y| x[:cpu_us] / y[:cpu_us] }))
+  value && "CPU per request #{value} #{whose}"
+end
+
 # "met" / "NOT met" / "not measured" for `value` against a goal.
 def verdict(value, ok)
   return "not measured" if value.nil? || value.nan? || value.infinite?
@@ -214,6 +222,9 @@ def hello_part(tmp)
     end
   end
   runs = pairs("hello", sides, tmp)
+  ROWS << result_row("HTTP/2 hello h2c (vs HTTP/1.1)", runs, :rate, unit: "req/s", ours: "h2c",
+                     others: { "HTTP/1.1" => "iodine HTTP/1.1" }, goal: format("≥ %.2f× HTTP/1.1", GOAL_HELLO),
+                     note: cpu_note(runs, "h2c", "HTTP/1.1", "HTTP/1.1's"))
   puts
   puts "hello"
   summary(runs, "h2c", "HTTP/1.1", GOAL_HELLO)
@@ -253,6 +264,8 @@ def static_part(tmp, nginx, tls)
   end
   # Started from the temp folder: it has no config.ru, so iodine serves the folder only.
   runs = Dir.chdir(tmp) { pairs("static", sides, tmp) }
+  ROWS << result_row("HTTP/2 static 4 KiB over TLS", runs, :rate, unit: "req/s", others: { "nginx" => "nginx" },
+                     goal: format("≥ %.2f× nginx", GOAL_STATIC), note: cpu_note(runs, "iodine", "nginx", "nginx's"))
   puts
   puts "static 4 KiB over h2 + TLS"
   summary(runs, "iodine", "nginx", GOAL_STATIC)
@@ -280,6 +293,9 @@ def idle_part(tmp)
     [label, m]
   end
   h2c, h1 = memory.values_at("h2c", "HTTP/1.1")
+  ROWS << result_row("HTTP/2 idle memory (h2c vs HTTP/1.1)", memory.compact.transform_values { |m| [m[:per_1000]] }, nil,
+                     unit: "MiB per 1,000 conns", better: "lower", ours: "h2c",
+                     others: { "HTTP/1.1" => "iodine HTTP/1.1" })
   return h2c&.fetch(:per_1000) unless h2c && h1
 
   extra_kib = (h2c[:per_1000] - h1[:per_1000]) * 1024 / 1000
@@ -330,3 +346,5 @@ unless goals.empty?
   puts "Goals"
   goals.each { |goal, (value, result)| puts format("  %-52s %10s  %s", goal, value, result).rstrip }
 end
+
+record_results("h2", ROWS)

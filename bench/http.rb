@@ -250,6 +250,10 @@ if IDLE < REQUESTED_IDLE
        "(#{Process.getrlimit(:NOFILE)[1]}); holding #{IDLE}"
 end
 goals = {} # goal line => [value text, verdict]
+# What the end records for bench/RESULTS.md, filled in below.
+results = {}
+memory = {}
+puma_best = nil
 
 Dir.mktmpdir("bench-http") do |tmp|
   if wanted?("overview")
@@ -278,6 +282,7 @@ Dir.mktmpdir("bench-http") do |tmp|
     end
     rps = ->(name) { runs[name] ? runs[name][:rate] : Float::NAN }
     best = ->(names) { names.map(&rps).reject(&:nan?).max || Float::NAN }
+    puma_best = best.(["puma -t 1", "puma -t 4"])
     puts
     puts format("iodine -t 1 / puma -t 1:          %7s   (C gem: 11x)", times(rps.("iodine -t 1") / rps.("puma -t 1")))
     puts format("iodine best / puma best:          %7s   (C gem: 5.6x)",
@@ -388,3 +393,27 @@ unless goals.empty?
   puts "Goals (issue 22)"
   goals.each { |goal, (value, result)| puts format("  %-58s %10s  %s", goal, value, result) }
 end
+
+# The headline figures, for bench/RESULTS.md: iodine against the C gem (the paired cases, with
+# the best puma of the overview beside hello) and the idle memory.
+rows = results.map do |name, runs|
+  goal = name == "hello keep-alive" ? GOAL_HELLO : GOAL_CLOSE
+  cpu = runs["iodine-C"] && note_times(pair_ratios(runs, "iodine", "iodine-C", :cpu_us)[0])
+  share = runs["raw-Rust"] ? pair_ratios(runs, "iodine", "raw-Rust", :rate)[0] : Float::NAN
+  notes = [cpu && "CPU per request #{cpu} the C gem's", share.finite? && format("%.0f%% of the raw-Rust hello", share * 100)]
+  goals_text = [format("≥ %.2f× C gem", goal)]
+  goals_text << format("≥ %.0f%% of raw Rust", GOAL_RAW_SHARE * 100) if name == "hello keep-alive"
+  row = result_row(name == "hello keep-alive" ? "hello (keep-alive)" : "new connection per request", runs, :rate,
+                   unit: "req/s", cgem: "iodine-C", goal: goals_text.join(", "),
+                   note: notes)
+  if name == "hello keep-alive" && result_number(puma_best)
+    row.merge!(best_other: result_number(puma_best), best_other_name: "puma")
+  end
+  row
+end
+unless memory.empty?
+  idle = memory.compact.transform_values { |m| [m[:per_1000]] }
+  rows << result_row("idle keep-alive memory", idle, nil, unit: "MiB per 1,000 conns", better: "lower", cgem: "iodine-C",
+                     goal: format("≤ %.0f MiB per 1,000", GOAL_IDLE))
+end
+record_results("http", rows)

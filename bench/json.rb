@@ -258,3 +258,11 @@ GOALS.each do |kase, goals|
     puts format("  %-40s %8s  %s", label, times(value), verdict(value, goal))
   end
 end
+
+# The headline figures, for bench/RESULTS.md: MB/s per case against the faster of Oj and the
+# json gem (the ratio of MB/s is the ratio of ops/s: the same work on both sides).
+record_results("json", results.map do |kase, runs|
+  goals = (GOALS[kase] || {}).map { |lib, goal| format("≥ %.2f× %s", goal, lib == "oj" ? "Oj" : "json gem") }
+  result_row("JSON #{kase}", runs, :mbs, unit: "MB/s", others: { "oj" => "Oj", "json" => "json gem" },
+                                         goal: goals.empty? ? nil : goals.join(", "))
+end)

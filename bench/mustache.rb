@@ -8,6 +8,7 @@ $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
 require "iodine"
 require "erb"
 require "benchmark"
+require_relative "support"
 
 ITEMS = Array.new(1000) do |i|
   { name: "Item <#{i}> & \"friends\"", price: format("%.2f", i * 1.25), in_stock: i.even?,
@@ -88,3 +89,11 @@ results.each do |name, ms|
   puts format("Iodine::Mustache vs %-22s %6.1fx faster", name, ms / base)
 end
 puts "(target: >= 10x the mustache gem)"
+
+# The headline figure, for bench/RESULTS.md: ms per render against the mustache gem (the goal's
+# baseline) and ERB.
+gem_name = results.keys.find { |name| name.start_with?("mustache gem") }
+others = { gem_name => "mustache gem", "ERB (compiled)" => "ERB" }.reject { |name, _| name.nil? }
+record_results("mustache", [result_row("Mustache 1,000-item page", results.transform_values { |ms| [ms] }, nil,
+                                       unit: "ms per render", better: "lower", ours: "Iodine::Mustache",
+                                       others: others, against: "mustache gem", goal: "≥ 10× the mustache gem")])

@@ -117,3 +117,9 @@ unless results.empty?
   end
   puts "(messages/s echoed whole; ratio = the median of the per-pair ratios iodine/other)"
 end
+
+# The headline figures, for bench/RESULTS.md: msg/s per case against the C gem (else the
+# threads).
+record_results("raw", results.map do |name, runs|
+  result_row("raw TCP #{name.sub(' x ', ' ×')}", runs, nil, unit: "msg/s", cgem: "C gem", others: { "threads" => "Ruby threads" })
+end)

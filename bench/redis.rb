@@ -279,3 +279,22 @@ unless results.empty?
   puts "(a/b: the median of the per-pair ratios, each pair's in brackets; delivered/s: higher is " \
        "better, p99 and CPU per delivery: lower is better)"
 end
+
+# The headline figures, for bench/RESULTS.md (a file per way of publishing): delivered/s per
+# case against the C gem, with p99 and the server CPU per delivery in the notes.
+how = PUBLISH == "redis" ? "PUBLISH to Redis" : "via /pub"
+record_results(PUBLISH == "redis" ? "redis_direct" : "redis", results.map do |name, runs|
+  figure = lambda do |metric, show|
+    values = names.filter_map do |gem|
+      value = median(runs[gem].map { |r| r[metric] })
+      "#{gem == 'iodine' ? '' : 'C gem '}#{show.call(value)}" unless value.nan?
+    end
+    values.empty? ? nil : values.join(" vs ")
+  end
+  p99 = figure.call(:p99, method(:ms))
+  cpu = figure.call(:cpu_us, method(:num))
+  lost = names.sum { |gem| runs[gem].sum { |r| r[:lost].nan? ? 0 : r[:lost] + r[:dup] } }
+  result_row("Redis pub/sub #{name.sub('x ', '×')} (#{how})", runs, :rate, unit: "delivered/s", cgem: "iodine-C",
+             note: [p99 && "p99 #{p99} ms", cpu && "server CPU #{cpu} µs per delivery",
+                    lost.zero? ? "none lost or duplicated" : "#{num(lost.to_f)} lost or duplicated"])
+end)

@@ -249,4 +249,10 @@ Dir.mktmpdir("iodine-bench-static") do |dir|
   table("MiB/s (median)", results.select { |k, _| k.start_with?("1 MiB") }, names, :mibs,
         "wrk's Transfer/sec: bytes on the wire, headers included; gzip rows: the compressed twin")
   puts "puma (Rack::Files) has no gzip twins: its gzip rows send the plain file." if names.include?("puma")
+
+  # The headline figures, for bench/RESULTS.md: req/s per case against nginx.
+  others = { "nginx" => "nginx", "puma" => "puma + Rack::Files" }
+  record_results("static", results.map do |kase, runs|
+    result_row("static #{kase}", runs, :rps, unit: "req/s", others: others, against: names.include?("nginx") ? "nginx" : nil)
+  end)
 end

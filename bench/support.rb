@@ -387,3 +387,83 @@ def idle_growth(pid, port, count, mode, cpu:, ready_within:)
   end
   result
 end
+
+# Where record_results writes: one JSON file per bench script, which bench/results.rb renders
+# into bench/RESULTS.md and bench/results.svg.
+RESULTS_DIR = ENV.fetch("BENCH_RESULTS_DIR", File.join(__dir__, "results"))
+
+# A figure for a results file: nil for what is not a finite number, floats rounded (to 0.1
+# from 100 up, else to 4 significant digits).
+def result_number(value)
+  return nil unless value.is_a?(Numeric) && value.finite?
+  return value.round(1) if value.abs >= 100
+  return value if value.zero?
+
+  value.round(3 - Math.log10(value.abs).floor)
+end
+
+# A ratio for a results note ("0.88×"), or nil when there is none.
+def note_times(value)
+  return nil unless value.is_a?(Numeric) && value.finite?
+
+  format(value >= 10 ? "%.1f×" : "%.2f×", value)
+end
+
+# The median of the per-pair ratios of `ours` to `base` (lists of values, one per pair), turned
+# so that > 1 means ours is better: ours / base when `better` is "higher", base / ours when it
+# is "lower" (memory, CPU, time); nil when no pair has both.
+def better_ratio(ours, base, better)
+  ratios = ours.zip(base).filter_map do |a, b|
+    next unless a && b
+
+    r = better == "lower" ? b.to_f / a : a.to_f / b
+    r if r.finite?
+  end
+  ratios.empty? ? nil : result_number(median(ratios))
+end
+
+# One row for record_results from `runs` ({ server => [its run per pair] }, a run being a Hash
+# holding `metric`, or the value itself when `metric` is nil): the medians of `ours`, of the C
+# gem (`cgem`, a server of `runs`) and of the best of `others` ({ server => name shown }); the
+# ratio against each (better_ratio: > 1 means ours is better) and, as the headline, the one
+# against `against` (a shown name), else the C gem's, else the best other's. `extra` is kept
+# (goal:, note:); a note may be a list, whose nil and false entries are left out.
+def result_row(line, runs, metric, unit:, better: "higher", ours: "iodine", cgem: nil, others: {}, against: nil,
+               **extra)
+  values = ->(server) { (runs[server] || []).map { |r| (metric ? r[metric] : r).to_f } }
+  med = ->(server) { runs[server] ? result_number(median(values.call(server))) : nil }
+  ratios = {}
+  ratios["C gem"] = better_ratio(values.call(ours), values.call(cgem), better) if cgem && runs[cgem]
+  others.each { |server, shown| ratios[shown] = better_ratio(values.call(ours), values.call(server), better) if runs[server] }
+  ratios.compact!
+  ran = others.keys.select { |server| med.call(server) }
+  best = better == "lower" ? ran.min_by { |s| med.call(s) } : ran.max_by { |s| med.call(s) }
+  against ||= ratios.key?("C gem") ? "C gem" : others[best]
+  note = Array(extra.delete(:note)).select { |n| n }.join("; ")
+  extra[:note] = note unless note.empty?
+  { line: line, ours: med.call(ours), unit: unit, better: better, cgem: cgem && med.call(cgem),
+    best_other: best && med.call(best), best_other_name: best && others[best], ratio: ratios[against],
+    ratio_against: against, ratios: ratios, **extra.compact }
+end
+
+# Writes a bench script's headline figures, `rows` (result_row's Hashes), to
+# RESULTS_DIR/BENCH.json, each row stamped with today's date and this machine (cores,
+# kernel). A row replaces the one of the same line from an earlier run; the earlier run's
+# other lines stay (a run narrowed with BENCH_CASES updates only its own). Nothing is written
+# when there is no row, or with BENCH_RECORD=0 (an A/B of two builds of this gem, where
+# BENCH_CGEM points at the other build: its "C gem" is not the C gem).
+def record_results(bench, rows)
+  rows = rows.compact
+  return if rows.empty? || ENV["BENCH_RECORD"] == "0"
+
+  machine = "#{Etc.nprocessors} cores, #{Etc.uname[:sysname]} #{Etc.uname[:release]}"
+  stamp = { "date" => Time.now.strftime("%Y-%m-%d"), "machine" => machine }
+  Dir.mkdir(RESULTS_DIR) unless File.directory?(RESULTS_DIR)
+  path = File.join(RESULTS_DIR, "#{bench}.json")
+  rows = rows.map { |row| row.transform_keys(&:to_s).merge(stamp) }
+  earlier = File.exist?(path) ? JSON.parse(File.read(path)).fetch("rows", []) : []
+  fresh = rows.to_h { |row| [row["line"], row] }
+  merged = earlier.map { |row| fresh.delete(row["line"]) || row } + fresh.values
+  File.write(path, "#{JSON.pretty_generate({ 'bench' => bench, 'rows' => merged })}\n")
+  puts "bench: #{rows.size} line(s) recorded in #{path} (rake bench_results renders bench/RESULTS.md)"
+end

@@ -336,7 +336,9 @@ Dir.mktmpdir("bench-tls") do |tmp|
     end
   end
 
+  idle = nil # server => [TLS, plain] MiB per 1,000, for the results
   if !ONLY || "idle".include?(ONLY)
+    idle = {}
     puts
     puts "Idle connections (#{rate(IDLE.to_f)} each, opened by a Ruby client on CPU #{LOAD_CPU}; server RSS before -> after)"
     servers.each do |server|
@@ -353,9 +355,38 @@ Dir.mktmpdir("bench-tls") do |tmp|
       end
       next unless secure && plain
 
+      idle[server] = [secure[:per_1000], plain[:per_1000]]
       extra_kib = (secure[:per_1000] - plain[:per_1000]) * 1024 / 1000
       puts format("  %-9s TLS / plain: %s (goal: <= %.1fx); a TLS connection costs %.1f KiB more than a plain one",
                   server, times(secure[:per_1000] / plain[:per_1000]), GOAL_IDLE, extra_kib)
     end
   end
+
+  # The headline figures, for bench/RESULTS.md, against the C gem: req/s with keep-alive; the
+  # server's CPU per handshake (wrk fills its core there, so req/s is about even); the memory
+  # of an idle TLS connection.
+  rows = results.map do |name, runs|
+    pair = lambda do |metric|
+      runs["iodine-C"] && note_times(median(runs["iodine"].zip(runs["iodine-C"]).map { |a, b| a[metric] / b[metric] }))
+    end
+    if name == "keep-alive"
+      cpu = pair.call(:cpu_us)
+      result_row("TLS keep-alive", runs, :rate, unit: "req/s", cgem: "iodine-C",
+                 goal: format("≥ %.2f× C gem", GOAL_RATE), note: cpu && "CPU per request #{cpu} the C gem's")
+    else
+      rps = pair.call(:rate)
+      result_row("TLS #{name} (server CPU)", runs, :cpu_us, unit: "µs CPU per handshake", better: "lower",
+                 cgem: "iodine-C", note: rps && "req/s #{rps} the C gem's")
+    end
+  end
+  if idle && idle["iodine"]
+    ours, ours_plain = idle["iodine"]
+    c, c_plain = idle["iodine-C"]
+    note = ["plain #{format('%.1f', ours_plain)}#{c_plain ? format(' (C gem %.1f)', c_plain) : ''}",
+            "TLS / plain #{note_times(ours / ours_plain)}#{c ? " (C gem #{note_times(c / c_plain)})" : ''}"]
+    rows << result_row("TLS idle memory", idle.transform_values { |(secure, _)| [secure] }, nil,
+                       unit: "MiB per 1,000 conns", better: "lower", cgem: "iodine-C",
+                       goal: format("TLS ≤ %.1f× plain", GOAL_IDLE), note: note)
+  end
+  record_results("tls", rows)
 end

@@ -50,6 +50,7 @@ puts "Iodine::Rack::Utils vs Rack #{Rack.release} / Ruby #{RUBY_VERSION}: #{CALL
      "#{PAIRS} interleaved pairs, medians"
 puts
 puts format("%-12s %10s  %-26s %10s  %8s", "iodine", "seconds", "vs", "seconds", "faster")
+rows = [] # the headline figures, for bench/RESULTS.md
 CASES.each do |name, (ours, other_name, other)|
   ours_s = []
   other_s = []
@@ -59,4 +60,8 @@ CASES.each do |name, (ours, other_name, other)|
   end
   ratio = median(ours_s.zip(other_s).map { |a, b| b / a })
   puts format("%-12s %10.3f  %-26s %10.3f  %7.1f×", name, median(ours_s), other_name, median(other_s), ratio)
+  rows << result_row("Iodine::Rack::Utils.#{name}", { "iodine" => ours_s, other_name => other_s }, nil,
+                     unit: CALLS == 1_000_000 ? "s per 1M calls" : "s per #{rate(CALLS.to_f)} calls", better: "lower",
+                     others: { other_name => other_name })
 end
+record_results("utils", rows)

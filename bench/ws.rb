@@ -185,10 +185,13 @@ unless results.empty?
   end
 end
 
+idle = nil # server => [MiB per 1,000], for the results
 if !ONLY || "idle".include?(ONLY)
+  idle = {}
   puts
   (raw ? servers + ["raw"] : servers).each do |server|
     held, per_1000 = idle_memory(server)
+    idle[server] = [per_1000] if held
     if held
       puts format("%-9s holding %6d idle WebSocket connections: %6.1f MiB per 1,000", server, held, per_1000)
     else
@@ -196,3 +199,22 @@ if !ONLY || "idle".include?(ONLY)
     end
   end
 end
+
+# The headline figures, for bench/RESULTS.md: each case and the idle memory against the C gem
+# (else puma + faye), with the CPU per message and the raw-Rust ceiling in the notes.
+others = { "faye" => "puma + faye" }
+rows = results.map do |name, runs|
+  field = CASES.find { |c| c[0] == name }[3]
+  cpu = runs["iodine-C"] && note_times(median(runs["iodine"].zip(runs["iodine-C"]).map { |a, b| a[:cpu_us] / b[:cpu_us] }))
+  share = runs["raw"] && median(runs["iodine"].map { |r| r[:rate] }) / median(runs["raw"].map { |r| r[:rate] })
+  share = share&.finite? && format("%.0f%% of the raw-Rust echo", share * 100)
+  result_row(name.start_with?("SSE") ? name.sub(" x ", " ×") : "WS #{name.sub(' x ', ' ×')}", runs, :rate,
+             unit: field == "msgs_per_sec" ? "msg/s" : "delivered/s", cgem: "iodine-C", others: others,
+             note: [cpu && "CPU per message #{cpu} the C gem's", share])
+end
+if idle
+  raw_idle = idle["raw"] && format("raw Rust %.1f MiB per 1,000", idle["raw"][0])
+  rows << result_row("WS idle memory", idle, nil, unit: "MiB per 1,000 conns", better: "lower", cgem: "iodine-C",
+                     others: others, note: raw_idle)
+end
+record_results("ws", rows)
