@@ -255,23 +255,41 @@ RSpec.describe "A Rails 6.1 app on iodine" do
 
     it "serves Rails' own JavaScript client in headless Chromium: it connects, subscribes, speaks and receives",
        log_allows: [/favicon/] do
-      chromium = Chromium.path
-      skip "chromium is not installed (bin/setup installs it)" unless chromium
-
       wanted = ["<li>connected</li>", "<li>chromium: hi from chromium</li>"]
-      dom = nil
-      # The page's load (when Chromium dumps it) waits 2 s for an iframe; a loaded machine may
-      # need longer for the page's own traffic: retried, with a longer hold.
-      [2, 4, 8].each do |hold|
-        dom = Chromium.dump_dom(chromium, "http://127.0.0.1:#{port}/chat?name=chromium&hold=#{hold}")
-        break if wanted.all? { |line| dom.include?(line) }
-      end
+      dom = chromium_chat("http://127.0.0.1:#{port}/chat?name=chromium", wanted)
       wanted.each { |line| expect(dom).to include(line) }
     end
   end
 
   def cable_state
     JSON.parse(http_get(port, "/status/cable").body)
+  end
+
+  # /status/cable while one client (`name`, subscribed to ChatChannel) is connected, once Action
+  # Cable counts it; returns after the client left without an error.
+  def state_with_one_client(name)
+    listener = cable_listener(url: "ws://127.0.0.1:#{port}/cable?name=#{name}", subscribe: "ChatChannel", listen: 2)
+    seen = eventually(5) { cable_state["connections"] == 1 }
+    state = cable_state
+    expect(seen).to be(true), "Action Cable counts #{state}"
+    expect(listener.value["error"]).to be_nil
+    state
+  end
+
+  # The DOM of the /chat page (Rails' Action Cable client, as ?name=`name`) at `url` in
+  # headless Chromium (`flags` added), once it shows `wanted`: its load waits for an iframe
+  # held 2 s, and a loaded machine may need longer for the page's own traffic, so a miss is
+  # retried with a longer hold. The last DOM when none made it.
+  def chromium_chat(url, wanted, *flags)
+    chromium = Chromium.path
+    skip "chromium is not installed (bin/setup installs it)" unless chromium
+
+    dom = nil
+    [2, 4, 8].each do |hold|
+      dom = Chromium.dump_dom(chromium, "#{url}&hold=#{hold}", *flags)
+      break if wanted.all? { |line| dom.include?(line) }
+    end
+    dom
   end
 
   # A raw WebSocket to /cable?name=`name` (Action Cable's subprotocol), subscribed to
@@ -320,12 +338,7 @@ RSpec.describe "A Rails 6.1 app on iodine" do
     include_examples "Action Cable's protocol"
 
     it "is a WebSocket of iodine's, not a hijacked socket" do
-      listener = cable_listener(url: "ws://127.0.0.1:#{port}/cable?name=counted", subscribe: "ChatChannel", listen: 3)
-      seen = eventually(5) { cable_state["connections"] == 1 }
-      state = cable_state
-      expect(seen).to be(true), "Action Cable counts #{state}"
-      expect(state).to include("native" => true, "iodine_websockets" => 1)
-      expect(listener.value["error"]).to be_nil
+      expect(state_with_one_client("counted")).to include("native" => true, "iodine_websockets" => 1)
       expect(eventually(5) { cable_state.values_at("connections", "iodine_websockets") == [0, 0] }).to be(true), cable_state.to_s
     end
 
@@ -386,16 +399,11 @@ RSpec.describe "A Rails 6.1 app on iodine" do
     end
 
     it "serves Action Cable over HTTP/2 too: Chromium's client opens /cable as an extended CONNECT stream" do
-      chromium = Chromium.path
-      skip "chromium is not installed (bin/setup installs it)" unless chromium
+      skip "chromium is not installed (bin/setup installs it)" unless Chromium.path
 
       server = ServerProcess.new(["-t", "4", "-w", "1", "-v", "-tls", app_path("rails/config.ru")], env: { "RAILS_ENV" => "production" })
       wanted = ["<li>connected</li>", "<li>h2: hi from h2</li>"]
-      dom = nil
-      [2, 4, 8].each do |hold|
-        dom = Chromium.dump_dom(chromium, "https://127.0.0.1:#{server.port}/chat?name=h2&hold=#{hold}", "--ignore-certificate-errors")
-        break if wanted.all? { |line| dom.include?(line) }
-      end
+      dom = chromium_chat("https://127.0.0.1:#{server.port}/chat?name=h2", wanted, "--ignore-certificate-errors")
       wanted.each { |line| expect(dom).to include(line) }
       expect(server.log).to include('"CONNECT /cable HTTP/2" 200') # the access log shows the path
     ensure
@@ -413,12 +421,7 @@ RSpec.describe "A Rails 6.1 app on iodine" do
     include_examples "Action Cable's protocol"
 
     it "leaves the socket to Action Cable: iodine counts no WebSocket for it" do
-      listener = cable_listener(url: "ws://127.0.0.1:#{port}/cable?name=hijacked", subscribe: "ChatChannel", listen: 2)
-      seen = eventually(5) { cable_state["connections"] == 1 }
-      state = cable_state
-      expect(seen).to be(true), "Action Cable counts #{state}"
-      expect(state).to include("native" => false, "iodine_websockets" => 0)
-      expect(listener.value["error"]).to be_nil
+      expect(state_with_one_client("hijacked")).to include("native" => false, "iodine_websockets" => 0)
     end
 
     it "logs no error for the response Action Cable returns after hijacking the socket" do
