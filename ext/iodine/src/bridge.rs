@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::SegQueue;
 use magnus::{Error, Ruby};
@@ -388,9 +388,14 @@ fn sleep(seen: u64, reactor: Option<&Arc<Reactor>>) {
     bridge().sleepers.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// How many of its rounds ([`STEAL_AFTER`] each) the standby lets pass between collections
-/// of its allocator heap (about a second).
-const STANDBY_COLLECT_EVERY: u32 = 200;
+/// How often the standby collects its allocator heap.
+const STANDBY_COLLECT_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the standby naps while the reactor's turn is held by a worker that is not away
+/// running application code: nothing can need taking over before it goes, so an idle server
+/// wakes the standby 20 times a second instead of 200 (a slow call that starts meanwhile is taken over within this plus
+/// [`STEAL_AFTER`]).
+const STANDBY_QUIET_NAP: Duration = Duration::from_millis(50);
 
 /// The reactor's standby: a plain thread (it never runs Ruby) that drives the reactor while
 /// every Ruby worker is busy in application code and the turn's holder has been away for
@@ -401,19 +406,25 @@ const STANDBY_COLLECT_EVERY: u32 = 200;
 /// the reactor is gone.
 pub fn standby(reactor: std::sync::Weak<Reactor>) {
     let b = bridge();
-    let mut rounds: u32 = 0;
+    let mut collected = Instant::now();
+    let mut nap = STEAL_AFTER;
     loop {
-        std::thread::sleep(STEAL_AFTER);
+        std::thread::sleep(nap);
         let Some(reactor) = reactor.upgrade() else {
             return;
         };
         // What it allocated while driving (connections' buffers, under a busy worker) is
         // freed later by whoever drives then; those pages stay in this thread's heap until
         // it collects, so it collects about once a second.
-        rounds = rounds.wrapping_add(1);
-        if rounds % STANDBY_COLLECT_EVERY == 0 {
+        if collected.elapsed() >= STANDBY_COLLECT_EVERY {
             gvl::return_freed_memory();
+            collected = Instant::now();
         }
+        nap = if reactor.away_for().is_some() || reactor.wants_driver() {
+            STEAL_AFTER
+        } else {
+            STANDBY_QUIET_NAP
+        };
         let idle_worker = b.sleepers.load(Ordering::SeqCst) > 0;
         if !b.open.load(Ordering::SeqCst) || idle_worker || !reactor.wants_driver() {
             continue;
