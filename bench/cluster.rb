@@ -239,7 +239,7 @@ end
 # C gem -w 1 (else puma + faye), with p99 and what -w 2 keeps of -w 1 in the notes.
 rows = results.map do |name, runs|
   p99 = ->(server) { runs[server] && median(runs[server].map { |r| r[:p99] }).then { |v| v.nan? ? nil : ms(v) } }
-  w2 = runs["iodine-w2"] && note_times(median(runs["iodine-w2"].zip(runs["iodine-w1"]).map { |a, b| a[:rate] / b[:rate] }))
+  w2 = runs["iodine-w2"] && pair_note(runs, "iodine-w2", "iodine-w1", :rate)
   ours_p99 = p99.call("iodine-w1")
   faye_p99 = p99.call("faye")
   result_row("cluster #{name.sub(' x ', ' ×')}", runs, :rate, unit: "delivered/s", ours: "iodine-w1",

@@ -180,8 +180,7 @@ def summary(runs, a, b, goal)
     puts format("  %-9s %10s req/s %8.1f us CPU/req  load tool %3.0f%% CPU  (medians)", label, rate(med.(:rate)),
                 med.(:cpu_us), med.(:load_cpu) * 100)
   end
-  ratios = runs[a].zip(runs[b]).map { |x, y| x[:rate] / y[:rate] }
-  value = median(ratios.reject(&:infinite?))
+  value = median(pair_ratios_of(runs, a, b, :rate).reject(&:infinite?))
   puts format("  %s / %s  req/s %-26s CPU/req %-26s (goal: req/s >= %.2fx: %s)", a, b, ratio(runs, a, b, :rate),
               ratio(runs, a, b, :cpu_us), goal, verdict(value, value >= goal))
   if runs.values.flatten.map { |r| r[:load_cpu] }.reject(&:nan?).max.to_f >= 0.9
@@ -192,7 +191,7 @@ end
 
 # "CPU per request 0.64× `whose`" (the median of the per-pair ratios a/b), or nil.
 def cpu_note(runs, a, b, whose)
-  value = note_times(median(runs[a].zip(runs[b]).map { |x, y| x[:cpu_us] / y[:cpu_us] }))
+  value = pair_note(runs, a, b, :cpu_us)
   value && "CPU per request #{value} #{whose}"
 end
 

@@ -218,7 +218,7 @@ end
 
 # The median of the per-pair ratios a/b of `metric` and the ratios themselves.
 def pair_ratios(runs, a, b, metric)
-  ratios = runs[a].zip(runs[b]).map { |x, y| x[metric] / y[metric] }
+  ratios = pair_ratios_of(runs, a, b, metric)
   [median(ratios.reject(&:infinite?)), ratios]
 end
 

@@ -292,9 +292,20 @@ end
 
 # The median of the per-round ratios a/b of `metric`, with each round's ratio in brackets.
 def ratio(runs, a, b, metric)
-  ratios = runs[a].zip(runs[b]).map { |x, y| x[metric] / y[metric] }
+  ratios = pair_ratios_of(runs, a, b, metric)
   pairs = ratios.map { |r| r.nan? || r.infinite? ? "-" : format(r >= 10 ? "%.0f" : "%.2f", r) }.join(" ")
   "#{times(median(ratios))} (#{pairs})"
+end
+
+# The per-pair ratios a/b of `metric` (runs[a][i][metric] / runs[b][i][metric]).
+def pair_ratios_of(runs, a, b, metric)
+  runs[a].zip(runs[b]).map { |x, y| x[metric] / y[metric] }
+end
+
+# The median of the per-pair ratios a/b of `metric` as a results note ("0.88×"); nil when b
+# did not run.
+def pair_note(runs, a, b, metric)
+  runs[b] && note_times(median(pair_ratios_of(runs, a, b, metric)))
 end
 
 # The last lines of the server's log, indented, for a warning; for a Ruby crash report, its

@@ -366,9 +366,7 @@ Dir.mktmpdir("bench-tls") do |tmp|
   # server's CPU per handshake (wrk fills its core there, so req/s is about even); the memory
   # of an idle TLS connection.
   rows = results.map do |name, runs|
-    pair = lambda do |metric|
-      runs["iodine-C"] && note_times(median(runs["iodine"].zip(runs["iodine-C"]).map { |a, b| a[metric] / b[metric] }))
-    end
+    pair = ->(metric) { pair_note(runs, "iodine", "iodine-C", metric) }
     if name == "keep-alive"
       cpu = pair.call(:cpu_us)
       result_row("TLS keep-alive", runs, :rate, unit: "req/s", cgem: "iodine-C",

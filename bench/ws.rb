@@ -205,7 +205,7 @@ end
 others = { "faye" => "puma + faye" }
 rows = results.map do |name, runs|
   field = CASES.find { |c| c[0] == name }[3]
-  cpu = runs["iodine-C"] && note_times(median(runs["iodine"].zip(runs["iodine-C"]).map { |a, b| a[:cpu_us] / b[:cpu_us] }))
+  cpu = pair_note(runs, "iodine", "iodine-C", :cpu_us)
   share = runs["raw"] && median(runs["iodine"].map { |r| r[:rate] }) / median(runs["raw"].map { |r| r[:rate] })
   share = share&.finite? && format("%.0f%% of the raw-Rust echo", share * 100)
   result_row(name.start_with?("SSE") ? name.sub(" x ", " ×") : "WS #{name.sub(' x ', ' ×')}", runs, :rate,
