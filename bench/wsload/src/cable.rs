@@ -18,10 +18,6 @@ use futures_util::SinkExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio_tungstenite::client_async_with_config;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::args::Args;
@@ -162,22 +158,8 @@ fn round_of(payload: &[u8]) -> Option<u64> {
 async fn subscribed(target: &Target, identifier: &str, i: usize) -> Result<Ws, String> {
     let separator = if target.url.contains('?') { '&' } else { '?' };
     let url = format!("{}{separator}name=c{i}", target.url);
+    let mut conn = ws::connect_as(target, &url, Some(PROTOCOL), READ_BUFFER).await?;
     within(&url, async {
-        let tcp = TcpStream::connect(&target.addr)
-            .await
-            .map_err(|e| format!("connect {}: {e}", target.addr))?;
-        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| e.to_string())?;
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(PROTOCOL));
-        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-        let (mut conn, _) = client_async_with_config(request, tcp, Some(config))
-            .await
-            .map_err(|e| format!("handshake with {url}: {e}"))?;
         expect(&mut conn, "\"type\":\"welcome\"").await?;
         let subscribe = format!(
             "{{\"command\":\"subscribe\",\"identifier\":{}}}",

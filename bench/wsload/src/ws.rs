@@ -2,6 +2,8 @@
 
 use futures_util::{FutureExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{client_async_with_config, WebSocketStream};
@@ -16,16 +18,32 @@ pub type Ws = WebSocketStream<TcpStream>;
 /// `SETUP_TIMEOUT`. tungstenite zero-fills its whole read buffer before every read, so
 /// `read_buffer` should be near what one read brings (see `read_buffer`), not its 128 KiB default.
 pub async fn connect(target: &Target, read_buffer: usize) -> Result<Ws, String> {
-    within(&target.url, async {
+    connect_as(target, &target.url, None, read_buffer).await
+}
+
+/// [`connect`] to `url` on `target`'s address, offering `subprotocol` when given.
+pub async fn connect_as(
+    target: &Target,
+    url: &str,
+    subprotocol: Option<&'static str>,
+    read_buffer: usize,
+) -> Result<Ws, String> {
+    within(url, async {
         let tcp = TcpStream::connect(&target.addr)
             .await
             .map_err(|e| format!("connect {}: {e}", target.addr))?;
         tcp.set_nodelay(true)
             .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+        if let Some(protocol) = subprotocol {
+            request
+                .headers_mut()
+                .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol));
+        }
         let config = WebSocketConfig::default().read_buffer_size(read_buffer);
-        let (ws, _response) = client_async_with_config(target.url.as_str(), tcp, Some(config))
+        let (ws, _response) = client_async_with_config(request, tcp, Some(config))
             .await
-            .map_err(|e| format!("handshake with {}: {e}", target.url))?;
+            .map_err(|e| format!("handshake with {url}: {e}"))?;
         Ok(ws)
     })
     .await
