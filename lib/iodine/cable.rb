@@ -85,6 +85,11 @@ module Iodine
           super
         end
       end
+
+      # The iodine Socket in use, or nil (stock Action Cable's ClientSocket, or none).
+      def iodine_socket
+        @websocket if @websocket.is_a?(Socket)
+      end
     end
 
     # Prepended to ActionCable::Channel::Base: the handler of a default stream on an iodine
@@ -114,8 +119,7 @@ module Iodine
       private
 
       def iodine_socket
-        socket = websocket.instance_variable_get(:@websocket)
-        socket if socket.is_a?(Socket)
+        websocket.iodine_socket
       end
     end
 
