@@ -393,8 +393,8 @@ const STANDBY_COLLECT_EVERY: Duration = Duration::from_secs(1);
 
 /// How long the standby naps while the reactor's turn is held by a worker that is not away
 /// running application code: nothing can need taking over before it goes, so an idle server
-/// wakes the standby 20 times a second instead of 200 (a slow call that starts meanwhile is taken over within this plus
-/// [`STEAL_AFTER`]).
+/// wakes the standby 20 times a second instead of 200 (a slow call that starts meanwhile is
+/// taken over within this plus [`STEAL_AFTER`]).
 const STANDBY_QUIET_NAP: Duration = Duration::from_millis(50);
 
 /// The reactor's standby: a plain thread (it never runs Ruby) that drives the reactor while
@@ -420,13 +420,14 @@ pub fn standby(reactor: std::sync::Weak<Reactor>) {
             gvl::return_freed_memory();
             collected = Instant::now();
         }
-        nap = if reactor.away_for().is_some() || reactor.wants_driver() {
+        let wanted = reactor.wants_driver();
+        nap = if wanted || reactor.away_for().is_some() {
             STEAL_AFTER
         } else {
             STANDBY_QUIET_NAP
         };
         let idle_worker = b.sleepers.load(Ordering::SeqCst) > 0;
-        if !b.open.load(Ordering::SeqCst) || idle_worker || !reactor.wants_driver() {
+        if !b.open.load(Ordering::SeqCst) || idle_worker || !wanted {
             continue;
         }
         if !reactor.try_turn() {
