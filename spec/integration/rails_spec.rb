@@ -237,6 +237,36 @@ RSpec.describe "A Rails 6.1 app on iodine" do
       expect(result["clients"].values.map { |c| c["received"] }).to eq([expected, expected])
     end
 
+    # Channel code runs on Action Cable's own pool: what it raises, and a message that is not
+    # JSON, are Action Cable's to log; both clients stay subscribed and the server's threads
+    # are untouched.
+    it "keeps a client whose action raised and one that sent garbage, and every worker thread",
+       log_allows: [/deliberate boom|JSON::ParserError|unexpected token|Could not execute command|ActiveSupport::JSON/] do
+      threads = cable_state["iodine_threads"]
+      identifier = JSON.generate(channel: "ChatChannel")
+      socket, buffer = subscribed_socket("raiser", "ChatChannel")
+      perform = ->(action, extra = {}) do
+        data = JSON.generate(extra.merge(action: action))
+        socket.write(WsFrames.encode(:text, JSON.generate(command: "message", identifier: identifier, data: data)))
+      end
+      perform.call("boom")
+      perform.call("speak", text: "still here")
+      payload, = next_text(socket, buffer, /still here/)
+      expect(JSON.parse(payload)["message"]).to eq("text" => "still here", "from" => "raiser")
+
+      garbage, garbage_buffer = subscribed_socket("garbler", "ChatChannel")
+      garbage.write(WsFrames.encode(:text, "{not json"))
+      garbage.write(WsFrames.encode(:binary, "\xFF\x00".b))
+      perform.call("speak", text: "after the garbage")
+      expect(next_text(socket, buffer, /after the garbage/).first).to include("raiser")
+      expect(next_text(garbage, garbage_buffer, /after the garbage/).first).to include("raiser")
+      expect(http_get(port, "/page").code).to eq("200")
+      expect(cable_state["iodine_threads"]).to eq(threads)
+    ensure
+      socket&.close
+      garbage&.close
+    end
+
     it "forgets a client that vanished without a close frame (Action Cable runs its close)" do
       socket = TCPSocket.new("127.0.0.1", port)
       socket.write(WsFrames.upgrade_request("/cable?name=vanisher", port: port, key: "dGhlIHNhbXBsZSBub25jZQ==",

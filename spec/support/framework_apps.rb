@@ -84,7 +84,8 @@ module FrameworkApps
   # exceptions, invalid responses) and the exception reports Rails (`Class (message):`) and
   # Sinatra (`<time> - Class - message:`) write, minus those matching one of `allowed`.
   def unexpected_log_lines(log, allowed = [])
-    reports = log.lines.map(&:chomp).select do |line|
+    # scrub: an app may log bytes that are not UTF-8 (a client's binary message).
+    reports = log.scrub.lines.map(&:chomp).select do |line|
       line.match?(/\A(?:ERROR|FATAL|WARNING): /) ||
         line.include?("Iodine caught an unprotected exception") ||
         line.match?(/\A[A-Z]\w*(?:::[A-Z]\w*)* \(/) ||

@@ -20,7 +20,8 @@
 #   GET  /live-buffered     the same without Last-Modified: Rack::ETag buffers it whole
 #   GET  /live-state        JSON: Live actions started, chunks they wrote, how many ran their ensure
 #   GET  /status/cable      JSON: Action Cable's open connections, whether iodine serves them
-#                           natively, iodine's WebSocket count, the adapter's class, the pid
+#                           natively, iodine's WebSocket and channel counts, this process's
+#                           Ruby worker threads, the adapter's class, the pid
 #   GET  /chat              a page whose script is Rails' own Action Cable JavaScript client:
 #                           it connects as ?name=N, subscribes to ChatChannel, speaks "hi from N"
 #                           and lists what it receives in <ul id="log">; its load event waits
@@ -30,7 +31,8 @@
 #   GET  /js/action_cable.js Rails' Action Cable client (from the actioncable gem)
 #   /cable                  Action Cable: ApplicationCable::Connection (?name=N identifies it;
 #                           no name, or "intruder", is rejected) and ChatChannel (stream_from
-#                           "chat"; speak(data) broadcasts {"text", "from"} to "chat"), and
+#                           "chat"; speak(data) broadcasts {"text", "from"} to "chat"; boom
+#                           raises), and
 #                           ShoutChannel (the same, its stream has a block: it transmits each
 #                           broadcast with "shout" => true added)
 #
@@ -84,6 +86,10 @@ class ChatChannel < ApplicationCable::Channel
 
   def speak(data)
     ActionCable.server.broadcast("chat", { "text" => data["text"], "from" => nickname })
+  end
+
+  def boom(_data)
+    raise ArgumentError, "deliberate boom from a channel action"
   end
 end
 
@@ -176,10 +182,14 @@ class ApiController < ActionController::API
 
   def cable_state
     iodine = defined?(Iodine::Cable)
+    stats = iodine && Iodine.stats
+    # In a cluster the figures are the workers' sums; the thread count is this worker's own.
+    own = stats && (stats[:workers]&.find { |w| w[:pid] == Process.pid } || stats)
     render json: { "connections" => ActionCable.server.connections.size,
                    "native" => iodine ? Iodine::Cable.installed? : false,
                    "iodine_websockets" => iodine ? Iodine.stats[:connections][:websocket] : nil,
                    "iodine_channels" => iodine ? Iodine.stats[:pubsub][:channels] : nil,
+                   "iodine_threads" => own && own[:pool][:threads],
                    "adapter" => ActionCable.server.pubsub.class.name, "pid" => Process.pid }
   end
 
