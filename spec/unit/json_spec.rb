@@ -161,6 +161,33 @@ RSpec.describe Iodine::JSON do
       expect(json_diff({ "a" => 3, "b" => 2 }, described_class.parse('{"a":1,"b":2,"a":3}'))).to be_nil
     end
 
+    it "builds objects of every size (Hashes made with room for their pairs) as JSON.parse does, keys in order" do
+      [0, 1, 7, 8, 9, 15, 16, 17, 40, 300].each do |pairs|
+        keys = Array.new(pairs) { |i| i.even? ? "k#{i}" : "a key longer than thirty-two bytes, number #{i}" }
+        text = "{#{keys.each_with_index.map { |k, i| %("#{k}":#{i}) }.join(',')}}"
+        docs = [text, "[#{text},#{text}]"]
+        docs << text.sub("{", '{"k0":"first",') if pairs.positive? # a duplicate: the last value wins
+        docs.each do |doc|
+          got = described_class.parse(doc)
+          expect(json_diff(JSON.parse(doc), got)).to be_nil, "#{pairs} pairs"
+          expect(json_diff(JSON.parse(doc, symbolize_names: true), described_class.parse(doc, symbolize_names: true)))
+            .to be_nil, "#{pairs} pairs, symbols"
+        end
+      end
+    end
+
+    it "tells apart cached keys that share a prefix, a length or a slot" do
+      keys = %w[a b ab ba abc abcdefg abcdefgh abcdefghi abcdefgg abcdefghijklmnop abcdefghijklmnoq] +
+             ["abcdefghijklmnopqrstuvwxyz012345", "abcdefghijklmnopqrstuvwxyz012346", "\\u0000", "x\\u0000", ""] +
+             Array.new(2000) { |i| "key#{i}" }
+      doc = "[#{keys.map { |k| %({"#{k}":"#{k}"}) }.join(',')}]"
+      2.times do
+        got = described_class.parse(doc)
+        expect(json_diff(JSON.parse(doc), got)).to be_nil
+        expect(got.all? { |h| h.keys.first == h.values.first }).to be(true)
+      end
+    end
+
     it "reads integers of any size exactly and -0 as the Integer 0" do
       %w[0 -0 9007199254740993 -9223372036854775809 18446744073709551616 123456789012345678901234567890123
          -98765432109876543210987654321].each do |text|

@@ -197,6 +197,44 @@ pub fn opaque_values(values: &[magnus::value::Opaque<magnus::Value>]) -> &[magnu
     unsafe { std::slice::from_raw_parts(values.as_ptr() as *const magnus::Value, values.len()) }
 }
 
+/// Ruby's "new Hash with room for n pairs" (`rb_hash_new_capa` since 3.2, exported as
+/// `rb_hash_new_with_size` before), looked up once by name: not in the headers of every Ruby
+/// this builds against, so never linked by name (a Ruby without either still loads us).
+type HashNewCapa = unsafe extern "C" fn(std::ffi::c_long) -> rb_sys::VALUE;
+
+static HASH_NEW_CAPA: std::sync::OnceLock<Option<HashNewCapa>> = std::sync::OnceLock::new();
+
+fn hash_new_capa() -> Option<HashNewCapa> {
+    *HASH_NEW_CAPA.get_or_init(|| {
+        ["rb_hash_new_capa\0", "rb_hash_new_with_size\0"]
+            .iter()
+            .find_map(|name| {
+                // SAFETY: dlsym with RTLD_DEFAULT searches the process's loaded objects (libruby
+                // or the ruby executable) for a NUL-terminated name; it only reads the name.
+                let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr().cast()) };
+                // SAFETY: both functions take one integer (long / st_index_t, a 64-bit register
+                // either way) and return a VALUE; a non-null pointer from dlsym is the function.
+                (!found.is_null())
+                    .then(|| unsafe { std::mem::transmute::<*mut c_void, HashNewCapa>(found) })
+            })
+    })
+}
+
+/// A new, empty Hash with room for `pairs` pairs (so a parsed JSON object of more than 8
+/// pairs gets its table once, not a small one then a larger one).
+pub fn hash_with_capacity(ruby: &Ruby, pairs: usize) -> magnus::RHash {
+    use magnus::rb_sys::FromRawValue;
+    let Some(new) = hash_new_capa() else {
+        return ruby.hash_new();
+    };
+    // SAFETY: the GVL is held (we have `ruby`); the function allocates a Hash (raising only
+    // NoMemoryError, as any allocation).
+    let made = unsafe { magnus::Value::from_raw(new(pairs as std::ffi::c_long)) };
+    // It always returns a Hash.
+    // jump-safe: an Option (a type check), no Ruby call but the fallback's allocation.
+    magnus::RHash::from_value(made).unwrap_or_else(|| ruby.hash_new())
+}
+
 /// A frozen, deduplicated UTF-8 String of `s` (UTF-8 text; Ruby's fstring table): the keys of parsed JSON
 /// objects, so a key seen a thousand times is one object, and a frozen one as a Hash key must be.
 pub fn interned_str(s: &[u8]) -> magnus::Value {

@@ -1,7 +1,7 @@
 //! JSON (RFC 8259) without Ruby: a strict parser that feeds a [`Sink`] (no intermediate
 //! tree), a [`Tape`] that records a parse to replay it later (so a large document can be
 //! tokenized on a thread that may not touch Ruby objects and built into them afterwards), and
-//! the writers `Iodine::JSON.generate` uses (strings escaped and floats printed as Ruby's
+//! [`ShortKey`] for caches of object keys, and the writers `Iodine::JSON.generate` uses (strings escaped and floats printed as Ruby's
 //! json gem does).
 //!
 //! Decisions where the RFC leaves a choice (JSONTestSuite's `i_` cases):
@@ -17,6 +17,7 @@
 
 mod error;
 mod parser;
+mod short_key;
 mod sink;
 mod write;
 
@@ -25,5 +26,6 @@ mod tests;
 
 pub use error::{Error, ErrorKind};
 pub use parser::{parse, Options};
+pub use short_key::{ShortKey, SHORT_KEY_LEN};
 pub use sink::{Sink, Stop, Tape};
 pub use write::{write_f64, write_str};

@@ -33,6 +33,10 @@ pub fn parse<S: Sink>(input: &[u8], options: &Options, sink: &mut S) -> Result<(
         pos: 0,
         scratch: Vec::new(),
         options: *options,
+        // One check of the whole input (SIMD, several GB/s) is cheaper than one per string
+        // holding non-ASCII text; only a document that fails it checks string by string, so
+        // its error names the string and the byte.
+        check_strings: simdutf8::basic::from_utf8(input).is_err(),
     }
     .run(sink)
 }
@@ -49,6 +53,8 @@ struct Parser<'a> {
     /// Unescaped text of the string being read (reused).
     scratch: Vec<u8>,
     options: Options,
+    /// Whether strings need their own UTF-8 check (the input as a whole is not UTF-8).
+    check_strings: bool,
 }
 
 /// `Stop` from the sink, as an error at `offset`.
@@ -229,7 +235,7 @@ impl<'a> Parser<'a> {
                         &input[start..end]
                     };
                     // Escapes wrote UTF-8; only runs with non-ASCII bytes need a check.
-                    if high {
+                    if high && self.check_strings {
                         utf8(text, start)?;
                     }
                     return Ok(text);

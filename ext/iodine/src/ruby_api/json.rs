@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use iodine_engine::json::{self, ErrorKind, Options, Sink, Stop, Tape};
+use iodine_engine::json::{self, ErrorKind, Options, ShortKey, Sink, Stop, Tape};
 use magnus::exception::ExceptionClass;
 use magnus::typed_data::Obj;
 use magnus::value::{Opaque, ReprValue};
@@ -69,17 +69,14 @@ fn generator_error(ruby: &Ruby, message: impl AsRef<str>) -> Error {
 /// Slots of a [`KeyCache`] (a power of two).
 const KEY_SLOTS: usize = 512;
 
-/// Keys up to this long are cached.
-const KEY_CACHED_LEN: usize = 32;
-
 /// Object keys already made, by their text, shared by every parse: API payloads repeat the
 /// same few keys, and finding one here is cheaper than Ruby's fstring (or symbol) table.
-/// A slot holds the key's text; its Ruby value is at the same index of `values`, a
+/// A slot holds the key's text (keys up to [`json::SHORT_KEY_LEN`] bytes are cached); its Ruby value is at the same index of `values`, a
 /// [`Marked`] registered with the GC for good: a cached key is never collected, and (marked
 /// with `rb_gc_mark`) never moved by compaction. The cache is bounded: a new key replaces
 /// the one in its slot.
 struct KeyCache {
-    texts: parking_lot::Mutex<Vec<Option<Box<[u8]>>>>,
+    texts: parking_lot::Mutex<Box<[ShortKey]>>,
     values: Opaque<Obj<Marked>>,
 }
 
@@ -92,21 +89,9 @@ impl KeyCache {
             .resize(KEY_SLOTS, Opaque::from(ruby.qnil().as_value()));
         ruby.gc_register_mark_object(values);
         KeyCache {
-            texts: parking_lot::Mutex::new(vec![None; KEY_SLOTS]),
+            texts: parking_lot::Mutex::new(vec![ShortKey::EMPTY; KEY_SLOTS].into_boxed_slice()),
             values: values.into(),
         }
-    }
-
-    fn slot(key: &[u8]) -> usize {
-        // Eight bytes at a time (keys are short): a multiply per word, the top bits as index.
-        let mut hash = key.len() as u64;
-        for chunk in key.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-        (hash >> (64 - KEY_SLOTS.trailing_zeros())) as usize
     }
 
     /// The cache for one parse, or None when another parse holds it (parses run with the
@@ -121,36 +106,31 @@ impl KeyCache {
 
 /// A [`KeyCache`] held by one parse (one lock per parse, not per key).
 struct HeldKeys<'a> {
-    texts: parking_lot::MutexGuard<'a, Vec<Option<Box<[u8]>>>>,
+    texts: parking_lot::MutexGuard<'a, Box<[ShortKey]>>,
     values: Opaque<Obj<Marked>>,
 }
 
 impl HeldKeys<'_> {
-    /// The key made for `key` before, if it is still cached.
-    fn get(&self, ruby: &Ruby, key: &[u8]) -> Option<Value> {
-        let slot = KeyCache::slot(key);
-        match &self.texts[slot] {
-            Some(text) if &**text == key => {
-                let values = ruby.get_inner(self.values);
-                let value = values.0.borrow().get(slot).copied();
-                value.map(|v| ruby.get_inner(v))
-            }
-            _ => None,
+    /// The key made for `text` before, if it is still cached.
+    fn get(&self, ruby: &Ruby, text: &ShortKey) -> Option<Value> {
+        let slot = text.slot(KEY_SLOTS.trailing_zeros());
+        if self.texts.get(slot) != Some(text) {
+            return None;
         }
+        let values = ruby.get_inner(self.values);
+        let value = values.0.borrow().get(slot).copied();
+        value.map(|v| ruby.get_inner(v))
     }
 
-    /// Caches `value` as the key for `key` (short keys only).
-    fn put(&mut self, ruby: &Ruby, key: &[u8], value: Value) {
-        if key.len() > KEY_CACHED_LEN {
-            return;
-        }
-        let slot = KeyCache::slot(key);
+    /// Caches `value` as the key for `text`.
+    fn put(&mut self, ruby: &Ruby, text: ShortKey, value: Value) {
+        let slot = text.slot(KEY_SLOTS.trailing_zeros());
         let values = ruby.get_inner(self.values);
         // No Ruby call while borrowed (a GC could start there and read the values).
         let mut held = values.0.borrow_mut();
-        if let Some(entry) = held.get_mut(slot) {
+        if let (Some(entry), Some(cached)) = (held.get_mut(slot), self.texts.get_mut(slot)) {
             *entry = Opaque::from(value);
-            self.texts[slot] = Some(key.into());
+            *cached = text;
         }
     }
 }
@@ -225,23 +205,26 @@ impl Sink for Builder<'_> {
     fn end_object(&mut self, pairs: usize) -> Result<(), Stop> {
         let ruby = self.ruby;
         self.close(2 * pairs, |values| {
-            let hash = ruby.hash_new();
+            let hash = gvl::hash_with_capacity(ruby, pairs);
             hash.bulk_insert(values)?;
             Ok(hash.as_value())
         })
     }
 
     fn key(&mut self, key: &[u8]) -> Result<(), Stop> {
-        if let Some(v) = self.keys.as_ref().and_then(|keys| keys.get(self.ruby, key)) {
-            return self.push(v);
+        let text = self.keys.as_ref().and_then(|_| ShortKey::of(key));
+        if let (Some(keys), Some(text)) = (self.keys.as_ref(), text.as_ref()) {
+            if let Some(v) = keys.get(self.ruby, text) {
+                return self.push(v);
+            }
         }
         let v = if self.symbolize {
             gvl::dynamic_symbol(key)
         } else {
             gvl::interned_str(key)
         };
-        if let Some(keys) = self.keys.as_mut() {
-            keys.put(self.ruby, key, v);
+        if let (Some(keys), Some(text)) = (self.keys.as_mut(), text) {
+            keys.put(self.ruby, text, v);
         }
         self.push(v)
     }
@@ -365,26 +348,7 @@ fn parse(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
         failed: None,
     };
     let parsed = if bytes.len() >= UNLOCKED_PARSE {
-        let input = &bytes;
-        let taped = gvl::without_gvl(
-            ruby,
-            || {
-                let mut tape = Tape::for_input(input);
-                json::parse(input, &options, &mut tape).map(|()| tape)
-            },
-            || {},
-        )?;
-        match taped {
-            Ok(tape) => {
-                builder.keys = key_cache(symbolize);
-                // jump-safe: the Stop carries nothing; the builder kept the Ruby error (a jump included).
-                if tape.replay(&bytes, &mut builder).is_err() {
-                    return Err(stopped(ruby, &mut builder));
-                }
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        parse_then_build(ruby, &bytes, &options, &mut builder)?
     } else {
         builder.keys = key_cache(symbolize);
         json::parse(&bytes, &options, &mut builder)
@@ -399,6 +363,34 @@ fn parse(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
     // The stack must outlive the building: keep it visibly in use until here.
     std::hint::black_box(&builder.stack);
     result.ok_or_else(|| parser_error(ruby, "Malformed JSON format: no value.".into()))
+}
+
+/// A large document tokenized without the GVL, then built: the parse's result (Ruby errors,
+/// an interrupt included, as `Err`).
+fn parse_then_build(
+    ruby: &Ruby,
+    bytes: &[u8],
+    options: &Options,
+    builder: &mut Builder,
+) -> Result<Result<(), json::Error>, Error> {
+    let taped = gvl::without_gvl(
+        ruby,
+        || {
+            let mut tape = Tape::for_input(bytes);
+            json::parse(bytes, options, &mut tape).map(|()| tape)
+        },
+        || {},
+    )?;
+    let tape = match taped {
+        Ok(tape) => tape,
+        Err(e) => return Ok(Err(e)),
+    };
+    builder.keys = key_cache(builder.symbolize);
+    // jump-safe: the Stop carries nothing; the builder kept the Ruby error (a jump included).
+    if tape.replay(bytes, builder).is_err() {
+        return Err(stopped(ruby, builder));
+    }
+    Ok(Ok(()))
 }
 
 /// The key cache for a parse that builds now (its keys Symbols or Strings).
