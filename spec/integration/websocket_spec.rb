@@ -89,6 +89,24 @@ RSpec.describe "WebSocket" do
       expect(closed_log(id).grep(/\Amessage/)).to eq(["message UTF-8 6", "message ASCII-8BIT 256", "message UTF-8 200000"])
     end
 
+    it "hands on_message text Strings whose code range is set right: ASCII-only or not, never rescanned" do
+      id = unique_id("probe")
+      open_ws(port, "/?id=#{id}") do |ws|
+        ws.text("probe plain")
+        expect(ws.read_message).to eq([:text, "true true ASCII-8BIT false"])
+        ws.text("probe #{'x' * 5000}é")
+        expect(ws.read_message).to eq([:text, "false true incompatible false"])
+        ws.send_frame(:text, "probe ", fin: false)
+        ws.send_frame(:continuation, "in parts")
+        expect(ws.read_message).to eq([:text, "true true ASCII-8BIT false"])
+        ws.send_frame(:text, "probe caf\xC3".b, fin: false)
+        ws.send_frame(:continuation, "\xA9".b)
+        expect(ws.read_message).to eq([:text, "false true incompatible false"])
+        ws.text("probe é")
+        expect(ws.read_message).to eq([:text, "false true incompatible false"])
+      end
+    end
+
     it "reassembles fragmented messages (a ping between fragments, a character split across two)" do
       id = unique_id("fragments")
       open_ws(port, "/?id=#{id}") do |ws|

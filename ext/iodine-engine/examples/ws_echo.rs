@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use iodine_engine::http::{serve, Body, Handler, HttpSettings, Reply, Request, Response};
-use iodine_engine::link::{Events, Link, Outgoing, Protocol, Upgrade};
+use iodine_engine::link::{Events, Kind, Link, Outgoing, Protocol, Upgrade};
 use iodine_engine::server::{bind, Address, Shutdown};
 
 /// Writes each message back as it came.
@@ -15,8 +15,8 @@ struct Echo(Arc<Link>);
 
 impl Events for Echo {
     fn on_open(&self) {}
-    fn on_message(&self, data: Bytes, text: bool) {
-        let _ = self.0.write(match text {
+    fn on_message(&self, data: Bytes, kind: Kind) {
+        let _ = self.0.write(match kind.is_text() {
             true => Outgoing::Text(data),
             false => Outgoing::Binary(data),
         });

@@ -426,13 +426,44 @@ impl Link {
     }
 }
 
+/// What a message's bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Bytes: a binary WebSocket message, or what a raw connection read.
+    Binary,
+    /// UTF-8 text (checked) with characters beyond ASCII.
+    Text,
+    /// UTF-8 text of ASCII characters only (checked): the binding tells Ruby, so its String
+    /// is never scanned again.
+    Ascii,
+}
+
+impl Kind {
+    /// Whether it is text (a text WebSocket message).
+    pub fn is_text(self) -> bool {
+        self != Kind::Binary
+    }
+
+    /// The kind of `bytes` received as text: `Ascii` or `Text` when they are UTF-8, None
+    /// when they are not. One pass for ASCII (most text), a SIMD check for the rest.
+    pub fn of_text(bytes: &[u8]) -> Option<Kind> {
+        if bytes.is_ascii() {
+            Some(Kind::Ascii)
+        } else if simdutf8::basic::from_utf8(bytes).is_ok() {
+            Some(Kind::Text)
+        } else {
+            None
+        }
+    }
+}
+
 /// What a connection's session tells the application. Called on IO threads: implementations
 /// hand the work to whoever runs application code and return at once.
 pub trait Events: Send + Sync + 'static {
     /// The connection is open (the 101 or the SSE head was sent).
     fn on_open(&self);
-    /// A complete message arrived (WebSocket: `text` for text frames).
-    fn on_message(&self, data: Bytes, text: bool);
+    /// A complete message arrived, of `kind` (WebSocket text frames are `Text` or `Ascii`).
+    fn on_message(&self, data: Bytes, kind: Kind);
     /// True when the application reports each message it handled with [`Link::handled`]
     /// (`data.len()`): the session then stops reading while too much waits
     /// ([`INBOUND_LIMIT`], [`INBOUND_MESSAGES`]). False (the default): messages are taken as

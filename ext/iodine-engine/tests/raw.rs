@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use iodine_engine::client::{self, Target, WsRequest};
 use iodine_engine::http::{Body, HttpSettings, Reply, Request, Response};
-use iodine_engine::link::{Events, Link, Outgoing, Protocol, Upgrade};
+use iodine_engine::link::{Events, Kind, Link, Outgoing, Protocol, Upgrade};
 use iodine_engine::raw::{self, RawSettings, READ_CHUNK};
 use iodine_engine::server::{bind, Address, Shutdown};
 use iodine_engine::websocket::WsSettings;
@@ -33,10 +33,10 @@ impl Events for Echo {
     fn on_open(&self) {
         self.seen.lock().push("open".into());
     }
-    fn on_message(&self, data: Bytes, text: bool) {
+    fn on_message(&self, data: Bytes, kind: Kind) {
         assert!(data.len() <= READ_CHUNK, "a chunk over READ_CHUNK");
         self.seen.lock().push(format!("message {}", data.len()));
-        let out = match (self.link.protocol(), text) {
+        let out = match (self.link.protocol(), kind.is_text()) {
             (Protocol::Raw, _) => Outgoing::Raw(data),
             (_, true) => Outgoing::Text(data),
             (_, false) => Outgoing::Binary(data),
@@ -371,8 +371,9 @@ impl Events for Recorder {
     fn on_open(&self) {
         self.seen.lock().push("open".into());
     }
-    fn on_message(&self, data: Bytes, text: bool) {
+    fn on_message(&self, data: Bytes, kind: Kind) {
         let data = String::from_utf8_lossy(&data).into_owned();
+        let text = kind.is_text();
         self.seen.lock().push(format!("message {data} {text}"));
         self.link.close(Some(1000));
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use iodine_engine::http::{Body, HttpSettings, Reply, Request, Response};
-use iodine_engine::link::{Events, Link, Outgoing, Protocol, Upgrade};
+use iodine_engine::link::{Events, Kind, Link, Outgoing, Protocol, Upgrade};
 use parking_lot::Mutex;
 use support::ws::{close_code, frame, open, read_frame, server, wait_for, HANDSHAKE};
 use support::TestServer;
@@ -144,7 +144,7 @@ struct Firehose {
 
 impl Events for Firehose {
     fn on_open(&self) {}
-    fn on_message(&self, _: Bytes, _: bool) {
+    fn on_message(&self, _: Bytes, _: Kind) {
         // From another thread, as an app's worker would, while the session writes.
         let (link, seen) = (self.link.clone(), self.seen.clone());
         std::thread::spawn(move || {
@@ -265,7 +265,7 @@ struct Hoarder {
 
 impl Events for Hoarder {
     fn on_open(&self) {}
-    fn on_message(&self, data: Bytes, _: bool) {
+    fn on_message(&self, data: Bytes, _: Kind) {
         self.got.lock().push(data.len());
     }
     fn on_drained(&self) {}

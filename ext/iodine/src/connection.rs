@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
-use iodine_engine::link::{Events, Link, Outgoing, Protocol};
+use iodine_engine::link::{Events, Kind, Link, Outgoing, Protocol};
 use iodine_engine::mailbox::Mailbox;
 use iodine_engine::pubsub::Subscriber;
 use iodine_engine::sse;
@@ -50,7 +50,7 @@ const ENV: isize = 2;
 /// What happened, for the handler.
 enum Event {
     Open,
-    Message(Bytes, bool),
+    Message(Bytes, Kind),
     Drained,
     Shutdown,
     Close,
@@ -246,11 +246,11 @@ impl Conn {
         let handler: Value = kept.entry(HANDLER)?;
         match event {
             Event::Open if self.has(has::OPEN) => call(ruby, handler, &ON_OPEN, (object,)),
-            Event::Message(data, text) if self.has(has::MESSAGE) => {
-                let data = if text {
-                    ruby.enc_str_new(&data, ruby.utf8_encoding())
-                } else {
-                    ruby.str_from_slice(&data)
+            Event::Message(data, kind) if self.has(has::MESSAGE) => {
+                let data = match kind {
+                    Kind::Binary => ruby.str_from_slice(&data),
+                    Kind::Ascii => crate::gvl::checked_utf8_str(&data, true),
+                    Kind::Text => crate::gvl::checked_utf8_str(&data, false),
                 };
                 call(ruby, handler, &ON_MESSAGE, (object, data))
             }
@@ -360,8 +360,8 @@ impl Events for Conn {
         self.post(Event::Open);
     }
 
-    fn on_message(&self, data: Bytes, text: bool) {
-        self.post(Event::Message(data, text));
+    fn on_message(&self, data: Bytes, kind: Kind) {
+        self.post(Event::Message(data, kind));
     }
 
     /// Each message is reported handled by the runner (`Link::handled`): a connection whose

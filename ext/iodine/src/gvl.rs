@@ -265,6 +265,30 @@ pub fn utf8_str(s: &[u8]) -> magnus::Value {
     }
 }
 
+/// A new UTF-8 String of `s`, text the engine already checked as UTF-8, with its code range
+/// set (7-bit when `ascii`, else valid), so Ruby never scans it (an echo's `write` asks for
+/// it at once).
+pub fn checked_utf8_str(s: &[u8], ascii: bool) -> magnus::RString {
+    use magnus::rb_sys::AsRawValue;
+    let value = utf8_str(s);
+    let range = if ascii {
+        rb_sys::ruby_coderange_type::RUBY_ENC_CODERANGE_7BIT
+    } else {
+        rb_sys::ruby_coderange_type::RUBY_ENC_CODERANGE_VALID
+    } as rb_sys::VALUE;
+    let mask = rb_sys::ruby_coderange_type::RUBY_ENC_CODERANGE_BROKEN as rb_sys::VALUE;
+    // SAFETY: the GVL is held and `value` is the String just made on this frame, reachable by
+    // no one else: setting its code range bits is what Ruby's ENC_CODERANGE_SET does, and
+    // the caller vouches for what they say (the bytes are UTF-8, ASCII only when `ascii`).
+    unsafe {
+        let basic = value.as_raw() as *mut rb_sys::RBasic;
+        (*basic).flags = ((*basic).flags & !mask) | range;
+    }
+    magnus::RString::from_value(value)
+        // jump-safe: an Option (a type check), no Ruby call; rb_utf8_str_new makes Strings.
+        .unwrap_or_else(|| unreachable!("rb_utf8_str_new made a non-String"))
+}
+
 /// The Symbol of `s` (UTF-8 text), one the GC may collect again (parsed keys come from the network: they
 /// must not grow the immortal symbol table).
 pub fn dynamic_symbol(s: &[u8]) -> magnus::Value {

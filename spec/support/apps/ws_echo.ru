@@ -18,7 +18,9 @@ require_relative "realtime_log"
 #                   sleeps S seconds, then "after" (a slow callback that wrote first)
 #                   Any echo connection also takes: "broken" (answered with a UTF-8 String
 #                   holding invalid bytes), "subscribe CH" (answered "subscribed"), and
-#                   "publish-broken CH" (publishes invalid UTF-8, tagged UTF-8, on CH)
+#                   "publish-broken CH" (publishes invalid UTF-8, tagged UTF-8, on CH),
+#                   "probe ..." (answered "ascii_only? valid_encoding? encoding-of-it+\xFF
+#                   frozen?")
 #   /count          how many echo connections are open (on_open minus on_close)
 #   /workers        "alive/pool" worker threads
 #   /events?id=ID   the log
@@ -72,9 +74,22 @@ class Echo
       client.subscribe(Regexp.last_match(1))
       client.write("subscribed")
     when /\Apublish-broken (\S+)\z/ then Iodine.publish(Regexp.last_match(1), BROKEN)
+    when /\Aprobe / then client.write(probe(data))
     else return false
     end
     true
+  end
+
+  # What Ruby knows of a received text String without scanning it: ascii_only? and
+  # valid_encoding? read the code range iodine set, and joining it to binary bytes works only
+  # for an ASCII-only String.
+  def probe(data)
+    joined = begin
+      (data + "\xFF".b).encoding.to_s
+    rescue Encoding::CompatibilityError
+      "incompatible"
+    end
+    "#{data.ascii_only?} #{data.valid_encoding?} #{joined} #{data.frozen?}"
   end
 
   def nap(client, seconds)

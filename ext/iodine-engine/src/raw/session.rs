@@ -102,7 +102,7 @@ impl RawCodec {
         ctx.heard = true;
         // Once the application closed, what still arrives is dropped.
         if ctx.ending == Ending::Open {
-            ctx.deliver(data, false);
+            ctx.deliver(data, crate::link::Kind::Binary);
         }
     }
 }
@@ -219,7 +219,7 @@ mod tests {
 
     impl Events for Sizes {
         fn on_open(&self) {}
-        fn on_message(&self, data: Bytes, _text: bool) {
+        fn on_message(&self, data: Bytes, _kind: crate::link::Kind) {
             self.0.lock().push(data.len());
         }
         fn on_drained(&self) {}

@@ -86,11 +86,11 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Hands a message to the application (counted while it waits, when it reports).
-    pub fn deliver(&self, data: Bytes, text: bool) {
+    pub fn deliver(&self, data: Bytes, kind: crate::link::Kind) {
         if self.counts_inbound {
             self.link.received(data.len());
         }
-        self.events.on_message(data, text);
+        self.events.on_message(data, kind);
     }
 
     /// Whether the application has so much waiting that no more should be handed to it now.

@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::mask;
 use super::utf8::Utf8Stream;
+use crate::link::Kind;
 use crate::server::ReadReady;
 
 /// Which end of the connection we are: a server receives masked frames and sends plain ones,
@@ -94,8 +95,8 @@ pub enum Incoming {
     Message {
         /// The payload, unmasked; fragments joined.
         data: Bytes,
-        /// A text message (else binary).
-        text: bool,
+        /// Binary, or text (ASCII only or not).
+        kind: Kind,
     },
     /// A Ping with its payload (answered with a Pong carrying it).
     Ping(Bytes),
@@ -257,12 +258,15 @@ impl Decoder {
         let text = head.opcode == TEXT;
         match head.opcode {
             TEXT | BINARY if head.fin => {
-                if text && std::str::from_utf8(&payload).is_err() {
-                    return Err(Violation::invalid_text("a text message is not UTF-8"));
-                }
+                let kind = if text {
+                    Kind::of_text(&payload)
+                        .ok_or_else(|| Violation::invalid_text("a text message is not UTF-8"))?
+                } else {
+                    Kind::Binary
+                };
                 Ok(Some(Incoming::Message {
                     data: payload.freeze(),
-                    text,
+                    kind,
                 }))
             }
             TEXT | BINARY => {
@@ -294,9 +298,15 @@ impl Decoder {
                 if done.text && !done.utf8.is_complete() {
                     return Err(Violation::invalid_text("text ends inside a character"));
                 }
+                // Checked piece by piece: only whether it is all ASCII is left to learn.
+                let kind = match (done.text, done.data.is_ascii()) {
+                    (false, _) => Kind::Binary,
+                    (true, true) => Kind::Ascii,
+                    (true, false) => Kind::Text,
+                };
                 Ok(Some(Incoming::Message {
                     data: done.data.freeze(),
-                    text: done.text,
+                    kind,
                 }))
             }
             PING => Ok(Some(Incoming::Ping(payload.freeze()))),

@@ -115,7 +115,7 @@ impl WsCodec {
         // Once our Close is queued, the peer's messages are dropped and its pings unanswered.
         let open = ctx.ending == Ending::Open;
         match incoming {
-            Incoming::Message { data, text } if open => ctx.deliver(data, text),
+            Incoming::Message { data, kind } if open => ctx.deliver(data, kind),
             Incoming::Ping(payload) if open => {
                 self.owed_pongs += payload.len() + PONG_OVERHEAD;
                 self.queue(codec::PONG, payload, ctx.out);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use iodine_engine::http::{Body, HttpSettings, Reply, Request, Response};
-use iodine_engine::link::{Events, Link, Outgoing, Protocol, Upgrade};
+use iodine_engine::link::{Events, Kind, Link, Outgoing, Protocol, Upgrade};
 use parking_lot::Mutex;
 
 use super::TestServer;
@@ -23,9 +23,9 @@ impl Events for Echo {
     fn on_open(&self) {
         self.seen.lock().push("open".into());
     }
-    fn on_message(&self, data: Bytes, text: bool) {
+    fn on_message(&self, data: Bytes, kind: Kind) {
         self.seen.lock().push(format!("message {}", data.len()));
-        let out = if text {
+        let out = if kind.is_text() {
             Outgoing::Text(data)
         } else {
             Outgoing::Binary(data)

@@ -76,17 +76,22 @@ fn violation(bytes: &[u8]) -> Option<u16> {
     decode_all(&mut server_decoder(), bytes).1
 }
 
+/// A text message, of the kind its characters make it (ASCII only or not).
 fn text(s: &str) -> Incoming {
     Incoming::Message {
         data: Bytes::copy_from_slice(s.as_bytes()),
-        text: true,
+        kind: if s.is_ascii() {
+            Kind::Ascii
+        } else {
+            Kind::Text
+        },
     }
 }
 
 fn binary(b: &[u8]) -> Incoming {
     Incoming::Message {
         data: Bytes::copy_from_slice(b),
-        text: false,
+        kind: Kind::Binary,
     }
 }
 
@@ -258,6 +263,40 @@ fn control_frames_are_not_held_to_a_small_message_limit() {
     let mut decoder = Decoder::new(Role::Server, 10);
     let (got, err) = decode_all(&mut decoder, &client(PING, &[1u8; 100]));
     assert_eq!((got.len(), err), (1, None));
+}
+
+#[test]
+fn text_says_whether_it_is_all_ascii_whole_and_fragmented() {
+    let kinds = |bytes: &[u8]| -> Vec<Kind> {
+        let (got, err) = decode_all(&mut server_decoder(), bytes);
+        assert_eq!(err, None);
+        got.into_iter()
+            .filter_map(|m| match m {
+                Incoming::Message { kind, .. } => Some(kind),
+                _ => None,
+            })
+            .collect()
+    };
+    // The high byte at every place of a word, and past 16 bytes.
+    for at in 0..40 {
+        let mut s = "a".repeat(40);
+        s.replace_range(at..at + 1, "é");
+        assert_eq!(
+            kinds(&client(TEXT, s.as_bytes())),
+            vec![Kind::Text],
+            "é at {at}"
+        );
+    }
+    assert_eq!(kinds(&client(TEXT, &[b'x'; 4096])), vec![Kind::Ascii]);
+    assert_eq!(kinds(&client(TEXT, b"")), vec![Kind::Ascii]);
+    assert_eq!(kinds(&client(BINARY, b"plain")), vec![Kind::Binary]);
+    // Fragments: ASCII only when every fragment is.
+    let mut bytes = client_part(TEXT, b"abc");
+    bytes.extend(client(CONTINUATION, b"def"));
+    assert_eq!(kinds(&bytes), vec![Kind::Ascii]);
+    let mut bytes = client_part(TEXT, b"abc");
+    bytes.extend(client(CONTINUATION, "dé".as_bytes()));
+    assert_eq!(kinds(&bytes), vec![Kind::Text]);
 }
 
 #[test]
