@@ -1,8 +1,8 @@
 //! JSON (RFC 8259) without Ruby: a strict parser that feeds a [`Sink`] (no intermediate
 //! tree), a [`Tape`] that records a parse to replay it later (so a large document can be
-//! tokenized on a thread that may not touch Ruby objects and built into them afterwards), and
-//! [`ShortKey`] for caches of object keys, and the writers `Iodine::JSON.generate` uses (strings escaped and floats printed as Ruby's
-//! json gem does).
+//! tokenized on a thread that may not touch Ruby objects and built into them afterwards),
+//! [`ShortKey`] for caches of object keys, and the writers `Iodine::JSON.generate` uses
+//! (strings escaped and floats printed as Ruby's json gem does).
 //!
 //! Decisions where the RFC leaves a choice (JSONTestSuite's `i_` cases):
 //! - numbers: any size; an integer that does not fit `i64` goes to [`Sink::big_integer`] as

@@ -71,10 +71,10 @@ const KEY_SLOTS: usize = 512;
 
 /// Object keys already made, by their text, shared by every parse: API payloads repeat the
 /// same few keys, and finding one here is cheaper than Ruby's fstring (or symbol) table.
-/// A slot holds the key's text (keys up to [`json::SHORT_KEY_LEN`] bytes are cached); its Ruby value is at the same index of `values`, a
-/// [`Marked`] registered with the GC for good: a cached key is never collected, and (marked
-/// with `rb_gc_mark`) never moved by compaction. The cache is bounded: a new key replaces
-/// the one in its slot.
+/// A slot holds the key's text (keys up to [`json::SHORT_KEY_LEN`] bytes are cached); its
+/// Ruby value is at the same index of `values`, a [`Marked`] registered with the GC for good:
+/// a cached key is never collected, and (marked with `rb_gc_mark`) never moved by
+/// compaction. The cache is bounded: a new key replaces the one in its slot.
 struct KeyCache {
     texts: parking_lot::Mutex<Box<[ShortKey]>>,
     values: Opaque<Obj<Marked>>,
@@ -348,7 +348,26 @@ fn parse(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
         failed: None,
     };
     let parsed = if bytes.len() >= UNLOCKED_PARSE {
-        parse_then_build(ruby, &bytes, &options, &mut builder)?
+        let input = &bytes;
+        let taped = gvl::without_gvl(
+            ruby,
+            || {
+                let mut tape = Tape::for_input(input);
+                json::parse(input, &options, &mut tape).map(|()| tape)
+            },
+            || {},
+        )?;
+        match taped {
+            Ok(tape) => {
+                builder.keys = key_cache(symbolize);
+                // jump-safe: the Stop carries nothing; the builder kept the Ruby error (a jump included).
+                if tape.replay(&bytes, &mut builder).is_err() {
+                    return Err(stopped(ruby, &mut builder));
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     } else {
         builder.keys = key_cache(symbolize);
         json::parse(&bytes, &options, &mut builder)
@@ -363,34 +382,6 @@ fn parse(ruby: &Ruby, args: &[Value]) -> Result<Value, Error> {
     // The stack must outlive the building: keep it visibly in use until here.
     std::hint::black_box(&builder.stack);
     result.ok_or_else(|| parser_error(ruby, "Malformed JSON format: no value.".into()))
-}
-
-/// A large document tokenized without the GVL, then built: the parse's result (Ruby errors,
-/// an interrupt included, as `Err`).
-fn parse_then_build(
-    ruby: &Ruby,
-    bytes: &[u8],
-    options: &Options,
-    builder: &mut Builder,
-) -> Result<Result<(), json::Error>, Error> {
-    let taped = gvl::without_gvl(
-        ruby,
-        || {
-            let mut tape = Tape::for_input(bytes);
-            json::parse(bytes, options, &mut tape).map(|()| tape)
-        },
-        || {},
-    )?;
-    let tape = match taped {
-        Ok(tape) => tape,
-        Err(e) => return Ok(Err(e)),
-    };
-    builder.keys = key_cache(builder.symbolize);
-    // jump-safe: the Stop carries nothing; the builder kept the Ruby error (a jump included).
-    if tape.replay(bytes, builder).is_err() {
-        return Err(stopped(ruby, builder));
-    }
-    Ok(Ok(()))
 }
 
 /// The key cache for a parse that builds now (its keys Symbols or Strings).
